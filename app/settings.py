@@ -1,0 +1,83 @@
+"""One settings object, read from UNDERSTUDY_* environment variables (and an optional TOML file).
+
+Nothing is required: the defaults are the embedded setup (SQLite and blobs under ./data, the
+in-process job runner, the in-memory event bus, open auth).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env_bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("data")
+    # Empty means SQLite at <data_dir>/understudy.db.
+    database_url: str = ""
+    # Empty means the in-process job runner and the in-memory event bus.
+    redis_url: str = ""
+    # S3 / MinIO blob store; empty endpoint means blobs on the local file system.
+    s3_endpoint: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_bucket: str = "understudy"
+    s3_secure: bool = False
+    s3_region: str = ""
+    # "open": any sk- key is its own tenant. "keys": only issued keys (team mode).
+    auth: str = "open"
+    # OpenAI's limits: 512 MB for one file, 8 GB for an Upload, 64 MB for one of its parts.
+    max_file_bytes: int = 512 * 1024 * 1024
+    max_upload_bytes: int = 8 * 1024 * 1024 * 1024
+    max_part_bytes: int = 64 * 1024 * 1024
+    upload_ttl_seconds: int = 3600
+    job_concurrency: int = 4
+    sweep_interval_seconds: float = 60.0
+    log_level: str = "info"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'understudy.db').resolve()}"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
+        """Defaults, then UNDERSTUDY_CONFIG (a TOML file), then UNDERSTUDY_* variables, then overrides."""
+        env = os.environ if environ is None else environ
+        values: dict = {}
+        config_file = env.get("UNDERSTUDY_CONFIG")
+        if config_file:
+            with open(config_file, "rb") as fh:
+                values.update(tomllib.load(fh))
+        names = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
+        for name in names:
+            raw = env.get(f"UNDERSTUDY_{name.upper()}")
+            if raw is not None:
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - set(names)
+        if unknown:
+            raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return cls(**{k: _coerce(names[k].type, v) for k, v in values.items()})
+
+
+def _coerce(annotation: str, value):
+    if annotation == "bool":
+        return value if isinstance(value, bool) else _env_bool(str(value))
+    if annotation == "int":
+        return int(value)
+    if annotation == "float":
+        return float(value)
+    if annotation == "Path":
+        return Path(value)
+    return value

@@ -1,0 +1,81 @@
+"""The database: an async SQLAlchemy engine over SQLite (aiosqlite, WAL) or PostgreSQL (asyncpg).
+
+Migrations are Alembic's, run at start-up (and by `understudy migrate`). Queries go through SQLAlchemy
+Core on the SQLModel tables: the hot paths (id lookup, list pages) skip the ORM's identity map.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+log = logging.getLogger("understudy.db")
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Any constant: serialises concurrent migrators (several API processes starting at once) on PostgreSQL.
+_MIGRATION_LOCK_ID = 7_202_611
+
+
+class Database:
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict = {"echo": echo}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    def connect(self):
+        """A connection for reads (autocommit-free; nothing to roll back)."""
+        return self.engine.connect()
+
+    def begin(self):
+        """A connection in a transaction, committed when the block exits cleanly."""
+        return self.engine.begin()
+
+    async def migrate(self) -> None:
+        async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+            await conn.run_sync(_upgrade_to_head)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _upgrade_to_head(connection: Connection) -> None:
+    command.upgrade(alembic_config(connection), "head")
+
+
+async def current_revision(conn: AsyncConnection) -> str | None:
+    def _read(sync_conn: Connection) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        return MigrationContext.configure(sync_conn).get_current_revision()
+
+    return await conn.run_sync(_read)

@@ -1,0 +1,104 @@
+"""The SQLModel tables.
+
+A table per resource: the columns we filter and sort on, plus the rest of the object where it is
+free-form. `seq` is an auto-increment primary key: list cursors order by it, so objects created in the
+same second keep their creation order (OpenAI's `created_at` has one-second resolution). `id` is the
+public, prefixed id.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer
+from sqlmodel import Field, SQLModel
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants a BIGINT identity.
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def seq_field() -> Any:
+    return Field(default=None, sa_column=Column("seq", SeqType, primary_key=True, autoincrement=True))
+
+
+def big_int_field() -> Any:
+    """Byte counts: an Upload may be 8 GB, past a 32-bit INTEGER on PostgreSQL."""
+    return Field(sa_column=Column(BigInteger, nullable=False))
+
+
+def json_field(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(JSON, nullable=nullable))
+
+
+class Tenant(SQLModel, table=True):
+    __tablename__ = "tenants"
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    # sha256 of the API key: keys are never stored in the clear.
+    key_hash: str = Field(max_length=64, unique=True)
+    created_at: int
+
+
+class File(SQLModel, table=True):
+    __tablename__ = "files"
+    __table_args__ = (Index("ix_files_tenant_seq", "tenant_id", "seq"), Index("ix_files_tenant_purpose_seq", "tenant_id", "purpose", "seq"))
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    filename: str
+    purpose: str = Field(max_length=32)
+    bytes: int = big_int_field()
+    status: str = Field(default="processed", max_length=16)
+    status_details: Optional[str] = None
+    expires_at: Optional[int] = Field(default=None, index=True)
+    mime_type: Optional[str] = None
+    blob_key: str
+
+
+class Upload(SQLModel, table=True):
+    __tablename__ = "uploads"
+    __table_args__ = (Index("ix_uploads_tenant_seq", "tenant_id", "seq"),)
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    expires_at: int = Field(index=True)
+    status: str = Field(default="pending", max_length=16)
+    filename: str
+    purpose: str = Field(max_length=32)
+    mime_type: str
+    bytes: int = big_int_field()
+    file_expires_after: Optional[dict] = json_field()
+    file_id: Optional[str] = Field(default=None, max_length=64)
+
+
+class UploadPart(SQLModel, table=True):
+    __tablename__ = "upload_parts"
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    upload_id: str = Field(max_length=64, index=True)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    bytes: int = big_int_field()
+    blob_key: str
+
+
+class Job(SQLModel, table=True):
+    """A unit of background work. Its arguments are ids only; the truth lives in the objects' rows."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_seq", "status", "seq"),)
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    name: str = Field(max_length=64)
+    args: dict = json_field(nullable=False)
+    # A job enqueued twice with the same key runs once (e.g. one ingestion per file).
+    key: Optional[str] = Field(default=None, max_length=200, unique=True)
+    status: str = Field(default="queued", max_length=16)  # queued | running | succeeded | failed
+    attempts: int = 0
+    last_error: Optional[str] = None
+    created_at: int
+    updated_at: int
+
+
+metadata = SQLModel.metadata
