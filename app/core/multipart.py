@@ -1,0 +1,136 @@
+"""Streaming multipart/form-data: parts are read as the body arrives, never the whole body in memory.
+
+Litestar's own form parsing buffers the entire request, which is wrong for a 512 MB file. This feeds
+python-multipart's push parser from the request stream and hands out parts one at a time:
+
+    async for part in iter_parts(content_type, request.stream()):
+        if part.filename is None: value = await part.text()
+        else: async for chunk in part: ...
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import AsyncIterable, AsyncIterator
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from app.core.errors import invalid_request
+
+_FIELD_LIMIT = 1024 * 1024  # a non-file field larger than this is not a parameter
+
+
+class Part:
+    def __init__(self, reader: "_Reader", headers: dict[str, str]) -> None:
+        self._reader = reader
+        self.headers = headers
+        _, options = parse_options_header(headers.get("content-disposition", ""))
+        self.name = options.get(b"name", b"").decode("utf-8", "replace")
+        filename = options.get(b"filename")
+        # A filename is only ever a label: strip any path a client put in it.
+        self.filename = None if filename is None else _safe_filename(filename.decode("utf-8", "replace"))
+        self.content_type = headers.get("content-type")
+        self.finished = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._reader.part_chunks(self)
+
+    async def read(self, limit: int = _FIELD_LIMIT) -> bytes:
+        data = bytearray()
+        async for chunk in self:
+            data += chunk
+            if len(data) > limit:
+                raise invalid_request(f"The form field '{self.name}' is too large.", param=self.name)
+        return bytes(data)
+
+    async def text(self) -> str:
+        return (await self.read()).decode("utf-8", "replace")
+
+
+def _safe_filename(name: str) -> str:
+    name = name.replace("\\", "/").rsplit("/", 1)[-1].replace("\x00", "")
+    return name.strip() or "upload"
+
+
+class _Reader:
+    """Pulls body chunks on demand and turns the parser's callbacks into a queue of events."""
+
+    def __init__(self, boundary: bytes, body: AsyncIterable[bytes]) -> None:
+        self._body = aiter(body)
+        self._events: deque = deque()
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._headers: dict[str, str] = {}
+        self._eof = False
+        self._parser = MultipartParser(
+            boundary,
+            callbacks={
+                "on_part_begin": self._on_part_begin,
+                "on_header_field": lambda d, s, e: self._header_field.extend(d[s:e]),
+                "on_header_value": lambda d, s, e: self._header_value.extend(d[s:e]),
+                "on_header_end": self._on_header_end,
+                "on_headers_finished": lambda: self._events.append(("part", dict(self._headers))),
+                "on_part_data": lambda d, s, e: self._events.append(("data", bytes(d[s:e]))),
+                "on_part_end": lambda: self._events.append(("end", None)),
+                "on_end": lambda: self._events.append(("eof", None)),
+            },
+        )
+
+    def _on_part_begin(self) -> None:
+        self._headers = {}
+
+    def _on_header_end(self) -> None:
+        self._headers[self._header_field.decode("latin-1").lower()] = self._header_value.decode("utf-8", "replace")
+        self._header_field.clear()
+        self._header_value.clear()
+
+    async def _next_event(self):
+        while not self._events:
+            if self._eof:
+                raise invalid_request("The multipart body ended before its closing boundary.")
+            try:
+                chunk = await anext(self._body)
+            except StopAsyncIteration:
+                self._eof = True
+                self._parser.finalize()
+                continue
+            try:
+                self._parser.write(chunk)
+            except MultipartParseError as error:
+                raise invalid_request(f"Malformed multipart body: {error}.") from None
+        return self._events.popleft()
+
+    async def parts(self) -> AsyncIterator[Part]:
+        current: Part | None = None
+        while True:
+            if current is not None and not current.finished:
+                async for _ in current:  # the caller skipped the rest of this part
+                    pass
+            kind, value = await self._next_event()
+            if kind == "eof":
+                return
+            if kind == "part":
+                current = Part(self, value)
+                yield current
+
+    async def part_chunks(self, part: Part) -> AsyncIterator[bytes]:
+        while not part.finished:
+            kind, value = await self._next_event()
+            if kind == "data":
+                if value:
+                    yield value
+            elif kind == "end":
+                part.finished = True
+            else:
+                raise invalid_request("Malformed multipart body.")
+
+
+def boundary_of(content_type: str | None) -> bytes:
+    media_type, options = parse_options_header(content_type or "")
+    if media_type != b"multipart/form-data" or not options.get(b"boundary"):
+        raise invalid_request("This endpoint expects a multipart/form-data body.")
+    return options[b"boundary"]
+
+
+def iter_parts(content_type: str | None, body: AsyncIterable[bytes]) -> AsyncIterator[Part]:
+    return _Reader(boundary_of(content_type), body).parts()

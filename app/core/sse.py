@@ -1,0 +1,74 @@
+"""The one server-sent-events helper every streaming endpoint uses.
+
+OpenAI's streams come in two spellings: chat/completions send bare `data: {...}` lines ending with
+`data: [DONE]`; assistants, responses and Anthropic name each event (`event: thread.run.created`).
+Both are `SSEvent`s here. Litestar's own ServerSentEvent hops to a thread before the first event and
+has no keep-alive, so this encodes the frames itself on a plain Stream and sends `: ping` comments
+when the producer is quiet (proxies drop idle connections).
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, AsyncIterable, AsyncIterator
+
+import msgspec
+from litestar.response import Stream
+
+_encode_json = msgspec.json.Encoder().encode
+PING = b": ping\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class SSEvent:
+    data: Any  # a JSON-able object, or a str sent as it is (e.g. "[DONE]")
+    event: str | None = None
+
+    def encode(self) -> bytes:
+        payload = self.data.encode() if isinstance(self.data, str) else _encode_json(self.data)
+        if self.event is None:
+            return b"data: " + payload + b"\n\n"
+        return b"event: " + self.event.encode() + b"\ndata: " + payload + b"\n\n"
+
+
+DONE = SSEvent("[DONE]")
+
+
+async def encode_events(events: AsyncIterable[SSEvent], ping_interval: float | None) -> AsyncIterator[bytes]:
+    iterator = aiter(events)
+    if not ping_interval:
+        async for event in iterator:
+            yield event.encode()
+        return
+    pending: asyncio.Future | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait((pending,), timeout=ping_interval)
+            if not done:
+                yield PING
+                continue
+            try:
+                event = pending.result()
+            except StopAsyncIteration:
+                pending = None
+                return
+            pending = None
+            yield event.encode()
+    finally:
+        if pending is not None:
+            pending.cancel()
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def sse_response(
+    events: AsyncIterable[SSEvent], *, ping_interval: float | None = 15.0, headers: dict[str, str] | None = None
+) -> Stream:
+    return Stream(
+        encode_events(events, ping_interval),
+        media_type="text/event-stream; charset=utf-8",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},
+    )

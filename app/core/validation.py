@@ -1,0 +1,115 @@
+"""Request bodies checked against the official SDK's `*Params` TypedDicts, with OpenAI's error wording.
+
+The SDK already types every request parameter; a pydantic TypeAdapter over its TypedDict validates a
+body, and the first error becomes OpenAI's 400: "Missing required parameter: 'x'.", "Invalid type for
+'x': …", "Invalid value: 'v'. Supported values are: …", "Unknown parameter: 'x'.".
+"""
+from __future__ import annotations
+
+import functools
+import typing
+from typing import Any
+
+import msgspec
+from pydantic import TypeAdapter, ValidationError
+from typing_extensions import is_typeddict
+
+from app.core.errors import APIError, invalid_request
+
+_JSON_TYPES = {
+    "int": "an integer", "float": "a number", "str": "a string", "bool": "a boolean",
+    "list": "an array", "dict": "an object", "NoneType": "null",
+}
+_EXPECTED = {
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "string_type": "a string", "bool_type": "a boolean", "list_type": "an array",
+    "sequence_str": "an array", "dict_type": "an object", "model_type": "an object", "typed_dict_type": "an object",
+}
+
+BAD_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
+    "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
+)
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value).__name__, type(value).__name__)
+
+
+def _param(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+@functools.cache
+def _adapter(params_type) -> TypeAdapter:
+    return TypeAdapter(params_type)
+
+
+@functools.cache
+def _fields(params_type) -> dict[str, Any]:
+    hints = typing.get_type_hints(params_type, include_extras=True)
+    return {name: _unwrap(hint) for name, hint in hints.items()}
+
+
+def _unwrap(hint):
+    while typing.get_origin(hint) in (typing.Required, typing.NotRequired, typing.Annotated):
+        hint = typing.get_args(hint)[0]
+    return hint
+
+
+def _check_unknown(params_type, body: dict, prefix: str = "") -> None:
+    fields = _fields(params_type)
+    for key, value in body.items():
+        if key not in fields:
+            name = f"{prefix}{key}"
+            raise APIError(f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
+        hint = fields[key]
+        if is_typeddict(hint) and isinstance(value, dict):
+            _check_unknown(hint, value, f"{prefix}{key}.")
+
+
+def _to_api_error(error: ValidationError, body: Any) -> APIError:
+    first = error.errors(include_url=False)[0]
+    kind, loc, param = first["type"], first["loc"], _param(first["loc"])
+    if kind == "missing":
+        return invalid_request(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+    value = first.get("input")
+    if kind == "literal_error":
+        expected = first.get("ctx", {}).get("expected", "")
+        return invalid_request(
+            f"Invalid value: '{value}'. Supported values are: {expected}.", param=param, code="invalid_value"
+        )
+    if kind in _EXPECTED:
+        return invalid_request(
+            f"Invalid type for '{param}': expected {_EXPECTED[kind]}, but got {_json_type(value)} instead.",
+            param=param,
+            code="invalid_type",
+        )
+    return invalid_request(f"Invalid '{param}': {first['msg']}.", param=param, code="invalid_value")
+
+
+def decode_json_object(raw: bytes) -> dict:
+    try:
+        body = msgspec.json.decode(raw) if raw else None
+    except msgspec.DecodeError:
+        raise invalid_request(BAD_JSON) from None
+    if not isinstance(body, dict):
+        raise invalid_request(BAD_JSON if body is None else "The request body must be a JSON object.")
+    return body
+
+
+def validate_params(params_type, body: dict) -> dict:
+    """Checks `body` against an SDK params TypedDict; returns it unchanged when valid."""
+    _check_unknown(params_type, body)
+    try:
+        _adapter(params_type).validate_python(body, strict=True)
+    except ValidationError as error:
+        raise _to_api_error(error, body) from None
+    return body
+
+
+def parse_json_params(params_type, raw: bytes) -> dict:
+    return validate_params(params_type, decode_json_object(raw))

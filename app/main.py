@@ -1,0 +1,59 @@
+"""create_app(settings) -> Litestar. The lifespan opens the platform (storage, jobs, bus, services)
+and closes it on shutdown."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router
+
+from app.api.deps import DEPENDENCIES
+from app.api.errors import EXCEPTION_HANDLERS
+from app.api.files import FilesController
+from app.api.headers import OpenAIHeaders
+from app.api.health import healthz
+from app.api.models import ModelsController
+from app.api.uploads import UploadsController
+from app.platform import Platform, open_platform
+from app.settings import Settings
+
+log = logging.getLogger("understudy")
+
+API_CONTROLLERS = [FilesController, UploadsController, ModelsController]
+
+
+async def _sweep_periodically(platform: Platform) -> None:
+    while True:
+        try:
+            await platform.queue.enqueue("sweep_expired", key="sweep_expired")
+        except Exception:  # a failed sweep must not end the loop
+            log.exception("could not enqueue the expiry sweep")
+        await asyncio.sleep(platform.settings.sweep_interval_seconds)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar):
+        platform = await open_platform(settings)
+        app.state.platform = platform
+        sweeper = asyncio.create_task(_sweep_periodically(platform))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            await platform.close()
+
+    app = Litestar(
+        route_handlers=[healthz, Router(path="/v1", route_handlers=API_CONTROLLERS)],
+        dependencies=DEPENDENCIES,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        openapi_config=None,
+        logging_config=None,
+    )
+    # Outermost, so even a 404 for an unknown route carries OpenAI's headers.
+    app.asgi_handler = OpenAIHeaders(app.asgi_handler)
+    return app

@@ -1,0 +1,70 @@
+"""Everything a request or a job needs, built once and fully initialised: storage, queue, bus, services.
+
+The API's lifespan and the job runner (and later an arq worker) open the same Platform, so a job
+function sees exactly the services a controller does.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from app.core.auth import Authenticator
+from app.events import EventBus, InMemoryEventBus
+from app.services.files import FilesService
+from app.services.models import ModelsService
+from app.services.uploads import UploadsService
+from app.settings import Settings
+from storage.blobs import BlobStore, open_blob_store
+from storage.db import Database
+from workers.queue import JobQueue
+
+log = logging.getLogger("understudy")
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    bus: EventBus
+    queue: JobQueue
+    auth: Authenticator
+    files: FilesService
+    uploads: UploadsService
+    models: ModelsService
+
+    async def close(self) -> None:
+        await self.queue.stop()
+        await self.bus.close()
+        await self.blobs.close()
+        await self.db.dispose()
+
+
+async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platform:
+    from workers.jobs import JOBS
+    from workers.runner import InProcessRunner
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    await db.migrate()
+    blobs = open_blob_store(settings)
+    files = FilesService(db, blobs, max_file_bytes=settings.max_file_bytes)
+    ctx: dict = {}
+    platform = Platform(
+        settings=settings,
+        db=db,
+        blobs=blobs,
+        bus=InMemoryEventBus(),
+        queue=InProcessRunner(db, JOBS, ctx, concurrency=settings.job_concurrency),
+        auth=Authenticator(db, settings.auth),
+        files=files,
+        uploads=UploadsService(
+            db, blobs, files, max_upload_bytes=settings.max_upload_bytes, max_part_bytes=settings.max_part_bytes, ttl_seconds=settings.upload_ttl_seconds
+        ),
+        models=ModelsService(),
+    )
+    ctx["platform"] = platform
+    if run_jobs:
+        await platform.queue.start()
+    log.info("storage: %s, blobs: %s, jobs: %s, events: %s", "sqlite" if db.is_sqlite else "postgresql", blobs.name, platform.queue.name, platform.bus.name)
+    return platform

@@ -1,0 +1,77 @@
+"""The model catalogue: every model id the official SDKs know, all served by the offline model until
+an upstream provider claims them. Built from the SDKs' own type literals, so upgrading the SDKs
+refreshes the catalogue."""
+from __future__ import annotations
+
+import typing
+from functools import cache
+
+import anthropic.types
+import openai.types
+import openai.types.audio
+from openai.types import completion_create_params
+
+from app.core.errors import APIError
+
+# Gemini has no SDK among our dependencies: the current public model ids.
+GEMINI_MODELS = (
+    "gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.0-flash", "gemini-2.0-flash-lite",
+    "gemini-embedding-001", "text-embedding-004",
+)
+# A stable, plausible `created` for catalogue entries (deterministic responses).
+_CREATED = {"openai": 1_704_067_200, "anthropic": 1_704_067_200, "google": 1_704_067_200}
+
+
+def _literals(annotation) -> list[str]:
+    """Every string in a Literal, also when nested in a Union (`str | Literal[...]`)."""
+    out: list[str] = []
+    for arg in typing.get_args(annotation):
+        if isinstance(arg, str):
+            out.append(arg)
+        else:
+            out.extend(_literals(arg))
+    return out
+
+
+def _openai_ids() -> list[str]:
+    legacy = typing.get_type_hints(completion_create_params.CompletionCreateParamsBase)["model"]
+    sources = (
+        openai.types.ChatModel, openai.types.ResponsesModel, legacy, openai.types.EmbeddingModel,
+        openai.types.ModerationModel, openai.types.ImageModel, openai.types.AudioModel,
+        openai.types.audio.SpeechModel, openai.types.VideoModel,
+    )
+    return [model_id for source in sources for model_id in _literals(source)]
+
+
+@cache
+def catalogue() -> dict[str, dict]:
+    owners = [("openai", _openai_ids()), ("anthropic", _literals(anthropic.types.Model)), ("google", list(GEMINI_MODELS))]
+    models: dict[str, dict] = {}
+    for owner, ids in owners:
+        for model_id in ids:
+            models.setdefault(model_id, {"id": model_id, "object": "model", "created": _CREATED[owner], "owned_by": owner})
+    return models
+
+
+class ModelsService:
+    def list(self, tenant_id: str) -> dict:
+        return {"object": "list", "data": list(catalogue().values())}
+
+    def get(self, tenant_id: str, model_id: str) -> dict:
+        model = catalogue().get(model_id)
+        if model is None:
+            raise APIError(
+                f"The model '{model_id}' does not exist or you do not have access to it.",
+                status_code=404, param="model", code="model_not_found",
+            )
+        return model
+
+    def delete(self, tenant_id: str, model_id: str) -> dict:
+        """Only a tenant's fine-tuned models can be deleted (they arrive with fine-tuning jobs)."""
+        self.get(tenant_id, model_id)
+        raise APIError(
+            f"You do not have permission to delete the model '{model_id}': only fine-tuned models you own can be deleted.",
+            status_code=403, type="invalid_request_error", param="model", code="model_not_deletable",
+        )
+
+
