@@ -1,0 +1,44 @@
+"""Validate response bodies against the official OpenAI OpenAPI spec in ../shared/openai-openapi."""
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+import yaml
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "openai-openapi" / "openapi.yaml"
+
+
+def _fix_nullable(node):
+    """The spec mixes OpenAPI 3.0's `nullable: true` into 3.1 schemas; JSON Schema ignores it."""
+    if isinstance(node, dict):
+        node = {k: _fix_nullable(v) for k, v in node.items()}
+        if node.pop("nullable", False) is True:
+            return {"anyOf": [node, {"type": "null"}]}
+        return node
+    if isinstance(node, list):
+        return [_fix_nullable(v) for v in node]
+    return node
+
+
+@cache
+def _spec() -> dict:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with SPEC_PATH.open() as fh:
+        return _fix_nullable(yaml.load(fh, Loader=loader))
+
+
+@cache
+def _validator(schema_name: str) -> jsonschema.Draft202012Validator:
+    spec = _spec()
+    registry = Registry().with_resource("urn:openai-spec", Resource.from_contents(spec, default_specification=DRAFT202012))
+    schema = {"$ref": f"urn:openai-spec#/components/schemas/{schema_name}"}
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def assert_matches_schema(body: dict, schema_name: str) -> None:
+    errors = sorted(_validator(schema_name).iter_errors(body), key=lambda e: list(e.path))
+    assert not errors, f"{schema_name}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
