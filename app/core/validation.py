@@ -94,7 +94,8 @@ def _to_api_error(error: ValidationError, body: Any) -> APIError:
 def decode_json_object(raw: bytes) -> dict:
     try:
         body = msgspec.json.decode(raw) if raw else None
-    except msgspec.DecodeError:
+    # DecodeError, and also UnicodeDecodeError (strings that are not UTF-8) and RecursionError (deep nesting).
+    except (msgspec.DecodeError, ValueError, RecursionError):
         raise invalid_request(BAD_JSON) from None
     if not isinstance(body, dict):
         raise invalid_request(BAD_JSON if body is None else "The request body must be a JSON object.")
