@@ -80,7 +80,9 @@ class _Reader:
         self._headers = {}
 
     def _on_header_end(self) -> None:
-        self._headers[self._header_field.decode("latin-1").lower()] = self._header_value.decode("utf-8", "replace")
+        # latin-1 keeps the raw bytes: parse_options_header() re-encodes values as latin-1, and Part decodes
+        # them as UTF-8 (what browsers and httpx send), so decoding as UTF-8 here would mangle non-ASCII names.
+        self._headers[self._header_field.decode("latin-1").lower()] = self._header_value.decode("latin-1")
         self._header_field.clear()
         self._header_value.clear()
 
