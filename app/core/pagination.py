@@ -1,16 +1,21 @@
 """OpenAI list pagination: `after` / `before` cursors, `limit`, `order`, over a table's `seq` column.
 
 Ordering by the auto-increment `seq` rather than `created_at` keeps objects created in the same second
-in creation order, so a cursor never skips or repeats one.
+in creation order, so a cursor never skips or repeats one. Listing is a hot path: each shape of list
+query is built once with bind parameters and reused (SQLAlchemy then reuses its compiled form too).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import Table, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Table, bindparam, select
+from sqlalchemy.sql import ColumnElement
 
 from app.core.errors import invalid_request
+from storage.db import Database
+from storage.prepared import Prepared
 
 
 @dataclass(frozen=True)
@@ -46,25 +51,39 @@ def page_params(
     return Page(limit=limit, order=order, after=after or None, before=before or None)
 
 
-async def fetch_page(conn: AsyncConnection, table: Table, page: Page, *conditions) -> tuple[list, bool]:
-    """One page of rows matching `conditions` (which must scope by tenant), and whether more follow."""
+@lru_cache(maxsize=512)
+def _page_query(table: Table, filters: tuple[str, ...], extra: tuple[ColumnElement, ...], ascending: bool, after: bool, before: bool):
     seq = table.c.seq
-    ascending = page.order == "asc"
-    query = select(table).where(*conditions)
-    if page.after:
-        cursor = select(seq).where(table.c.id == page.after, *conditions).scalar_subquery()
+    scope = [table.c[name] == bindparam(f"f_{name}") for name in filters] + list(extra)
+    query = select(table).where(*scope)
+    if after:
+        cursor = select(seq).where(table.c.id == bindparam("after"), *scope).scalar_subquery()
         query = query.where(seq > cursor if ascending else seq < cursor)
-    if page.before:
-        cursor = select(seq).where(table.c.id == page.before, *conditions).scalar_subquery()
+    if before:
+        cursor = select(seq).where(table.c.id == bindparam("before"), *scope).scalar_subquery()
         query = query.where(seq < cursor if ascending else seq > cursor)
-    # With only `before`, walk backwards from the cursor and flip the page into the requested order.
-    backwards = page.before is not None and page.after is None
-    walk_ascending = ascending != backwards
-    query = query.order_by(seq.asc() if walk_ascending else seq.desc()).limit(page.limit + 1)
-    rows = (await conn.execute(query)).all()
+    # With only `before`, walk backwards from the cursor (the page is flipped back afterwards).
+    walk_ascending = ascending != (before and not after)
+    return Prepared(query.order_by(seq.asc() if walk_ascending else seq.desc()).limit(bindparam("limit")))
+
+
+async def fetch_page(
+    db: Database,
+    table: Table,
+    page: Page,
+    filters: dict[str, Any],
+    extra: tuple[ColumnElement, ...] = (),
+    params: dict[str, Any] | None = None,
+) -> tuple[list, bool]:
+    """One page of rows whose columns equal `filters` (which must include the tenant) and that match the
+    `extra` conditions (module-level constants whose bind parameters come in `params`)."""
+    query = _page_query(table, tuple(filters), extra, page.order == "asc", page.after is not None, page.before is not None)
+    values = {f"f_{name}": value for name, value in filters.items()}
+    values.update(params or {}, limit=page.limit + 1, after=page.after, before=page.before)
+    rows = await db.fetch_all(query, values)
     has_more = len(rows) > page.limit
     rows = rows[: page.limit]
-    if backwards:
+    if page.before is not None and page.after is None:
         rows.reverse()
     return rows, has_more
 

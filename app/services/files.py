@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import AsyncIterable, AsyncIterator, get_args
 
 from openai.types import FilePurpose
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import bindparam, delete, insert, or_, select
 
 from app.core.errors import invalid_request, not_found, too_large
 from app.core.ids import new_id
@@ -20,6 +20,7 @@ from app.core.pagination import Page, fetch_page, list_body
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.models import File
+from storage.prepared import Prepared
 
 files = File.__table__
 PURPOSES: tuple[str, ...] = get_args(FilePurpose)
@@ -90,8 +91,13 @@ def check_expires_after(expires_after: dict | None) -> int | None:
     return seconds
 
 
-def _live(now: int):
+def _live(now):
     return or_(files.c.expires_at.is_(None), files.c.expires_at > now)
+
+
+# Built once: the id lookup and the list are the hottest queries there are.
+_LIVE_NOW = (_live(bindparam("now")),)
+_GET_LIVE = Prepared(select(files).where(files.c.id == bindparam("id"), files.c.tenant_id == bindparam("tenant_id"), *_LIVE_NOW))
 
 
 class FilesService:
@@ -159,9 +165,7 @@ class FilesService:
         )
 
     async def get_row(self, tenant_id: str, file_id: str):
-        query = select(files).where(files.c.id == file_id, files.c.tenant_id == tenant_id, _live(int(time.time())))
-        async with self._db.connect() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self._db.fetch_one(_GET_LIVE, {"id": file_id, "tenant_id": tenant_id, "now": int(time.time())})
         if row is None:
             raise not_found("File", file_id, param="file_id")
         return row
@@ -170,11 +174,10 @@ class FilesService:
         return file_object(await self.get_row(tenant_id, file_id))
 
     async def list(self, tenant_id: str, page: Page, purpose: str | None = None) -> dict:
-        conditions = [files.c.tenant_id == tenant_id, _live(int(time.time()))]
+        filters = {"tenant_id": tenant_id}
         if purpose:
-            conditions.append(files.c.purpose == purpose)
-        async with self._db.connect() as conn:
-            rows, has_more = await fetch_page(conn, files, page, *conditions)
+            filters["purpose"] = purpose
+        rows, has_more = await fetch_page(self._db, files, page, filters, _LIVE_NOW, {"now": int(time.time())})
         return list_body([file_object(row) for row in rows], has_more)
 
     async def delete(self, tenant_id: str, file_id: str) -> dict:

@@ -79,9 +79,7 @@ class UploadsService:
         return upload_object(Row(values))
 
     async def _row(self, tenant_id: str, upload_id: str):
-        query = select(uploads).where(uploads.c.id == upload_id, uploads.c.tenant_id == tenant_id)
-        async with self._db.connect() as conn:
-            row = (await conn.execute(query)).first()
+        row = await self._db.fetch_one(select(uploads).where(uploads.c.id == upload_id, uploads.c.tenant_id == tenant_id))
         if row is None:
             raise not_found("Upload", upload_id, param="upload_id")
         return row
@@ -115,8 +113,7 @@ class UploadsService:
 
     async def complete(self, tenant_id: str, upload_id: str, part_ids: list[str], md5: str | None) -> dict:
         row = await self._pending_row(tenant_id, upload_id)
-        async with self._db.connect() as conn:
-            stored = {p.id: p for p in (await conn.execute(select(parts).where(parts.c.upload_id == upload_id))).all()}
+        stored = {p.id: p for p in await self._db.fetch_all(select(parts).where(parts.c.upload_id == upload_id))}
         if len(set(part_ids)) != len(part_ids):
             raise invalid_request("Invalid 'part_ids': a part is listed more than once.", param="part_ids", code="invalid_value")
         unknown = [p for p in part_ids if p not in stored]
