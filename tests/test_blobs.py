@@ -170,16 +170,16 @@ async def test_delete(blob_store):
     await blob_store.delete("t1/doomed")
 
 
-async def test_a_directory_is_not_a_blob(blob_store, request):
-    if blob_store.name == "filesystem":  # strict: flips to a failure once fs.py is fixed
-        request.applymarker(pytest.mark.xfail(strict=True, reason="fs.py: size() stats the directory, "
-                                              "read() raises IsADirectoryError instead of BlobNotFound"))
+async def test_a_directory_is_not_a_blob(blob_store):
     await blob_store.put("t1/dir/child", b"x")
     assert not await blob_store.exists("t1/dir")
     with pytest.raises(BlobNotFound):
         await blob_store.size("t1/dir")
     with pytest.raises(BlobNotFound):
         await blob_store.read_all("t1/dir")
+    with pytest.raises(BlobNotFound):
+        async for _ in blob_store.read("t1/dir"):
+            pass
 
 
 async def test_delete_prefix_removes_only_that_prefix(blob_store):

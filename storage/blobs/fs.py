@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -56,7 +57,7 @@ class FileSystemBlobStore:
         path = self._path(key)
         try:
             fh = await asyncio.to_thread(open, path, "rb")
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):  # a key prefix is not a blob
             raise BlobNotFound(key) from None
         try:
             while chunk := await asyncio.to_thread(fh.read, chunk_size):
@@ -67,14 +68,17 @@ class FileSystemBlobStore:
     async def read_all(self, key: str) -> bytes:
         try:
             return await asyncio.to_thread(self._path(key).read_bytes)
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError):
             raise BlobNotFound(key) from None
 
     async def size(self, key: str) -> int:
         try:
-            return (await asyncio.to_thread(os.stat, self._path(key))).st_size
+            info = await asyncio.to_thread(os.stat, self._path(key))
         except FileNotFoundError:
             raise BlobNotFound(key) from None
+        if not stat.S_ISREG(info.st_mode):
+            raise BlobNotFound(key)
+        return info.st_size
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(self._path(key).is_file)
