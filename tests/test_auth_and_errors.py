@@ -236,3 +236,8 @@ def test_client_mistakes_are_400_never_500(http, case):
     path, content, content_type = BAD_REQUESTS[case]
     headers = {"content-type": content_type} if content_type else {}
     assert_openai_error(http.post(path, content=content, headers=headers), 400)
+
+
+def test_query_parameter_type_error_in_openai_words(http):
+    error = assert_openai_error(http.get("/files", params={"limit": "abc"}), 400, param="limit", code="invalid_type")
+    assert error["message"] == "Invalid type for 'limit': expected an integer."

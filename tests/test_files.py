@@ -171,6 +171,13 @@ def test_expires_after_bad_form_values(http, anchor, seconds, param):
     assert_openai_error(http.post("/files", files={"file": ("a.txt", b"x")}, data=data), 400, param=param)
 
 
+@pytest.mark.parametrize(("field", "missing"), [("expires_after[seconds]", "expires_after.anchor"), ("expires_after[anchor]", "expires_after.seconds")])
+def test_expires_after_half_given(http, field, missing):
+    data = {"purpose": "assistants", field: "3600" if "seconds" in field else "created_at"}
+    response = http.post("/files", files={"file": ("a.txt", b"x")}, data=data)
+    assert_openai_error(response, 400, param=missing, code="missing_required_parameter")
+
+
 def test_batch_file_expires_after_30_days_by_default(client):
     file = make_file(client, b'{"custom_id": "1"}\n', "in.jsonl", purpose="batch")
     assert file.expires_at == file.created_at + 30 * DAY

@@ -355,3 +355,11 @@ def test_fresh_upload_on_the_expiry_server_still_completes(expiry_server):
         upload = open_upload(client, 3)
         done = client.uploads.complete(upload.id, part_ids=add_parts(client, upload.id, [b"xyz"]))
         assert client.files.content(done.file.id).content == b"xyz"
+
+
+@pytest.mark.parametrize("given, stored", [("../../etc/passwd", "passwd"), ("a\\b/c\x00d.txt", "cd.txt"), ("x" * 300, "x" * 255)])
+def test_upload_filename_is_a_label_not_a_path(client, given, stored):
+    """Uploads clean the filename exactly as POST /v1/files does."""
+    upload = client.uploads.upload_file_chunked(file=b"abc", filename=given, bytes=3, mime_type="text/plain", purpose="assistants")
+    assert upload.filename == stored
+    assert client.files.retrieve(upload.file.id).filename == stored

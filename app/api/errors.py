@@ -49,15 +49,19 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response:
     return _response(APIError(message, status_code=status, type=_TYPES.get(status, "invalid_request_error")))
 
 
+# Litestar says "Expected `int | null`, got `str`"; OpenAI says "expected an integer".
+_EXPECTED = (("int", "an integer"), ("float", "a number"), ("bool", "a boolean"), ("str", "a string"))
+
+
 def _from_validation(exc: ValidationException) -> APIError:
     """Litestar's own checks (query and path parameter types) in OpenAI's words."""
     extra = exc.extra if isinstance(exc.extra, list) else []
     for item in extra:
         if isinstance(item, dict) and item.get("key"):
-            key = item["key"]
-            return APIError(
-                f"Invalid type for '{key}': {item.get('message', 'invalid value')}.", status_code=400, param=key, code="invalid_type"
-            )
+            key, message = item["key"], str(item.get("message", ""))
+            expected = next((words for name, words in _EXPECTED if f"`{name}" in message), None)
+            detail = f"expected {expected}" if expected else message or "invalid value"
+            return APIError(f"Invalid type for '{key}': {detail}.", status_code=400, param=key, code="invalid_type")
     return APIError(exc.detail or "Invalid request.", status_code=400)
 
 

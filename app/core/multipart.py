@@ -28,7 +28,7 @@ class Part:
         self.name = options.get(b"name", b"").decode("utf-8", "replace")
         filename = options.get(b"filename")
         # A filename is only ever a label: strip any path a client put in it.
-        self.filename = None if filename is None else _safe_filename(filename.decode("utf-8", "replace"))
+        self.filename = None if filename is None else safe_filename(filename.decode("utf-8", "replace"))
         self.content_type = headers.get("content-type")
         self.finished = False
 
@@ -47,9 +47,13 @@ class Part:
         return (await self.read()).decode("utf-8", "replace")
 
 
-def _safe_filename(name: str) -> str:
+MAX_FILENAME = 255
+
+
+def safe_filename(name: str) -> str:
+    """A client's filename is a label: its last path component, no NULs, at most 255 characters."""
     name = name.replace("\\", "/").rsplit("/", 1)[-1].replace("\x00", "")
-    return name.strip() or "upload"
+    return name.strip()[:MAX_FILENAME] or "upload"
 
 
 class _Reader:

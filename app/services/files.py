@@ -72,12 +72,17 @@ def check_expires_after(expires_after: dict | None) -> int | None:
         return None
     if not isinstance(expires_after, dict):
         raise invalid_request("Invalid type for 'expires_after': expected an object.", param="expires_after", code="invalid_type")
-    anchor = expires_after.get("anchor")
+    for field in ("anchor", "seconds"):
+        if expires_after.get(field) is None:
+            raise invalid_request(
+                f"Missing required parameter: 'expires_after.{field}'.", param=f"expires_after.{field}", code="missing_required_parameter"
+            )
+    anchor = expires_after["anchor"]
     if anchor != "created_at":
         raise invalid_request(
             f"Invalid value: '{anchor}'. Supported values are: 'created_at'.", param="expires_after.anchor", code="invalid_value"
         )
-    seconds = expires_after.get("seconds")
+    seconds = expires_after["seconds"]
     if not isinstance(seconds, int) or isinstance(seconds, bool):
         raise invalid_request(
             "Invalid type for 'expires_after.seconds': expected an integer.", param="expires_after.seconds", code="invalid_type"

@@ -15,6 +15,7 @@ from sqlalchemy import delete, insert, select, update
 
 from app.core.errors import invalid_request, not_found, too_large
 from app.core.ids import new_id
+from app.core.multipart import safe_filename
 from app.services.files import FilesService, Row, check_expires_after, check_purpose, file_object, files
 from storage.blobs import BlobStore
 from storage.db import Database
@@ -68,10 +69,11 @@ class UploadsService:
             raise invalid_request(f"Invalid 'mime_type': '{params['mime_type']}' is not a MIME type.", param="mime_type", code="invalid_value")
         if not params["filename"].strip():
             raise invalid_request("Invalid 'filename': it must not be empty.", param="filename", code="invalid_value")
+        filename = safe_filename(params["filename"])
         now = int(time.time())
         values = dict(
             id=new_id("upload_"), tenant_id=tenant_id, created_at=now, expires_at=now + self._ttl, status="pending",
-            filename=params["filename"], purpose=params["purpose"], mime_type=params["mime_type"], bytes=size,
+            filename=filename, purpose=params["purpose"], mime_type=params["mime_type"], bytes=size,
             file_expires_after=params.get("expires_after"),
         )
         async with self._db.begin() as conn:
@@ -103,6 +105,15 @@ class UploadsService:
         now = int(time.time())
         try:
             async with self._db.begin() as conn:
+                # Touching the upload row first takes its write lock: a sweep or cancel that ended the
+                # upload while the part streamed in wins, and the part is not recorded.
+                still_pending = await conn.execute(
+                    update(uploads)
+                    .where(uploads.c.id == row.id, uploads.c.status == "pending", uploads.c.expires_at > now)
+                    .values(status="pending")
+                )
+                if still_pending.rowcount != 1:
+                    raise invalid_request(f"Upload {upload_id} is no longer pending.", param="upload_id", code="upload_not_pending")
                 await conn.execute(
                     insert(parts).values(id=part_id, upload_id=row.id, tenant_id=tenant_id, created_at=now, bytes=writer.bytes_written, blob_key=key)
                 )
