@@ -16,6 +16,7 @@ from app.api.health import healthz
 from app.api.models import ModelsController
 from app.api.uploads import UploadsController
 from app.platform import Platform, open_platform
+from app.services.models import catalogue
 from app.settings import Settings
 
 log = logging.getLogger("understudy")
@@ -39,11 +40,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar):
         platform = await open_platform(settings)
         app.state.platform = platform
+        warm_up = asyncio.get_running_loop().run_in_executor(None, catalogue)
         sweeper = asyncio.create_task(_sweep_periodically(platform))
         try:
             yield
         finally:
             sweeper.cancel()
+            await warm_up
             await platform.close()
 
     app = Litestar(

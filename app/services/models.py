@@ -6,7 +6,6 @@ from __future__ import annotations
 import typing
 from functools import cache
 
-import anthropic.types
 import openai.types
 import openai.types.audio
 from openai.types import completion_create_params
@@ -45,6 +44,10 @@ def _openai_ids() -> list[str]:
 
 @cache
 def catalogue() -> dict[str, dict]:
+    """Built on first use: importing the anthropic SDK takes over a second (the lifespan warms this
+    in a thread so start-up does not wait for it)."""
+    import anthropic.types
+
     owners = [("openai", _openai_ids()), ("anthropic", _literals(anthropic.types.Model)), ("google", list(GEMINI_MODELS))]
     models: dict[str, dict] = {}
     for owner, ids in owners:
