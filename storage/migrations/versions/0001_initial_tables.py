@@ -36,7 +36,11 @@ def upgrade() -> None:
     with op.batch_alter_table('files', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_files_expires_at'), ['expires_at'], unique=False)
         batch_op.create_index('ix_files_tenant_purpose_seq', ['tenant_id', 'purpose', 'seq'], unique=False)
-        batch_op.create_index('ix_files_tenant_seq', ['tenant_id', 'seq'], unique=False)
+        batch_op.create_index(
+            'ix_files_tenant_seq',
+            ['tenant_id', 'seq', 'id', 'bytes', 'created_at', 'filename', 'purpose', 'status', 'status_details', 'expires_at'],
+            unique=False,
+        )
 
     op.create_table('jobs',
     sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
