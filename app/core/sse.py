@@ -36,12 +36,12 @@ DONE = SSEvent("[DONE]")
 
 async def encode_events(events: AsyncIterable[SSEvent], ping_interval: float | None) -> AsyncIterator[bytes]:
     iterator = aiter(events)
-    if not ping_interval:
-        async for event in iterator:
-            yield event.encode()
-        return
     pending: asyncio.Future | None = None
     try:
+        if not ping_interval:
+            async for event in iterator:
+                yield event.encode()
+            return
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(anext(iterator))
@@ -57,18 +57,32 @@ async def encode_events(events: AsyncIterable[SSEvent], ping_interval: float | N
             pending = None
             yield event.encode()
     finally:
-        if pending is not None:
+        if pending is not None and not pending.done():
+            # The producer is mid-step in its own task (the client left while it was quiet): cancelling
+            # that step ends the generator there, `finally` included. aclose() now would raise
+            # "asynchronous generator is already running".
             pending.cancel()
-        close = getattr(iterator, "aclose", None)
-        if close is not None:
-            await close()
+        else:
+            close = getattr(iterator, "aclose", None)
+            if close is not None:
+                await close()
+
+
+class EventStream(Stream):
+    """A Stream whose own media type wins over the handler's: a handler that returns either JSON or a
+    stream (`-> dict | Stream`) has the JSON media type, which a plain Stream would be sent with."""
+
+    def to_asgi_response(self, app, request, **kwargs):
+        kwargs["media_type"] = self.media_type
+        return super().to_asgi_response(app, request, **kwargs)
 
 
 def sse_response(
     events: AsyncIterable[SSEvent], *, ping_interval: float | None = 15.0, headers: dict[str, str] | None = None
 ) -> Stream:
-    return Stream(
+    return EventStream(
         encode_events(events, ping_interval),
-        media_type="text/event-stream; charset=utf-8",
+        # Litestar appends "; charset=utf-8" to text/* media types itself.
+        media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},
     )
