@@ -10,7 +10,10 @@ Writes stay on the async engine, where waiting for SQLite's write lock cannot st
 """
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import logging
+import weakref
 from pathlib import Path
 
 from typing import Any
@@ -18,7 +21,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -85,10 +88,22 @@ class Database:
         return self.engine.begin()
 
     async def migrate(self) -> None:
-        async with self.engine.begin() as conn:
+        """Concurrent migrators (several API processes starting at once) take turns: PostgreSQL's
+        advisory lock, or for SQLite a lock file beside the database. Within one process Alembic's
+        context is global, so migrations there take turns on an asyncio lock too."""
+        async with _migrating():
             if not self.is_sqlite:
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
-            await conn.run_sync(_upgrade_to_head)
+                async with self.engine.begin() as conn:
+                    await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+                    await conn.run_sync(_upgrade_to_head)
+                return
+            lock_path = make_url(self.url).database + ".migrate-lock"
+            lock = await asyncio.to_thread(_lock_file, lock_path)
+            try:
+                async with self.engine.begin() as conn:
+                    await conn.run_sync(_upgrade_to_head)
+            finally:
+                lock.close()  # closing the file releases the flock
 
     async def dispose(self) -> None:
         if self._reader is not None:
@@ -97,6 +112,24 @@ class Database:
         if self._reader_engine is not None:
             self._reader_engine.dispose()
         await self.engine.dispose()
+
+
+_migration_locks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]" = weakref.WeakKeyDictionary()
+
+
+def _migrating() -> asyncio.Lock:
+    """One lock per event loop (an asyncio.Lock belongs to the loop it was first used on)."""
+    loop = asyncio.get_running_loop()
+    lock = _migration_locks.get(loop)
+    if lock is None:
+        lock = _migration_locks[loop] = asyncio.Lock()
+    return lock
+
+
+def _lock_file(path: str):
+    handle = open(path, "a")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import sys
 import time
 import uuid
 
@@ -19,7 +20,7 @@ from sqlalchemy import inspect, insert, select, text
 
 from storage.db import Database, alembic_config, current_revision
 from storage.models import File, Job, Tenant, metadata
-from tests.conftest import new_key, start_server
+from tests.conftest import ROOT, new_key, start_server
 
 pytestmark = pytest.mark.anyio
 PG = dict(host="127.0.0.1", port=5432, database="test")
@@ -260,3 +261,23 @@ def test_a_live_server_serves_files_and_uploads_on_postgresql(pg_url, tmp_path):
     finally:
         assert server.stop() == 0, server.log()
     assert "Traceback" not in server.log(), server.log()
+
+
+async def test_concurrent_migrations_on_a_fresh_sqlite_database(tmp_path):
+    """Several Database objects in one process, and several processes, migrating one new file at once."""
+    in_process = [Database(f"sqlite+aiosqlite:///{tmp_path / 'one.db'}") for _ in range(4)]
+    try:
+        await asyncio.gather(*(db.migrate() for db in in_process))
+        async with in_process[0].connect() as conn:
+            assert await current_revision(conn) == HEAD
+    finally:
+        for db in in_process:
+            await db.dispose()
+    url = f"sqlite+aiosqlite:///{tmp_path / 'many.db'}"
+    code = "import asyncio, sys; from storage.db import Database; asyncio.run(Database(sys.argv[1]).migrate())"
+    processes = [
+        await asyncio.create_subprocess_exec(sys.executable, "-c", code, url, cwd=ROOT, stderr=asyncio.subprocess.PIPE)
+        for _ in range(4)
+    ]
+    results = [await asyncio.wait_for(p.communicate(), 60) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], [err.decode()[-500:] for _, err in results]
