@@ -1,0 +1,64 @@
+"""What every inference provider offers, in OpenAI's shapes.
+
+The pivot format is OpenAI's: a chat request is a dict of `chat.completions.create` params
+(openai.types.chat.CompletionCreateParams), a result is a `chat.completion` dict, a stream yields
+`chat.completion.chunk` dicts. Providers that speak another protocol (Anthropic, Gemini) translate in
+their adapter (app/inference/translate/), so services call every provider the same way. A provider may
+also relay a request of its own protocol byte for byte (`relay`), which the endpoints use when the
+client and the upstream speak the same protocol: no parse, no re-encode, no buffering.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Protocol
+
+
+class UpstreamError(Exception):
+    """An upstream answered with an error (or could not be reached): its status and its error body,
+    already in OpenAI's `{"error": {...}}` shape. Endpoints of another protocol translate it again."""
+
+    def __init__(self, status_code: int, body: dict, headers: dict[str, str] | None = None) -> None:
+        super().__init__(body.get("error", {}).get("message", "upstream error"))
+        self.status_code = status_code
+        self.body = body
+        self.headers = headers or {}
+
+
+@dataclass
+class RelayResponse:
+    """An upstream response passed through as it arrives."""
+
+    status_code: int
+    headers: dict[str, str]
+    body: AsyncIterator[bytes]  # the raw bytes; SSE streams are not re-framed
+    close: Any = None  # an async callable releasing the connection, when the body is not fully read
+
+
+@dataclass
+class ProviderInfo:
+    name: str
+    kind: str  # "offline" | "openai" | "anthropic" | "gemini"
+    extra: dict = field(default_factory=dict)
+
+
+class Provider(Protocol):
+    info: ProviderInfo
+
+    async def chat(self, params: dict) -> dict:
+        """A `chat.completion` for `params` (stream is ignored)."""
+        ...
+
+    def chat_stream(self, params: dict) -> AsyncIterator[dict]:
+        """`chat.completion.chunk` dicts; the last carries `usage` when
+        `stream_options.include_usage` is set."""
+        ...
+
+    async def completions(self, params: dict) -> dict: ...
+
+    def completions_stream(self, params: dict) -> AsyncIterator[dict]: ...
+
+    async def embeddings(self, params: dict) -> dict: ...
+
+    async def moderations(self, params: dict) -> dict: ...
+
+    async def close(self) -> None: ...
