@@ -6,6 +6,7 @@ body, and the first error becomes OpenAI's 400: "Missing required parameter: 'x'
 """
 from __future__ import annotations
 
+import collections.abc
 import functools
 import typing
 from typing import Any
@@ -71,17 +72,38 @@ def _check_unknown(params_type, body: dict, prefix: str = "") -> None:
             _check_unknown(hint, value, f"{prefix}{key}.")
 
 
+def _body_path(loc: tuple, body: Any) -> tuple:
+    """The part of a pydantic error location that exists in the body: union-branch labels
+    ("ChatCompletionUserMessageParam", "str", …) are dropped, keys and indexes kept."""
+    path, node = [], body
+    for part in loc:
+        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and not part[:1].isupper() and part not in _BRANCH_LABELS:
+            node = node.get(part)
+        else:
+            continue
+        path.append(part)
+    return tuple(path)
+
+
+# Labels pydantic gives union branches that are not upper-case class names.
+_BRANCH_LABELS = {"str", "int", "float", "bool", "list", "dict", "none", "function-after", "function-plain"}
+
+
 def _to_api_error(error: ValidationError, body: Any) -> APIError:
-    first = error.errors(include_url=False)[0]
-    kind, loc, param = first["type"], first["loc"], _param(first["loc"])
+    errors = error.errors(include_url=False)
+    first = errors[0]
+    kind, loc = first["type"], _body_path(first["loc"], body)
+    param = _param(loc)
     if kind == "missing":
         return invalid_request(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
     value = first.get("input")
     if kind == "literal_error":
-        expected = first.get("ctx", {}).get("expected", "")
-        return invalid_request(
-            f"Invalid value: '{value}'. Supported values are: {expected}.", param=param, code="invalid_value"
-        )
+        # A union (e.g. chat messages by role) fails once per branch: offer every branch's values.
+        expected = [e.get("ctx", {}).get("expected", "") for e in errors if e["type"] == "literal_error" and _body_path(e["loc"], body) == loc]
+        supported = ", ".join(dict.fromkeys(x.strip() for group in expected for x in group.replace(" or ", ", ").split(",") if x.strip()))
+        return invalid_request(f"Invalid value: '{value}'. Supported values are: {supported}.", param=param, code="invalid_value")
     if kind in _EXPECTED:
         return invalid_request(
             f"Invalid type for '{param}': expected {_EXPECTED[kind]}, but got {_json_type(value)} instead.",
@@ -102,14 +124,55 @@ def decode_json_object(raw: bytes) -> dict:
     return body
 
 
+def _consume(value: Any, loc: tuple) -> None:
+    """The SDK types lists as `Iterable[...]`, which pydantic validates lazily: iterate to validate."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _consume(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _consume(item, (*loc, index))
+    elif type(value).__name__ == "ValidatorIterator":
+        index = 0
+        try:
+            for index, item in enumerate(value):  # noqa: B007 (index is read after an error)
+                _consume(item, (*loc, index))
+        except ValidationError as error:
+            raise _Located(error, loc) from None
+
+
+class _Located(Exception):
+    def __init__(self, error: ValidationError, loc: tuple) -> None:
+        self.error, self.loc = error, loc
+
+
+def _reject_strings_for_arrays(params_type, body: dict) -> None:
+    for key, hint in _fields(params_type).items():
+        value = body.get(key)
+        if isinstance(value, str) and typing.get_origin(hint) in (collections.abc.Iterable, collections.abc.Sequence):
+            raise invalid_request(
+                f"Invalid type for '{key}': expected an array, but got a string instead.", param=key, code="invalid_type"
+            )
+
+
 def validate_params(params_type, body: dict) -> dict:
     """Checks `body` against an SDK params TypedDict; returns it unchanged when valid."""
     _check_unknown(params_type, body)
+    _reject_strings_for_arrays(params_type, body)
     try:
-        _adapter(params_type).validate_python(body, strict=True)
+        _consume(_adapter(params_type).validate_python(body, strict=True), ())
     except ValidationError as error:
         raise _to_api_error(error, body) from None
+    except _Located as located:
+        raise _to_api_error(_prefixed(located.error, located.loc), body) from None
     return body
+
+
+def _prefixed(error: ValidationError, loc: tuple) -> ValidationError:
+    return ValidationError.from_exception_data(
+        error.title,
+        [{"type": e["type"], "loc": (*loc, *e["loc"]), "input": e.get("input"), "ctx": e.get("ctx", {})} for e in error.errors(include_url=False)],
+    )
 
 
 def parse_json_params(params_type, raw: bytes) -> dict:
