@@ -88,6 +88,21 @@ class UploadPart(SQLModel, table=True):
     blob_key: str
 
 
+class StoredChatCompletion(SQLModel, table=True):
+    """A chat completion created with `store: true`: the returned object and the request's messages."""
+
+    __tablename__ = "chat_completions"
+    __table_args__ = (Index("ix_chat_completions_tenant_seq", "tenant_id", "seq"),)
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    model: str = Field(max_length=200)
+    metadata_: Optional[dict] = Field(default=None, sa_column=Column("metadata", JSON, nullable=True))
+    completion: dict = json_field(nullable=False)
+    messages: list = json_field(nullable=False)
+
+
 class Job(SQLModel, table=True):
     """A unit of background work. Its arguments are ids only; the truth lives in the objects' rows."""
 

@@ -1,0 +1,67 @@
+"""/v1/chat/completions: create (streamed or not) and the stored-completions endpoints."""
+from __future__ import annotations
+
+from litestar import Controller, Request, delete, get, post
+from litestar.response import Stream
+from openai.types.chat import completion_create_params as chat_params
+
+from app.api.deps import caller
+from app.api.relay import relay_response
+from app.core.metadata import metadata_filters
+from app.core.pagination import page_params
+from app.core.sse import DONE, SSEvent, sse_response
+from app.core.validation import decode_json_object, validate_params
+
+
+async def _events(chunks):
+    async for chunk in chunks:
+        yield SSEvent(chunk)
+    yield DONE
+
+
+class ChatCompletionsController(Controller):
+    path = "/chat/completions"
+
+    @post("/", status_code=200)
+    async def create(self, request: Request) -> dict | Stream:
+        platform, tenant = caller(request)
+        raw = await request.body()
+        params = decode_json_object(raw)
+        streaming = params.get("stream") is True
+        validate_params(chat_params.CompletionCreateParamsStreaming if streaming else chat_params.CompletionCreateParamsNonStreaming, params)
+        relayed = await platform.chat.relay(tenant, params, raw)
+        if relayed is not None:
+            return relay_response(relayed)
+        if streaming:
+            return sse_response(_events(await platform.chat.create_stream(tenant, params)))
+        return await platform.chat.create(tenant, params)
+
+    @get("/")
+    async def list_completions(
+        self, request: Request, model: str | None = None, limit: int | None = None, order: str | None = None, after: str | None = None
+    ) -> dict:
+        platform, tenant = caller(request)
+        page = page_params(limit, order or "asc", after)
+        return await platform.chat.list(tenant, page, model, metadata_filters(request.query_params.multi_items()))
+
+    @get("/{completion_id:str}")
+    async def retrieve(self, request: Request, completion_id: str) -> dict:
+        platform, tenant = caller(request)
+        return await platform.chat.get(tenant, completion_id)
+
+    @post("/{completion_id:str}", status_code=200)
+    async def update(self, request: Request, completion_id: str) -> dict:
+        platform, tenant = caller(request)
+        return await platform.chat.update(tenant, completion_id, decode_json_object(await request.body()))
+
+    @delete("/{completion_id:str}", status_code=200)
+    async def delete_completion(self, request: Request, completion_id: str) -> dict:
+        platform, tenant = caller(request)
+        return await platform.chat.delete(tenant, completion_id)
+
+    @get("/{completion_id:str}/messages")
+    async def messages(
+        self, request: Request, completion_id: str, limit: int | None = None, order: str | None = None, after: str | None = None
+    ) -> dict:
+        platform, tenant = caller(request)
+        return await platform.chat.messages(tenant, completion_id, page_params(limit, order or "asc", after))

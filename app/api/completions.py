@@ -1,0 +1,60 @@
+"""/v1/completions (legacy), /v1/embeddings, /v1/moderations: stateless model calls."""
+from __future__ import annotations
+
+from litestar import Request, post
+from litestar.response import Stream
+from openai.types import completion_create_params, embedding_create_params, moderation_create_params
+
+from app.api.deps import caller
+from app.api.relay import relay_response
+from app.core.sse import DONE, SSEvent, sse_response
+from app.core.validation import decode_json_object, validate_params
+
+
+async def _events(chunks):
+    async for chunk in chunks:
+        yield SSEvent(chunk)
+    yield DONE
+
+
+async def _relayed_or_none(request: Request, params: dict, raw: bytes, path: str, streaming: bool = False):
+    platform, tenant = caller(request)
+    relayed = await platform.inference.relay(tenant, params["model"], path, raw, stream=streaming)
+    return None if relayed is None else relay_response(relayed)
+
+
+@post("/completions", status_code=200)
+async def create_completion(request: Request) -> dict | Stream:
+    platform, tenant = caller(request)
+    raw = await request.body()
+    params = decode_json_object(raw)
+    streaming = params.get("stream") is True
+    validate_params(
+        completion_create_params.CompletionCreateParamsStreaming if streaming else completion_create_params.CompletionCreateParamsNonStreaming,
+        params,
+    )
+    relayed = await _relayed_or_none(request, params, raw, "/completions", streaming)
+    if relayed is not None:
+        return relayed
+    if streaming:
+        return sse_response(_events(await platform.inference.stream(tenant, "completions_stream", params)))
+    return await platform.inference.call(tenant, "completions", params)
+
+
+@post("/embeddings", status_code=200)
+async def create_embeddings(request: Request) -> dict | Stream:
+    platform, tenant = caller(request)
+    raw = await request.body()
+    params = validate_params(embedding_create_params.EmbeddingCreateParams, decode_json_object(raw))
+    relayed = await _relayed_or_none(request, params, raw, "/embeddings")
+    return relayed if relayed is not None else await platform.inference.call(tenant, "embeddings", params)
+
+
+@post("/moderations", status_code=200)
+async def create_moderation(request: Request) -> dict:
+    platform, tenant = caller(request)
+    params = validate_params(moderation_create_params.ModerationCreateParams, decode_json_object(await request.body()))
+    return await platform.inference.moderations(tenant, params)
+
+
+STATELESS_HANDLERS = [create_completion, create_embeddings, create_moderation]
