@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Claude Code, for the end-to-end test of the Anthropic Messages API (from the npm registry).
+TOOLS  := .tools
+CLAUDE_CODE_VERSION := 2.1.197
+TOOLS_STAMP := $(TOOLS)/.claude-code-$(CLAUDE_CODE_VERSION)
 
 .PHONY: run test install bench clean
 
@@ -19,11 +23,16 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/understudy serve
 
-test: $(STAMP)
+$(TOOLS_STAMP):
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --silent --prefix $(TOOLS) --no-audit --no-fund @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) && touch $(TOOLS_STAMP); \
+	else echo "npm not found: the Claude Code end-to-end test will be skipped"; fi
+
+test: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_crud.py
 
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) $(TOOLS) data .pytest_cache
