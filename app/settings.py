@@ -6,6 +6,7 @@ in-process job runner, the in-memory event bus, open auth).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -42,6 +43,26 @@ class Settings:
     job_concurrency: int = 4
     sweep_interval_seconds: float = 60.0
     log_level: str = "info"
+    # Upstream providers and model routes (format: app/inference/router.py). TOML `[[providers]]` and
+    # `[[routes]]` tables, or JSON lists in UNDERSTUDY_PROVIDERS / UNDERSTUDY_ROUTES.
+    providers: list[dict] = field(default_factory=list)
+    routes: list[dict] = field(default_factory=list)
+    # Shortcuts for one upstream of each kind. OpenAI-compatible: models matching UNDERSTUDY_OPENAI_MODELS
+    # (comma-separated globs; "*" when empty) go there; Anthropic takes claude-*, Gemini gemini-*.
+    openai_base_url: str = ""
+    openai_api_key: str = ""
+    openai_models: tuple[str, ...] = ()
+    anthropic_api_key: str = ""
+    anthropic_base_url: str = ""
+    gemini_api_key: str = ""
+    gemini_base_url: str = ""
+    # Defaults for every upstream: read timeout (seconds) and retries after the first attempt.
+    upstream_timeout: float = 600.0
+    upstream_max_retries: int = 2
+    # Model ids added to the catalogue (comma-separated), e.g. ones newer than the installed SDKs.
+    extra_models: tuple[str, ...] = ()
+    # Pause between the offline model's stream chunks (0: as fast as possible).
+    offline_chunk_delay_ms: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -72,6 +93,14 @@ class Settings:
 
 
 def _coerce(annotation: str, value):
+    if annotation == "list[dict]":
+        value = json.loads(value) if isinstance(value, str) else value
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise ValueError(f"expected a list of tables, got {value!r}")
+        return value
+    if annotation == "tuple[str, ...]":
+        items = value.split(",") if isinstance(value, str) else value
+        return tuple(item.strip() for item in items if item.strip())
     if annotation == "bool":
         return value if isinstance(value, bool) else _env_bool(str(value))
     if annotation == "int":

@@ -1,0 +1,195 @@
+"""Any OpenAI-compatible upstream (OpenAI itself, Azure-style gateways, vLLM, Ollama, LiteLLM...), and the
+HTTP plumbing the Anthropic and Gemini providers share with it.
+
+Why a shared base: the three upstream kinds differ only in auth headers, paths and error shapes; the
+sending, retrying, SSE reading, error mapping and byte-for-byte relay are the same, so they live once in
+`HTTPProvider` and each kind overrides a few hooks.
+"""
+from __future__ import annotations
+
+from contextlib import aclosing
+from typing import Any, AsyncIterator
+
+import httpx
+import msgspec
+
+from app.inference import http
+from app.inference.base import ProviderInfo, RelayResponse, UpstreamError
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.decode
+
+
+class HTTPProvider:
+    kind = "openai"
+    default_base_url = "https://api.openai.com/v1"
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str | None,
+        api_key: str | None,
+        client: httpx.AsyncClient,
+        *,
+        timeout: float | None = http.DEFAULT_READ_TIMEOUT,
+        retry: http.RetryPolicy = http.RetryPolicy(),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+        self.info = ProviderInfo(name, self.kind, {"base_url": self.base_url})
+        self.api_key = api_key or ""
+        self.client = client
+        self.timeout = http.timeout(timeout)
+        self.retry = retry
+        self.extra_headers = dict(headers or {})
+
+    # ---- protocol hooks ----
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def is_native_error(self, body: Any) -> bool:
+        return isinstance(body, dict) and isinstance(body.get("error"), dict)
+
+    def native_error(self, status: int, message: str) -> dict:
+        """An error body in this upstream's own protocol (for failures the upstream did not describe)."""
+        return http.openai_error_body(status, message)
+
+    def to_openai_error(self, status: int, native: dict) -> dict:
+        error = native["error"]
+        if error.get("message") and "type" in error:
+            return native
+        return http.openai_error_body(status, http.error_text(native, "The upstream provider returned an error."), error.get("code"))
+
+    # ---- errors ----
+
+    def error(self, status: int, body: Any, headers: dict[str, str] | None = None) -> UpstreamError:
+        """The upstream's error (raw bytes or parsed) as an UpstreamError in OpenAI's shape; `.native`
+        keeps (status, body in the upstream's own shape)."""
+        if isinstance(body, (bytes, bytearray)):
+            try:
+                body = _decode(body)
+            except msgspec.DecodeError:
+                body = body.decode("utf-8", errors="replace")
+        if not self.is_native_error(body):
+            body = self.native_error(status, http.error_text(body, f"The upstream provider answered HTTP {status}."))
+        return http.upstream_error(status, self.to_openai_error(status, body), headers, (status, body))
+
+    def unreachable(self, exc: Exception) -> UpstreamError:
+        status = 504 if isinstance(exc, httpx.TimeoutException) else 502
+        what = "timed out" if status == 504 else "failed"
+        message = f"The request to upstream provider '{self.info.name}' {what}: {type(exc).__name__}: {exc}".rstrip(": ")
+        return self.error(status, self.native_error(status, message))
+
+    def not_supported(self, what: str) -> UpstreamError:
+        return self.error(400, self.native_error(400, f"{what} is not supported by this provider ({self.info.name}, {self.kind})."))
+
+    def bad_request(self, exc: ValueError) -> UpstreamError:
+        """A request the translators cannot express in this upstream's protocol."""
+        return self.error(400, self.native_error(400, str(exc)))
+
+    # ---- transport ----
+
+    def url(self, path: str) -> str:
+        return self.base_url + (path if path.startswith("/") else "/" + path)
+
+    async def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str], *, stream: bool) -> httpx.Response:
+        try:
+            return await http.send_with_retries(
+                self.client, method, self.url(path), headers={**self.extra_headers, **headers, **self.auth_headers()},
+                content=body, stream=stream, timeout=self.timeout, retry=self.retry,
+            )
+        except httpx.TransportError as exc:
+            raise self.unreachable(exc) from exc
+
+    async def post_json(self, path: str, payload: dict) -> dict:
+        response = await self.send("POST", path, _encode(payload), {"content-type": "application/json", "accept": "application/json"}, stream=False)
+        if response.status_code >= 400:
+            raise self.error(response.status_code, response.content, http.response_headers(response.headers))
+        try:
+            return _decode(response.content)
+        except msgspec.DecodeError:
+            raise self.error(502, self.native_error(502, "The upstream provider answered with invalid JSON.")) from None
+
+    async def post_sse(self, path: str, payload: dict) -> AsyncIterator[tuple[str, str]]:
+        """(event, data) pairs as the upstream sends them; an error status raises before the first."""
+        headers = {"content-type": "application/json", "accept": "text/event-stream"}
+        response = await self.send("POST", path, _encode(payload), headers, stream=True)
+        try:
+            if response.status_code >= 400:
+                raise self.error(response.status_code, await response.aread(), http.response_headers(response.headers))
+            async for event in http.iter_sse(response.aiter_bytes()):
+                yield event
+        except httpx.TransportError as exc:  # the stream broke off: never retried, output was already sent
+            raise self.unreachable(exc) from exc
+        finally:
+            await response.aclose()
+
+    async def relay(self, method: str, path: str, *, body: bytes, headers: dict, stream: bool) -> RelayResponse:
+        """The request as it is (path relative to base_url, our credentials instead of the caller's); the
+        response as it arrives, error statuses included, so the client sees the upstream's own answer."""
+        response = await self.send(method, path, body, self.relay_headers(headers), stream=True)
+
+        async def body_bytes() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in response.aiter_bytes():
+                    yield chunk
+            except httpx.TransportError as exc:
+                raise self.unreachable(exc) from exc
+            finally:
+                await response.aclose()
+
+        return RelayResponse(response.status_code, http.response_headers(response.headers), body_bytes(), response.aclose)
+
+    def relay_headers(self, headers: dict | None) -> dict[str, str]:
+        return http.request_headers(headers)
+
+    async def close(self) -> None:
+        """The client is shared and closed by its owner (the router)."""
+
+
+class OpenAICompatProvider(HTTPProvider):
+    """An OpenAI-compatible upstream; base_url includes the version prefix, like the SDK's (…/v1)."""
+
+    kind = "openai"
+
+    async def _stream(self, path: str, params: dict) -> AsyncIterator[dict]:
+        async with aclosing(self.post_sse(path, {**params, "stream": True})) as events:
+            async for _, data in events:
+                if data.strip() == "[DONE]":
+                    return
+                try:
+                    chunk = _decode(data)
+                except msgspec.DecodeError:
+                    raise self.error(502, self.native_error(502, "The upstream provider sent an invalid stream event.")) from None
+                if isinstance(chunk, dict) and chunk.get("error"):  # OpenAI reports late failures inside the stream
+                    raise self.error(_status_of(chunk), chunk)
+                yield chunk
+
+    async def chat(self, params: dict) -> dict:
+        return await self.post_json("/chat/completions", _unstreamed(params))
+
+    def chat_stream(self, params: dict) -> AsyncIterator[dict]:
+        return self._stream("/chat/completions", params)
+
+    async def completions(self, params: dict) -> dict:
+        return await self.post_json("/completions", _unstreamed(params))
+
+    def completions_stream(self, params: dict) -> AsyncIterator[dict]:
+        return self._stream("/completions", params)
+
+    async def embeddings(self, params: dict) -> dict:
+        return await self.post_json("/embeddings", params)
+
+    async def moderations(self, params: dict) -> dict:
+        return await self.post_json("/moderations", params)
+
+
+def _unstreamed(params: dict) -> dict:
+    return {k: v for k, v in params.items() if k not in ("stream", "stream_options")}
+
+
+def _status_of(body: dict) -> int:
+    error = body.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, int) and 400 <= code < 600 else 500
