@@ -10,9 +10,14 @@ from litestar import Litestar, Router
 
 from app.api.deps import AuthMiddleware
 from app.api.errors import EXCEPTION_HANDLERS
+from app.api.anthropic import anthropic_router
+from app.api.chat import ChatCompletionsController
+from app.api.completions import STATELESS_HANDLERS
 from app.api.files import FilesController
+from app.api.gemini import gemini_routers
 from app.api.headers import OpenAIHeaders
 from app.api.health import healthz
+from app.api.images import ImagesController, image_content
 from app.api.models import ModelsController
 from app.api.uploads import UploadsController
 from app.platform import Platform, open_platform
@@ -21,7 +26,7 @@ from app.settings import Settings
 
 log = logging.getLogger("understudy")
 
-API_CONTROLLERS = [FilesController, UploadsController, ModelsController]
+API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, *STATELESS_HANDLERS, ImagesController]
 
 
 async def _sweep_periodically(platform: Platform) -> None:
@@ -50,7 +55,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await platform.close()
 
     app = Litestar(
-        route_handlers=[healthz, Router(path="/v1", route_handlers=API_CONTROLLERS, middleware=[AuthMiddleware])],
+        route_handlers=[
+            healthz,
+            image_content,  # unauthenticated, like OpenAI's temporary image URLs
+            Router(path="/v1", route_handlers=API_CONTROLLERS, middleware=[AuthMiddleware]),
+            anthropic_router,
+            *gemini_routers,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         openapi_config=None,

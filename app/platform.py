@@ -10,7 +10,13 @@ from dataclasses import dataclass
 
 from app.core.auth import Authenticator
 from app.events import EventBus, InMemoryEventBus
+from app.inference.providers.offline import OfflineProvider
+from app.inference.router import InferenceRouter, build_router
+from app.services.chat import ChatService
 from app.services.files import FilesService
+from app.services.gemini import GeminiService
+from app.services.inference import InferenceService
+from app.services.messages import MessagesService
 from app.services.models import ModelsService
 from app.services.uploads import UploadsService
 from app.settings import Settings
@@ -32,9 +38,15 @@ class Platform:
     files: FilesService
     uploads: UploadsService
     models: ModelsService
+    router: InferenceRouter
+    inference: InferenceService
+    chat: ChatService
+    messages: MessagesService
+    gemini: GeminiService
 
     async def close(self) -> None:
         await self.queue.stop()
+        await self.router.close()
         await self.bus.close()
         await self.blobs.close()
         await self.db.dispose()
@@ -49,6 +61,9 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     await db.migrate()
     blobs = open_blob_store(settings)
     files = FilesService(db, blobs, max_file_bytes=settings.max_file_bytes)
+    models = ModelsService(tuple(settings.extra_models))
+    router = build_router(settings, OfflineProvider(chunk_delay_ms=settings.offline_chunk_delay_ms))
+    inference = InferenceService(router, models)
     ctx: dict = {}
     platform = Platform(
         settings=settings,
@@ -61,7 +76,12 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         uploads=UploadsService(
             db, blobs, files, max_upload_bytes=settings.max_upload_bytes, max_part_bytes=settings.max_part_bytes, ttl_seconds=settings.upload_ttl_seconds
         ),
-        models=ModelsService(),
+        models=models,
+        router=router,
+        inference=inference,
+        chat=ChatService(db, inference),
+        messages=MessagesService(inference),
+        gemini=GeminiService(inference),
     )
     ctx["platform"] = platform
     if run_jobs:

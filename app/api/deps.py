@@ -8,6 +8,7 @@ query), and a middleware on the /v1 router also means no handler can forget to a
 from __future__ import annotations
 
 from typing import NamedTuple
+from urllib.parse import parse_qs
 
 from litestar import Request
 
@@ -32,12 +33,19 @@ class AuthMiddleware:
             for name, value in scope["headers"]:
                 if name == b"authorization":
                     authorization = value.decode("latin-1")
-                elif name == b"x-api-key":
+                elif name in (b"x-api-key", b"x-goog-api-key"):  # Anthropic's and Google's SDKs
                     api_key = value.decode("latin-1")
+            if authorization is None and api_key is None and b"key=" in scope.get("query_string", b""):
+                api_key = _query_key(scope["query_string"])  # Gemini's `?key=`
             platform: Platform = scope["litestar_app"].state.platform
             tenant = await platform.auth.tenant_for_key(key_from_headers(authorization, api_key))
             scope[_SCOPE_KEY] = Caller(platform, tenant)
         await self.app(scope, receive, send)
+
+
+def _query_key(query_string: bytes) -> str | None:
+    values = parse_qs(query_string.decode("latin-1")).get("key")
+    return values[0] if values else None
 
 
 def caller(request: Request) -> Caller:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from litestar import Controller, Request, delete, get
 
 from app.api.deps import caller
+from app.services.models import anthropic_list, anthropic_model
 
 
 class ModelsController(Controller):
@@ -12,13 +13,17 @@ class ModelsController(Controller):
     @get("/")
     async def list_models(self, request: Request) -> dict:
         platform, tenant = caller(request)
-        return platform.models.list(tenant)
+        models = platform.models.list(tenant)
+        if "anthropic-version" in request.headers:  # the Anthropic SDK lists models on the same path
+            return anthropic_list(models["data"])
+        return models
 
     # `path`: upstream model ids may contain slashes ("meta-llama/Llama-3.1-8B").
     @get("/{model:path}")
     async def retrieve(self, request: Request, model: str) -> dict:
         platform, tenant = caller(request)
-        return platform.models.get(tenant, model.lstrip("/"))
+        found = platform.models.get(tenant, model.lstrip("/"))
+        return anthropic_model(found) if "anthropic-version" in request.headers else found
 
     @delete("/{model:path}", status_code=200)
     async def delete_model(self, request: Request, model: str) -> dict:

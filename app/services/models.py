@@ -4,6 +4,7 @@ refreshes the catalogue."""
 from __future__ import annotations
 
 import typing
+from datetime import datetime, timezone
 from functools import cache
 
 import openai.types
@@ -56,12 +57,30 @@ def catalogue() -> dict[str, dict]:
     return models
 
 
+def anthropic_model(model: dict) -> dict:
+    """The Anthropic SDK's shape of a model (its `client.models` calls the same /v1/models path)."""
+    created = datetime.fromtimestamp(model["created"], tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"type": "model", "id": model["id"], "display_name": model["id"], "created_at": created}
+
+
+def anthropic_list(models: list[dict]) -> dict:
+    data = [anthropic_model(m) for m in models]
+    return {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+
+
 class ModelsService:
+    def __init__(self, extra_models: tuple[str, ...] = ()) -> None:
+        # Ids added by configuration (UNDERSTUDY_EXTRA_MODELS), e.g. a model newer than the SDKs.
+        self._extra = {m: {"id": m, "object": "model", "created": _CREATED["openai"], "owned_by": "understudy"} for m in extra_models}
+
+    def _all(self) -> dict[str, dict]:
+        return {**catalogue(), **self._extra} if self._extra else catalogue()
+
     def list(self, tenant_id: str) -> dict:
-        return {"object": "list", "data": list(catalogue().values())}
+        return {"object": "list", "data": list(self._all().values())}
 
     def get(self, tenant_id: str, model_id: str) -> dict:
-        model = catalogue().get(model_id)
+        model = catalogue().get(model_id) or self._extra.get(model_id)
         if model is None:
             raise APIError(
                 f"The model '{model_id}' does not exist or you do not have access to it.",

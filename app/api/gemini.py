@@ -1,0 +1,79 @@
+"""Gemini's native REST shape: `POST /v1beta/models/{model}:generateContent` and
+`:streamGenerateContent` (SSE with `alt=sse`, else one JSON array), also under `/v1/gemini/{model}:…`.
+Errors are Gemini's `{"error": {"code", "message", "status"}}`; keys come as `x-goog-api-key` or `?key=`."""
+from __future__ import annotations
+
+import msgspec
+from litestar import Request, Response, Router, post
+from litestar.exceptions import HTTPException
+from litestar.response import Stream
+
+from app.api.deps import AuthMiddleware, caller
+from app.api.errors import http_exception_handler, unexpected_error_handler
+from app.api.relay import relay_response
+from app.core.errors import APIError
+from app.core.sse import EventStream, SSEvent, sse_response
+from app.core.validation import decode_json_object
+from app.inference.translate.gemini import openai_error_to_gemini
+from app.services.gemini import split_model_action
+
+
+def _gemini(response: Response) -> Response:
+    return Response(content=openai_error_to_gemini(response.status_code, response.content), status_code=response.status_code)
+
+
+def gemini_api_error(request: Request, exc: APIError) -> Response:
+    return _gemini(Response(content=exc.body(), status_code=exc.status_code))
+
+
+def gemini_http_error(request: Request, exc: HTTPException) -> Response:
+    return _gemini(http_exception_handler(request, exc))
+
+
+def gemini_unexpected_error(request: Request, exc: Exception) -> Response:
+    return _gemini(unexpected_error_handler(request, exc))
+
+
+async def _sse(responses):
+    async for response in responses:
+        yield SSEvent(response)
+
+
+async def _json_array(responses):
+    """Without `alt=sse` Gemini streams one JSON array, element by element."""
+    first = True
+    async for response in responses:
+        yield (b"[" if first else b",\r\n") + msgspec.json.encode(response)
+        first = False
+    yield b"[]" if first else b"]"
+
+
+@post("/{model_action:str}", status_code=200)
+async def generate_content(request: Request, model_action: str) -> dict | Stream:
+    platform, tenant = caller(request)
+    model, action = split_model_action(model_action)
+    raw = await request.body()
+    body = decode_json_object(raw)
+    streaming = action == "streamGenerateContent"
+    as_sse = request.query_params.get("alt") == "sse"
+    relayed = await platform.gemini.relay(tenant, model, action, raw, stream=streaming)
+    if relayed is not None:
+        return relay_response(relayed)
+    if not streaming:
+        return await platform.gemini.generate(tenant, model, body)
+    responses = await platform.gemini.generate_stream(tenant, model, body)
+    if as_sse:
+        return sse_response(_sse(responses))
+    return EventStream(_json_array(responses), media_type="application/json")
+
+
+def _router(path: str) -> Router:
+    return Router(
+        path=path,
+        route_handlers=[generate_content],
+        middleware=[AuthMiddleware],
+        exception_handlers={APIError: gemini_api_error, HTTPException: gemini_http_error, Exception: gemini_unexpected_error},
+    )
+
+
+gemini_routers = [_router("/v1beta/models"), _router("/v1/gemini")]
