@@ -10,10 +10,21 @@ from app.inference.base import RelayResponse
 _DROP = {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding", "date", "server", "content-type"}
 
 
+async def _released(relayed: RelayResponse):
+    """The body, and the upstream connection released however the client's stream ends (a client
+    that goes away mid-stream cancels this generator; `finally` still runs)."""
+    try:
+        async for chunk in relayed.body:
+            yield chunk
+    finally:
+        if relayed.close is not None:
+            await relayed.close()
+
+
 def relay_response(relayed: RelayResponse) -> Stream:
     """EventStream keeps the upstream's content type even where the handler declares JSON."""
     return EventStream(
-        relayed.body,
+        _released(relayed),
         status_code=relayed.status_code,
         media_type=relayed.headers.get("content-type", "application/json"),
         headers={k: v for k, v in relayed.headers.items() if k.lower() not in _DROP},

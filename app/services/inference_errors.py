@@ -9,14 +9,20 @@ from app.inference.base import UpstreamError
 T = TypeVar("T")
 
 
+# What a client needs to back off properly when an upstream rate-limits.
+_PASSED_HEADERS = ("retry-after", "retry-after-ms")
+
+
 def api_error(error: UpstreamError) -> APIError:
     body = error.body.get("error") or {}
+    headers = {k: v for k, v in error.headers.items() if k.lower() in _PASSED_HEADERS or k.lower().startswith("x-ratelimit-")}
     return APIError(
         body.get("message") or "The upstream provider returned an error.",
         status_code=error.status_code,
         type=body.get("type") or ("server_error" if error.status_code >= 500 else "invalid_request_error"),
         param=body.get("param"),
         code=body.get("code"),
+        headers=headers,
     )
 
 
