@@ -1,0 +1,115 @@
+"""Generated text as tokens: stop sequences, the `max_tokens` cut, and word-sized stream pieces.
+
+The streamed and the non-streamed answer must be the same text, token for token, so both are rendered
+from one `Emitted`: the tokens of the final text grouped into word-sized pieces (a piece starts at a
+token that begins with whitespace, and never splits a UTF-8 character). The full text is the pieces
+joined, by definition.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.core.errors import invalid_request
+from app.core.tokens import encoding
+
+
+@dataclass
+class Emitted:
+    pieces: list[str] = field(default_factory=list)
+    piece_tokens: list[list[bytes]] = field(default_factory=list)
+    finish_reason: str = "stop"
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    @property
+    def token_count(self) -> int:
+        return sum(len(tokens) for tokens in self.piece_tokens)
+
+
+def stop_sequences(params: dict) -> list[str]:
+    stop = params.get("stop")
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        return [stop] if stop else []
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        if len(stop) > 4:
+            raise invalid_request(f"Invalid 'stop': array too long. Expected an array with maximum length 4, but got an array with length {len(stop)} instead.", param="stop")
+        return [s for s in stop if s]
+    raise invalid_request("Invalid type for 'stop': expected a string or an array of strings.", param="stop")
+
+
+def token_budget(params: dict, *names: str, default: int | None = None) -> int | None:
+    """The first of `names` that is set (`max_completion_tokens`, `max_tokens`), checked to be ≥ 1."""
+    for name in names:
+        value = params.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise invalid_request(f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {value!r} instead.", param=name, code="integer_below_min_value")
+        return value
+    return default
+
+
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    positions = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return (text[: min(positions)], True) if positions else (text, False)
+
+
+def group(tokens: list[bytes]) -> tuple[list[str], list[list[bytes]]]:
+    pieces: list[str] = []
+    grouped: list[list[bytes]] = []
+    buffer = b""
+    current: list[bytes] = []
+    for raw in tokens:
+        if current and raw[:1] in (b" ", b"\n", b"\t") and _decodes(buffer):
+            pieces.append(buffer.decode("utf-8"))
+            grouped.append(current)
+            buffer, current = b"", []
+        buffer += raw
+        current.append(raw)
+    if current:
+        pieces.append(buffer.decode("utf-8", errors="ignore"))
+        grouped.append(current)
+    return pieces, grouped
+
+
+def _decodes(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def emit(text: str, *, budget: int | None = None, stops: list[str] = ()) -> Emitted:
+    text, _ = cut_at_stop(text, list(stops))
+    enc = encoding()
+    ids = enc.encode(text, disallowed_special=())
+    finish = "stop"
+    if budget is not None and len(ids) > budget:
+        ids, finish = ids[:budget], "length"
+    pieces, grouped = group([enc.decode_single_token_bytes(i) for i in ids])
+    return Emitted(pieces, grouped, finish)
+
+
+def truncate_to_tokens(text: str, budget: int) -> tuple[str, int, bool]:
+    """`text` cut to at most `budget` tokens: (text, tokens used, was cut)."""
+    enc = encoding()
+    ids = enc.encode(text, disallowed_special=())
+    if len(ids) <= budget:
+        return text, len(ids), False
+    kept = ids[: max(budget, 0)]
+    return enc.decode_bytes(kept).decode("utf-8", errors="ignore"), len(kept), True
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+    }

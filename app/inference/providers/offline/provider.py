@@ -1,0 +1,80 @@
+"""The built-in offline model: the default provider, and the one tests use. It never touches the network.
+
+Deterministic (the answer is a function of the request), schema-valid where a schema is given, streamed
+in realistic chunks, with usage from real token counts. Each method validates its parameters before
+producing anything, so a stream raises its 400 on the first `anext()`, before any chunk.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import AsyncIterator, Iterator
+
+from app.core.ids import new_id
+from app.inference.base import ProviderInfo
+from app.inference.providers.offline import chat, embeddings, legacy, moderation
+
+CHUNK_DELAY_ENV = "UNDERSTUDY_OFFLINE_CHUNK_DELAY_MS"
+
+
+def _env_delay() -> float:
+    try:
+        return max(float(os.environ.get(CHUNK_DELAY_ENV, "0") or 0), 0.0)
+    except ValueError:
+        return 0.0
+
+
+def _include_usage(params: dict) -> bool:
+    options = params.get("stream_options")
+    return bool(isinstance(options, dict) and options.get("include_usage"))
+
+
+class OfflineProvider:
+    info = ProviderInfo(name="offline", kind="offline")
+
+    def __init__(self, chunk_delay_ms: float | None = None) -> None:
+        """`chunk_delay_ms`: a pause between streamed chunks (None: `UNDERSTUDY_OFFLINE_CHUNK_DELAY_MS`, else 0)."""
+        self.chunk_delay_ms = _env_delay() if chunk_delay_ms is None else max(float(chunk_delay_ms), 0.0)
+
+    @staticmethod
+    def _meta(params: dict, prefix: str) -> dict:
+        return {"id": new_id(prefix), "created": int(time.time()), "model": params.get("model")}
+
+    async def _paced(self, chunks: Iterator[dict]) -> AsyncIterator[dict]:
+        delay = self.chunk_delay_ms / 1000
+        first = True
+        for item in chunks:
+            if delay and not first:
+                await asyncio.sleep(delay)
+            first = False
+            yield item
+
+    async def chat(self, params: dict) -> dict:
+        return chat.completion(chat.plan(params), self._meta(params, "chatcmpl-"))
+
+    async def chat_stream(self, params: dict) -> AsyncIterator[dict]:
+        plan = chat.plan(params)  # errors surface on the first anext(), before any chunk
+        async for item in self._paced(chat.chunks(plan, self._meta(params, "chatcmpl-"), _include_usage(params))):
+            yield item
+
+    async def completions(self, params: dict) -> dict:
+        choices, usage = legacy.plan(params)
+        return legacy.completion(choices, usage, self._meta(params, "cmpl-"))
+
+    async def completions_stream(self, params: dict) -> AsyncIterator[dict]:
+        choices, usage = legacy.plan(params)
+        async for item in self._paced(legacy.chunks(choices, usage, self._meta(params, "cmpl-"), _include_usage(params))):
+            yield item
+
+    async def embeddings(self, params: dict) -> dict:
+        batch = params.get("input")
+        if isinstance(batch, list) and len(batch) > 16 and not isinstance(batch[0], int):
+            return await asyncio.to_thread(embeddings.create, params)  # big batches: off the event loop
+        return embeddings.create(params)
+
+    async def moderations(self, params: dict) -> dict:
+        return moderation.create(params, new_id("modr-"))
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,123 @@
+"""Which functions the offline model calls, and with what arguments.
+
+A real model calls a tool when the conversation asks for it; the offline model's stand-in for "asks for
+it" is that the last user message names the function (case-insensitive, `_` may be written as a space
+or a hyphen). `required` and a named `tool_choice` always produce a call; after tool results the model
+answers in text (unless a call is forced). Arguments are generated from the function's `parameters`
+schema, so they validate, with strings drawn from the prompt's words.
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass
+
+from app.core.errors import invalid_request
+from app.inference.providers.offline.schema import value_for_schema
+from app.inference.providers.offline.text import content_text, last_user_message, words
+
+
+@dataclass
+class Function:
+    name: str
+    parameters: dict | None
+
+
+@dataclass
+class ToolDecision:
+    functions: list[Function]  # to call, in order (empty: answer in text)
+    legacy: bool  # `functions` / `function_call` (message.function_call) rather than `tools`
+
+
+def _functions(params: dict) -> tuple[list[Function], bool]:
+    tools = params.get("tools") or []
+    if not isinstance(tools, list):
+        raise invalid_request("Invalid type for 'tools': expected an array.", param="tools")
+    found = []
+    for index, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            raise invalid_request(f"Invalid type for 'tools[{index}]': expected an object.", param=f"tools[{index}]")
+        if tool.get("type", "function") == "function":
+            function = tool.get("function")
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                raise invalid_request(f"Missing required parameter: 'tools[{index}].function.name'.", param=f"tools[{index}].function.name")
+            found.append(Function(function["name"], function.get("parameters")))
+    if tools:
+        return found, False
+    legacy = params.get("functions") or []
+    return [Function(f["name"], f.get("parameters")) for f in legacy if isinstance(f, dict) and isinstance(f.get("name"), str)], bool(legacy)
+
+
+def mention_position(name: str, text: str) -> int | None:
+    """Where `text` names the function `name`, or None."""
+    parts = [re.escape(p) for p in re.split(r"[_\-\s]+", name) if p]
+    if not parts:
+        return None
+    pattern = r"(?<![A-Za-z0-9])" + r"[_\-\s]+".join(parts) + r"(?![A-Za-z0-9])"
+    match = re.search(pattern, text, re.IGNORECASE)
+    return match.start() if match else None
+
+
+def _named(functions: list[Function], name: str) -> Function:
+    for function in functions:
+        if function.name == name:
+            return function
+    raise invalid_request(f"Invalid value for 'tool_choice': function '{name}' is not one of the functions in 'tools'.", param="tool_choice")
+
+
+def decide(params: dict, messages: list[dict]) -> ToolDecision:
+    functions, legacy = _functions(params)
+    choice = params.get("function_call" if legacy else "tool_choice")
+    if choice is None:
+        choice = "auto" if functions else "none"
+    mode = choice
+    if isinstance(choice, dict):
+        kind = choice.get("type", "function")
+        if kind == "allowed_tools":
+            allowed = choice.get("allowed_tools") or {}
+            names = {((t or {}).get("function") or {}).get("name") for t in allowed.get("tools") or ()}
+            functions = [f for f in functions if f.name in names]
+            mode = allowed.get("mode", "auto")
+        elif kind == "function":
+            name = (choice.get("function") or {}).get("name") if not legacy else choice.get("name")
+            if not isinstance(name, str):
+                raise invalid_request("Missing required parameter: 'tool_choice.function.name'.", param="tool_choice.function.name")
+            if not functions:
+                raise invalid_request("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.", param="tool_choice")
+            return ToolDecision([_named(functions, name)], legacy)
+        else:
+            raise invalid_request(f"Invalid value for 'tool_choice': the offline model calls only function tools, not '{kind}'.", param="tool_choice")
+    if mode not in ("none", "auto", "required"):
+        raise invalid_request(f"Invalid value for 'tool_choice': '{mode}'. Supported values are: 'none', 'auto' and 'required'.", param="tool_choice")
+    if mode == "required" and not functions:
+        raise invalid_request("Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.", param="tool_choice")
+    if mode == "none" or not functions:
+        return ToolDecision([], legacy)
+    last = messages[-1] if messages else {}
+    if mode == "auto" and isinstance(last, dict) and last.get("role") in ("tool", "function"):
+        return ToolDecision([], legacy)
+    user = last_user_message(messages)
+    text = content_text(user.get("content")) if user else ""
+    mentioned = sorted(
+        ((pos, i, f) for i, f in enumerate(functions) if (pos := mention_position(f.name, text)) is not None),
+        key=lambda item: (item[0], item[1]),
+    )
+    chosen = [f for _, _, f in mentioned]
+    if mode == "required" and not chosen:
+        chosen = [functions[0]]
+    if legacy or params.get("parallel_tool_calls") is False:
+        chosen = chosen[:1]
+    return ToolDecision(chosen, legacy)
+
+
+def arguments(function: Function, rng: random.Random, messages: list[dict]) -> str:
+    """JSON arguments valid against the function's `parameters`."""
+    schema = function.parameters if isinstance(function.parameters, dict) else {}
+    if "type" not in schema and not any(k in schema for k in ("$ref", "anyOf", "oneOf", "allOf")):
+        schema = {"type": "object", **schema}  # arguments are always an object, even for `{}` parameters
+    user = last_user_message(messages)
+    name_parts = {part.lower() for part in re.split(r"[_\-\s]+", function.name)}
+    hints = [w for w in words(content_text(user.get("content")) if user else "") if w.lower() not in name_parts]
+    value = value_for_schema(schema, rng, words=hints)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
