@@ -30,7 +30,8 @@ def check_message_params(params: dict) -> dict:
     if not isinstance(messages, list):
         raise invalid_request("messages: Field required (a list)", param="messages")
     for index, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+        # "system" turns inside messages come with a beta (mid-conversation system) Claude Code sends.
+        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant", "system"):
             raise invalid_request(f"messages.{index}.role: Input should be 'user' or 'assistant'", param=f"messages.{index}.role")
         if "content" not in message:
             raise invalid_request(f"messages.{index}.content: Field required", param=f"messages.{index}.content")

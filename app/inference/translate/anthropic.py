@@ -313,6 +313,8 @@ def _chat_parts(block: dict) -> list[dict]:
 
 def _chat_messages(message: dict) -> list[dict]:
     content = message.get("content")
+    if message["role"] == "system":  # mid-conversation system turns (a beta Claude Code uses)
+        return [{"role": "system", "content": text_of(content)}]
     if isinstance(content, str):
         return [{"role": message["role"], "content": content}]
     if message["role"] == "assistant":

@@ -40,19 +40,25 @@ _GREETINGS = (
 )
 
 
+# Context that clients (Claude Code) inject into the user's turn: not what the user asked.
+_INJECTED = re.compile(r"<system-reminder>.*?</system-reminder>", re.DOTALL)
+
+
 def content_text(content: Any) -> str:
-    """The text of a message's content: a string, or the text parts of a content-part list."""
+    """The text of a message's content: a string, or the text parts of a content-part list, without
+    injected `<system-reminder>` context."""
     if content is None:
         return ""
     if isinstance(content, str):
-        return content
+        return _INJECTED.sub("", content).strip() if "<system-reminder>" in content else content
     texts = []
     for part in content if isinstance(content, list) else ():
         if isinstance(part, dict) and part.get("type") in ("text", "input_text", "output_text"):
-            texts.append(str(part.get("text") or ""))
+            text = str(part.get("text") or "")
+            texts.append(_INJECTED.sub("", text).strip() if "<system-reminder>" in text else text)
         elif isinstance(part, str):
             texts.append(part)
-    return "\n".join(texts)
+    return "\n".join(t for t in texts if t)
 
 
 def image_count(content: Any) -> int:
