@@ -11,6 +11,7 @@ from litestar import Litestar, Router
 from app.api.deps import AuthMiddleware
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.anthropic import anthropic_router
+from app.api.audio import AudioController
 from app.api.chat import ChatCompletionsController
 from app.api.completions import STATELESS_HANDLERS
 from app.api.files import FilesController
@@ -26,7 +27,7 @@ from app.settings import Settings
 
 log = logging.getLogger("understudy")
 
-API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, *STATELESS_HANDLERS, ImagesController]
+API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, *STATELESS_HANDLERS, ImagesController, AudioController]
 
 
 async def _sweep_periodically(platform: Platform) -> None:

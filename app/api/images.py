@@ -1,0 +1,196 @@
+"""/v1/images: generations (JSON), edits and variations (multipart), and the temporary links that
+`response_format: "url"` answers with (`GET /v1/images/content/...`, no key needed, as OpenAI's are).
+
+Multipart forms are checked against the SDK's params TypedDicts like JSON bodies are: `read_form`
+turns the text fields into typed values (`n=2` -> 2, `timestamp_granularities[]=word` -> ["word"],
+`svg[model]=x` -> {"model": "x"}) following the TypedDict's hints, then `validate_params` applies
+OpenAI's wording. The audio controller uses it too.
+"""
+from __future__ import annotations
+
+import collections.abc
+import json
+import re
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.response import Stream
+from openai.types import image_create_variation_params, image_edit_params, image_generate_params
+from typing_extensions import TypedDict
+
+from app.api.deps import caller
+from app.core.errors import APIError, invalid_request
+from app.core.multipart import iter_parts
+from app.core.sse import SSEvent, sse_response
+from app.core.validation import parse_json_params, validate_params
+from app.services.images import ImagesService, Upload
+
+
+class _GenerateParams(image_generate_params.ImageGenerateParamsBase, total=False):
+    stream: typing.Optional[bool]
+
+
+def form_type(params_type, drop: set[str], extra: dict[str, Any] | None = None):
+    """The SDK's params TypedDict without its file fields (those arrive as file parts)."""
+    hints = typing.get_type_hints(params_type, include_extras=True)
+    fields = {k: v for k, v in hints.items() if k not in drop} | (extra or {})
+    return TypedDict(f"{params_type.__name__}Form", fields, total=False)
+
+
+_EditForm = form_type(image_edit_params.ImageEditParamsBase, {"image", "mask", "markup"}, {"stream": typing.Optional[bool]})
+_VariationForm = form_type(image_create_variation_params.ImageCreateVariationParams, {"image"})
+
+
+@dataclass
+class FilePart:
+    name: str  # the field name without any [] suffix
+    filename: str | None
+    content_type: str | None
+    data: bytes
+
+
+def _unwrap(hint):
+    while typing.get_origin(hint) in (typing.Required, typing.NotRequired, typing.Annotated):
+        hint = typing.get_args(hint)[0]
+    return hint
+
+
+def _flatten(hint) -> list:
+    """A hint's alternatives, with Required/Optional/Union opened up."""
+    hint = _unwrap(hint)
+    if typing.get_origin(hint) is typing.Union:
+        return [alt for arg in typing.get_args(hint) for alt in _flatten(arg)]
+    return [hint]
+
+
+def _is_list(hint) -> bool:
+    return any(typing.get_origin(alt) in (list, tuple, collections.abc.Sequence, collections.abc.Iterable) for alt in _flatten(hint))
+
+
+def _element(hint):
+    for alt in _flatten(hint):
+        args = typing.get_args(alt)
+        if args and typing.get_origin(alt) is not typing.Literal:
+            return args[0]
+    return str
+
+
+def _coerce(value: str, hint) -> Any:
+    """A form string as the type the hint asks for, when it reads as one; else the string (the
+    validator then names the expected type)."""
+    alternatives = _flatten(hint)
+    types = {alt for alt in alternatives if isinstance(alt, type)}
+    if bool in types and value in ("true", "false"):
+        return value == "true"
+    if int in types and re.fullmatch(r"-?\d+", value):
+        return int(value)
+    if float in types and re.fullmatch(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", value):
+        return float(value)
+    if value.startswith("{") and any(typing.is_typeddict(alt) or alt is dict for alt in alternatives):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _sub_hints(hint) -> dict:
+    for alt in _flatten(hint):
+        if typing.is_typeddict(alt):
+            return typing.get_type_hints(alt, include_extras=True)
+    return {}
+
+
+def _assign(body: dict, hints: dict, path: list[str], value: str) -> None:
+    key, rest = path[0], path[1:]
+    hint = hints.get(key, str)
+    if not rest:
+        if _is_list(hint):  # a bare `include=logprobs` for a list field is one element
+            body.setdefault(key, []).append(_coerce(value, _element(hint)))
+        else:
+            body[key] = _coerce(value, hint)
+    elif rest[0] == "":
+        items = body.setdefault(key, [])
+        if isinstance(items, list):
+            items.append(_coerce(value, _element(hint)))
+    else:
+        nested = body.setdefault(key, {})
+        if isinstance(nested, dict):
+            _assign(nested, _sub_hints(hint), rest, value)
+
+
+async def read_form(
+    request: Request, params_type, file_fields: set[str], *, file_limit: int, too_large: APIError | None = None
+) -> tuple[dict, list[FilePart]]:
+    """The text fields, typed and validated against `params_type`, and the file parts, read whole
+    (each at most `file_limit` bytes)."""
+    hints = typing.get_type_hints(params_type, include_extras=True)
+    body: dict = {}
+    files: list[FilePart] = []
+    async for part in iter_parts(request.headers.get("content-type"), request.stream()):
+        path = re.findall(r"^[^\[]+|(?<=\[)[^\]]*(?=\])", part.name) or [part.name]
+        if path[0] in file_fields:
+            data = bytearray()
+            async for chunk in part:
+                data += chunk
+                if len(data) > file_limit:
+                    raise too_large or invalid_request(f"The file '{path[0]}' is too large.", param=path[0])
+            files.append(FilePart(path[0], part.filename, part.content_type, bytes(data)))
+        else:
+            _assign(body, hints, path, await part.text())
+    return validate_params(params_type, body), files
+
+
+def base_url(request: Request) -> str:
+    """Where the client reached us, for absolute links (behind a proxy, its Host header)."""
+    host = request.headers.get("host") or request.url.netloc
+    scheme = request.headers.get("x-forwarded-proto") or request.url.scheme
+    return f"{scheme}://{host}"
+
+
+def _uploads(files: list[FilePart], name: str) -> list[Upload]:
+    return [Upload(f.name, f.content_type, f.data) for f in files if f.name == name]
+
+
+class ImagesController(Controller):
+    path = "/images"
+
+    async def _answer(self, request: Request, service: ImagesService, tenant: str, plan) -> dict | Stream:
+        if plan.stream:
+            return sse_response(SSEvent(data, event=name) async for name, data in service.events(plan))
+        return await service.respond(tenant, plan, base_url(request))
+
+    @post("/generations", status_code=200)
+    async def generations(self, request: Request) -> dict | Stream:
+        platform, tenant = caller(request)
+        params = parse_json_params(_GenerateParams, await request.body())
+        service = ImagesService(platform.blobs, platform.models)
+        return await self._answer(request, service, tenant, service.plan_generate(tenant, params))
+
+    @post("/edits", status_code=200, request_max_body_size=None)
+    async def edits(self, request: Request) -> dict | Stream:
+        platform, tenant = caller(request)
+        params, files = await read_form(request, _EditForm, {"image", "mask", "markup"}, file_limit=50 * 1024 * 1024)
+        masks = _uploads(files, "mask")
+        service = ImagesService(platform.blobs, platform.models)
+        plan = service.plan_edit(tenant, params, _uploads(files, "image"), masks[0] if masks else None)
+        return await self._answer(request, service, tenant, plan)
+
+    @post("/variations", status_code=200, request_max_body_size=None)
+    async def variations(self, request: Request) -> dict:
+        platform, tenant = caller(request)
+        params, files = await read_form(request, _VariationForm, {"image"}, file_limit=4 * 1024 * 1024 + 1)
+        images = _uploads(files, "image")
+        service = ImagesService(platform.blobs, platform.models)
+        plan = service.plan_variation(tenant, params, images[0] if images else None)
+        return await service.respond(tenant, plan, base_url(request))
+
+
+@get("/v1/images/content/{name:str}")
+async def image_content(request: Request, name: str) -> Response:
+    """A temporary image link: outside the authenticated /v1 router, like OpenAI's signed URLs."""
+    platform = request.app.state.platform
+    media_type, data = await ImagesService(platform.blobs, platform.models).content(name)
+    return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})

@@ -1,0 +1,302 @@
+"""Images: generations, edits and variations with OpenAI's per-model rules, answered by the offline
+image model (app/inference/providers/offline/images.py).
+
+The rules are the part clients trip over: which sizes, qualities and counts each model takes, that
+GPT image models always answer in base64 (and report usage), that `url` answers are temporary links.
+Those links point back at this server: the bytes go to the blob store under
+`<tenant>/images/<id>.<ext>` and `GET /v1/images/content/<tenant>-<id>.<ext>` serves them without a key
+for an hour, as OpenAI's are. The id is random (160 bits) and carries its expiry.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import secrets
+import time
+import typing
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+import openai.types
+
+from app.core.errors import APIError, invalid_request
+from app.inference.providers.offline import images as model
+from storage.blobs import BlobNotFound, BlobStore
+
+URL_TTL_SECONDS = 3600
+_GPT_SIZES = ("1024x1024", "1536x1024", "1024x1536")
+_DALLE_SIZES = {"dall-e-2": ("256x256", "512x512", "1024x1024"), "dall-e-3": ("1024x1024", "1792x1024", "1024x1792")}
+_QUALITIES = {"dall-e-2": ("standard", "auto"), "dall-e-3": ("standard", "hd", "auto"), "gpt": ("low", "medium", "high", "auto")}
+_PROMPT_MAX = {"dall-e-2": 1000, "dall-e-3": 4000, "gpt": 32000}
+_GPT_ONLY = ("output_format", "output_compression", "background", "moderation", "partial_images")
+DEFAULT_GPT_MODEL = "gpt-image-1.5"
+_CONTENT_NAME = re.compile(r"^(?P<tenant>[A-Za-z0-9_]{1,64})-(?P<id>[0-9a-f]{48})\.(?P<ext>png|jpeg|webp|gif|svg)$")
+
+
+def unsupported(message: str, param: str) -> APIError:
+    return invalid_request(message, param=param, code="unsupported_value")
+
+
+def invalid_value(value, supported, param: str) -> APIError:
+    listed = ", ".join(f"'{v}'" for v in supported)
+    return invalid_request(f"Invalid value: '{value}'. Supported values are: {listed}.", param=param, code="invalid_value")
+
+
+def check_range(value, low, high, param: str, kind: str = "integer") -> None:
+    if value is None:
+        return
+    if value < low:
+        raise invalid_request(f"Invalid '{param}': {kind} below minimum value. Expected a value >= {low}, but got {value} instead.",
+                              param=param, code=f"{kind}_below_min_value")
+    if value > high:
+        raise invalid_request(f"Invalid '{param}': {kind} above maximum value. Expected a value <= {high}, but got {value} instead.",
+                              param=param, code=f"{kind}_above_max_value")
+
+
+def check_length(text: str, maximum: int, param: str) -> None:
+    if not text:
+        raise invalid_request(f"Invalid '{param}': empty string. Expected a string with minimum length 1, but got an empty string instead.",
+                              param=param, code="empty_string")
+    if len(text) > maximum:
+        raise invalid_request(
+            f"Invalid '{param}': string too long. Expected a string with maximum length {maximum}, but got a string with length {len(text)} instead.",
+            param=param, code="string_above_max_length")
+
+
+def family(model_id: str) -> str:
+    return model_id if model_id in _DALLE_SIZES else "gpt"
+
+
+def _flexible_sizes(model_id: str) -> bool:
+    """gpt-image-2 and later take any WIDTHxHEIGHT within limits, not only the three standard sizes."""
+    return model_id.startswith("gpt-image-2")
+
+
+@dataclass
+class Upload:
+    """An image part of a multipart request: its form field, declared type and bytes."""
+
+    param: str
+    content_type: str | None
+    data: bytes
+
+
+class ImagesService:
+    def __init__(self, blobs: BlobStore, models) -> None:
+        self._blobs = blobs
+        self._models = models
+
+    # -- validation ------------------------------------------------------------------------------
+    def _model(self, tenant: str, params: dict, supported: tuple[str, ...] | None, default: str) -> str:
+        model_id = params.get("model")
+        if model_id is None:
+            model_id = DEFAULT_GPT_MODEL if default == "dall-e-2" and any(params.get(k) is not None for k in (*_GPT_ONLY, "stream")) else default
+        known = supported if supported is not None else tuple(self._image_models())
+        if model_id not in known:
+            self._models.get(tenant, model_id)  # 404 model_not_found for ids nobody knows
+            raise invalid_value(model_id, known, "model")
+        return model_id
+
+    @staticmethod
+    def _image_models() -> tuple[str, ...]:
+        return typing.get_args(openai.types.ImageModel)
+
+    def _size(self, model_id: str, size: str | None, auto: tuple[int, int]) -> tuple[int, int]:
+        fam = family(model_id)
+        if fam != "gpt":
+            allowed = _DALLE_SIZES[fam]
+            size = size or "1024x1024"
+            if size not in allowed:
+                raise invalid_value(size, allowed, "size")
+            return tuple(int(v) for v in size.split("x"))
+        if size in (None, "auto"):
+            return auto
+        if size in _GPT_SIZES:
+            return tuple(int(v) for v in size.split("x"))
+        match = re.fullmatch(r"(\d{2,5})x(\d{2,5})", size)
+        if not _flexible_sizes(model_id) or match is None:
+            raise invalid_value(size, (*_GPT_SIZES, "auto"), "size")
+        width, height = int(match[1]), int(match[2])
+        if width % 16 or height % 16 or max(width, height) > 3 * min(width, height) or max(width, height) > 3840 \
+                or width * height > 3840 * 2160 or min(width, height) < 256:
+            raise invalid_request(
+                f"Invalid size '{size}': width and height must be multiples of 16, at least 256, with an aspect ratio "
+                "between 1:3 and 3:1 and at most 3840x2160.", param="size", code="invalid_value")
+        return width, height
+
+    def _common(self, plan_kind: str, model_id: str, params: dict, auto_size: tuple[int, int]) -> model.ImageJob:
+        fam = family(model_id)
+        prompt = params.get("prompt") or ""
+        if plan_kind != "variation":
+            check_length(prompt, _PROMPT_MAX[fam], "prompt")
+        n = params.get("n")
+        check_range(n, 1, 10, "n")
+        n = 1 if n is None else n
+        if fam == "dall-e-3" and n != 1:
+            raise invalid_request("You must provide n=1 for this model.", param="n", code="invalid_value")
+        width, height = self._size(model_id, params.get("size"), auto_size)
+        qualities = _QUALITIES[fam] + (("xhigh", "max") if model_id.startswith("gpt-image-2.5") else ())
+        quality = params.get("quality") or "auto"
+        if quality not in qualities:
+            raise invalid_value(quality, qualities, "quality")
+        plan = model.ImageJob(plan_kind, model_id, fam == "gpt", prompt, n, width, height, quality, "png", 100, "auto", params.get("response_format") or "url",
+                    user=params.get("safety_identifier") or params.get("user"))
+        if fam != "gpt":
+            for name in ("stream", *_GPT_ONLY[:3], "partial_images"):
+                if params.get(name) not in (None, False, "auto"):
+                    raise unsupported(f"'{name}' is only supported for the GPT image models, not for '{model_id}'.", name)
+            plan.style = params.get("style") or "vivid"
+            return plan
+        return self._gpt(plan, params)
+
+    def _gpt(self, plan: model.ImageJob, params: dict) -> model.ImageJob:
+        if params.get("response_format") not in (None, "b64_json"):
+            raise unsupported(f"response_format '{params['response_format']}' is not supported for model '{plan.model}': "
+                              "GPT image models always return base64-encoded images.", "response_format")
+        if params.get("style") is not None:
+            raise unsupported(f"'style' is not supported for model '{plan.model}'; describe the style in the prompt instead.", "style")
+        plan.response_format = "b64_json"
+        plan.quality = "medium" if plan.quality == "auto" else plan.quality
+        plan.fmt = params.get("output_format") or "png"
+        plan.background = "opaque" if (params.get("background") or "auto") == "auto" else params["background"]
+        compression = params.get("output_compression")
+        check_range(compression, 0, 100, "output_compression")
+        if compression is not None and compression != 100 and plan.fmt not in ("jpeg", "webp"):
+            raise unsupported("output_compression is only supported for the jpeg and webp output formats.", "output_compression")
+        plan.compression = 100 if compression is None else compression
+        if plan.background == "transparent" and plan.fmt not in ("png", "webp"):
+            raise unsupported(f"Transparent backgrounds need output_format 'png' or 'webp', not '{plan.fmt}'.", "background")
+        plan.stream = bool(params.get("stream"))
+        partial = params.get("partial_images")
+        check_range(partial, 0, 3, "partial_images")
+        plan.partial_images = partial or 0
+        for name in ("frame_count", "frame_duration_ms"):
+            if params.get(name) is not None and plan.fmt != "gif":
+                raise unsupported(f"'{name}' is only supported with output_format 'gif'.", name)
+        check_range(params.get("frame_count"), 2, 16, "frame_count")
+        plan.frames = params.get("frame_count") or 9
+        check_range(params.get("frame_duration_ms"), 10, 655_350, "frame_duration_ms")
+        plan.frame_ms = params.get("frame_duration_ms") or 200
+        if plan.fmt in ("gif", "svg") and (plan.stream or plan.partial_images):
+            raise unsupported(f"Streaming is not supported with output_format '{plan.fmt}'.", "stream")
+        if plan.fmt == "svg" and plan.n != 1:
+            raise unsupported("SVG output requires n=1.", "n")
+        return plan
+
+    def plan_generate(self, tenant: str, params: dict) -> model.ImageJob:
+        model_id = self._model(tenant, params, None, "dall-e-2")
+        return self._common("generate", model_id, params, (1024, 1024))
+
+    def plan_edit(self, tenant: str, params: dict, images: list[Upload], mask: Upload | None) -> model.ImageJob:
+        allowed = tuple(m for m in self._image_models() if m != "dall-e-3")
+        model_id = self._model(tenant, params, allowed, DEFAULT_GPT_MODEL)
+        if not images:
+            raise invalid_request("Missing required parameter: 'image'.", param="image", code="missing_required_parameter")
+        dalle = model_id == "dall-e-2"
+        if len(images) > (1 if dalle else 16):
+            raise invalid_request(f"Too many images: '{model_id}' accepts at most {1 if dalle else 16}.", param="image", code="invalid_value")
+        decoded = [_decode(upload, dalle, 50 * 1024 * 1024) for upload in images]
+        plan = self._common("edit", model_id, params, _auto_size(decoded[0].size))
+        plan.inputs = decoded
+        if mask is not None:
+            plan.mask = _decode(mask, True, 4 * 1024 * 1024, square=False)
+            if "A" not in plan.mask.getbands():
+                raise invalid_request("Invalid mask image format - mask image missing alpha channel", param="mask", code="invalid_image_format")
+            if plan.mask.size != decoded[0].size:
+                raise invalid_request(f"The mask ({plan.mask.size[0]}x{plan.mask.size[1]}) must have the same dimensions as the image "
+                                      f"({decoded[0].size[0]}x{decoded[0].size[1]}).", param="mask", code="invalid_value")
+        plan.seed = model.seed_of(*(u.data for u in images), mask.data if mask else b"", plan.prompt)
+        return plan
+
+    def plan_variation(self, tenant: str, params: dict, image: Upload | None) -> model.ImageJob:
+        model_id = self._model(tenant, params, ("dall-e-2",), "dall-e-2")
+        if image is None:
+            raise invalid_request("Missing required parameter: 'image'.", param="image", code="missing_required_parameter")
+        plan = self._common("variation", model_id, params, (1024, 1024))
+        plan.inputs = [_decode(image, True, 4 * 1024 * 1024)]
+        plan.seed = model.seed_of("variation", image.data)
+        return plan
+
+    async def respond(self, tenant: str, plan: model.ImageJob, base_url: str) -> dict:
+        blobs = await asyncio.gather(*(asyncio.to_thread(model.render_bytes, plan, i) for i in range(plan.n)))
+        data = []
+        for index, blob in enumerate(blobs):
+            item = {"url": await self._store(tenant, blob, plan.fmt, base_url)} if plan.response_format == "url" \
+                else {"b64_json": base64.b64encode(blob).decode()}
+            if plan.model == "dall-e-3":
+                item["revised_prompt"] = model.revised_prompt(plan, index)
+            data.append(item)
+        body = {"created": int(time.time()), "data": data}
+        if plan.gpt:
+            body.update(background=plan.background, output_format=plan.fmt, size=f"{plan.width}x{plan.height}",
+                        quality=plan.quality, usage=model.usage(plan))
+            if plan.user:
+                body["safety_identifier"] = plan.user
+        return body
+
+    async def events(self, plan: model.ImageJob) -> AsyncIterator[tuple[str, dict]]:
+        """OpenAI's image stream: `partial_images` coarse previews, then the finished image, per image."""
+        prefix = "image_generation" if plan.kind == "generate" else "image_edit"
+        usage = model.usage(plan)
+        common = {"size": f"{plan.width}x{plan.height}", "quality": plan.quality, "background": plan.background, "output_format": plan.fmt}
+        for index in range(plan.n):
+            image = await asyncio.to_thread(model.draw, plan, index)
+            for step in range(plan.partial_images):
+                partial = await asyncio.to_thread(lambda: model.render_bytes(plan, index, model.blur_for(image, step, plan.partial_images)))
+                yield f"{prefix}.partial_image", {"type": f"{prefix}.partial_image", "b64_json": base64.b64encode(partial).decode(),
+                                                  "created_at": int(time.time()), **common, "partial_image_index": step}
+            final = await asyncio.to_thread(model.render_bytes, plan, index, image)
+            event = {"type": f"{prefix}.completed", "b64_json": base64.b64encode(final).decode(), "created_at": int(time.time()),
+                     **common, "usage": usage}
+            yield f"{prefix}.completed", event
+
+    # -- temporary links -------------------------------------------------------------------------
+    async def _store(self, tenant: str, data: bytes, ext: str, base_url: str) -> str:
+        image_id = f"{int(time.time()) + URL_TTL_SECONDS:08x}{secrets.token_hex(20)}"
+        await self._blobs.put(f"{tenant}/images/{image_id}.{ext}", data)
+        return f"{base_url}/v1/images/content/{tenant}-{image_id}.{ext}"
+
+    async def content(self, name: str) -> tuple[str, bytes]:
+        """The media type and bytes behind a temporary link; 404 once it has expired."""
+        match = _CONTENT_NAME.match(name)
+        missing = APIError(f"No such image: {name}", status_code=404)
+        if match is None:
+            raise missing
+        key = f"{match['tenant']}/images/{match['id']}.{match['ext']}"
+        if int(match["id"][:8], 16) < time.time():
+            await self._blobs.delete(key)
+            raise missing
+        try:
+            return model.MEDIA_TYPES[match["ext"]], await self._blobs.read_all(key)
+        except BlobNotFound:
+            raise missing from None
+
+
+def _auto_size(size: tuple[int, int]) -> tuple[int, int]:
+    width, height = size
+    if width > height * 1.2:
+        return 1536, 1024
+    if height > width * 1.2:
+        return 1024, 1536
+    return 1024, 1024
+
+
+def _decode(upload: Upload, png_square: bool, limit: int, *, square: bool = True):
+    """A real PNG/JPEG/WebP (PNG and square for DALL·E 2, as OpenAI requires), within the size limit."""
+    formats = "'image/png'" if png_square else "'image/jpeg', 'image/png', and 'image/webp'"
+    if len(upload.data) > limit:
+        raise invalid_request(f"Invalid file '{upload.param}': the image must be less than {limit // (1024 * 1024)} MB.",
+                              param=upload.param, code="file_too_large")
+    try:
+        image, fmt = model.open_image(upload.data)
+    except model.InvalidImage:
+        raise invalid_request(f"Invalid file '{upload.param}': not a valid image. Supported file formats are {formats}.",
+                              param=upload.param, code="invalid_image_format") from None
+    if png_square and fmt != "PNG":
+        raise invalid_request(f"Invalid file '{upload.param}': unsupported mimetype ('{model.INPUT_FORMATS[fmt]}'). "
+                              f"Supported file formats are {formats}.", param=upload.param, code="invalid_image_format")
+    if png_square and square and image.size[0] != image.size[1]:
+        raise invalid_request(f"Invalid file '{upload.param}': the image must be square, got {image.size[0]}x{image.size[1]}.",
+                              param=upload.param, code="invalid_image_format")
+    return image
