@@ -13,6 +13,9 @@ from PIL import Image, ImageDraw
 from tests.conftest import assert_openai_error
 from tests.support.openapi import assert_matches_schema
 
+# The SDK marks DALL·E-era endpoints (variations) deprecated; they are still part of the API.
+pytestmark = pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")
+
 
 def _decode(b64: str) -> Image.Image:
     image = Image.open(io.BytesIO(base64.b64decode(b64)))
@@ -207,6 +210,15 @@ def test_edit_accepts_jpeg_and_webp_for_gpt_image_and_sizes_auto_by_aspect(clien
         image = _png((400, 200), mode="RGB", fmt=fmt)
         response = client.images.edit(image=("x." + fmt.lower(), image), prompt="Wide", model="gpt-image-1", quality="low")
         assert _decode(response.data[0].b64_json).size == (1536, 1024)
+
+
+def test_edit_streams_image_edit_events(client):
+    events = list(client.images.edit(image=("a.png", _png((200, 200))), prompt="Stream the edit", model="gpt-image-1",
+                                     stream=True, partial_images=1, quality="low", output_format="jpeg"))
+    assert [e.type for e in events] == ["image_edit.partial_image", "image_edit.completed"]
+    assert_matches_schema(events[0].model_dump(exclude_unset=True), "ImageEditPartialImageEvent")
+    assert_matches_schema(events[1].model_dump(exclude_unset=True), "ImageEditCompletedEvent")
+    assert _decode(events[1].b64_json).format == "JPEG"
 
 
 def test_dall_e_2_edit_answers_with_a_url(client):
