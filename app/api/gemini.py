@@ -14,6 +14,8 @@ from app.api.relay import relay_response
 from app.core.errors import APIError
 from app.core.sse import EventStream, SSEvent, sse_response
 from app.core.validation import decode_json_object
+from app.inference.base import RelayResponse
+from app.inference.http import iter_sse
 from app.inference.translate.gemini import openai_error_to_gemini
 from app.services.gemini import split_model_action
 
@@ -39,13 +41,32 @@ async def _sse(responses):
         yield SSEvent(response)
 
 
-async def _json_array(responses):
-    """Without `alt=sse` Gemini streams one JSON array, element by element."""
+async def _json_array(pieces):
+    """Without `alt=sse` Gemini streams one JSON array (of encoded responses), element by element."""
     first = True
-    async for response in responses:
-        yield (b"[" if first else b",\r\n") + msgspec.json.encode(response)
+    async for piece in pieces:
+        yield (b"[" if first else b",\r\n") + piece
         first = False
     yield b"[]" if first else b"]"
+
+
+async def _encoded(responses):
+    async for response in responses:
+        yield msgspec.json.encode(response)
+
+
+async def _sse_payloads(body):
+    async for _, data in iter_sse(body):
+        yield data.encode()
+
+
+def _as_json_array(relayed: RelayResponse) -> RelayResponse:
+    """A relayed stream is always asked of the upstream as SSE: a client that did not ask for `alt=sse`
+    gets the same responses as Gemini's JSON array (error bodies stay as they are)."""
+    if relayed.status_code >= 400:
+        return relayed
+    headers = {**relayed.headers, "content-type": "application/json"}
+    return RelayResponse(relayed.status_code, headers, _json_array(_sse_payloads(relayed.body)), relayed.close)
 
 
 @post("/{model_action:str}", status_code=200)
@@ -58,13 +79,13 @@ async def generate_content(request: Request, model_action: str) -> dict | Stream
     as_sse = request.query_params.get("alt") == "sse"
     relayed = await platform.gemini.relay(tenant, model, action, raw, stream=streaming)
     if relayed is not None:
-        return relay_response(relayed)
+        return relay_response(_as_json_array(relayed) if streaming and not as_sse else relayed)
     if not streaming:
         return await platform.gemini.generate(tenant, model, body)
     responses = await platform.gemini.generate_stream(tenant, model, body)
     if as_sse:
         return sse_response(_sse(responses))
-    return EventStream(_json_array(responses), media_type="application/json")
+    return EventStream(_json_array(_encoded(responses)), media_type="application/json")
 
 
 def _router(path: str) -> Router:
