@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, LargeBinary
 from sqlmodel import Field, SQLModel
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants a BIGINT identity.
@@ -92,15 +92,83 @@ class StoredChatCompletion(SQLModel, table=True):
     """A chat completion created with `store: true`: the returned object and the request's messages."""
 
     __tablename__ = "chat_completions"
-    __table_args__ = (Index("ix_chat_completions_tenant_seq", "tenant_id", "seq"),)
+    # Ids come from upstreams too: unique per tenant, not across tenants.
+    __table_args__ = (
+        Index("ix_chat_completions_tenant_seq", "tenant_id", "seq"),
+        Index("ux_chat_completions_tenant_id", "tenant_id", "id", unique=True),
+    )
     seq: Optional[int] = seq_field()
-    id: str = Field(max_length=64, unique=True)
+    id: str = Field(max_length=200)
     tenant_id: str = Field(max_length=64)
     created_at: int
     model: str = Field(max_length=200)
     metadata_: Optional[dict] = Field(default=None, sa_column=Column("metadata", JSON, nullable=True))
     completion: dict = json_field(nullable=False)
     messages: list = json_field(nullable=False)
+
+
+class VectorStore(SQLModel, table=True):
+    __tablename__ = "vector_stores"
+    __table_args__ = (Index("ix_vector_stores_tenant_seq", "tenant_id", "seq"),)
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    name: Optional[str] = None
+    status: str = Field(default="completed", max_length=16)  # expired | in_progress | completed
+    usage_bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    last_active_at: Optional[int] = None
+    expires_after: Optional[dict] = json_field()
+    expires_at: Optional[int] = Field(default=None, index=True)
+    metadata_: Optional[dict] = Field(default=None, sa_column=Column("metadata", JSON, nullable=True))
+    # The embedding model its chunks were embedded with (queries must use the same one).
+    embedding_model: str = Field(max_length=200)
+
+
+class VectorStoreFile(SQLModel, table=True):
+    """A file attached to a vector store; `id` is the File's id, unique within the store."""
+
+    __tablename__ = "vector_store_files"
+    __table_args__ = (
+        Index("ux_vector_store_files_store_file", "vector_store_id", "file_id", unique=True),
+        Index("ix_vector_store_files_store_seq", "vector_store_id", "seq"),
+    )
+    seq: Optional[int] = seq_field()
+    file_id: str = Field(max_length=64)
+    vector_store_id: str = Field(max_length=64)
+    tenant_id: str = Field(max_length=64)
+    batch_id: Optional[str] = Field(default=None, max_length=64, index=True)
+    created_at: int
+    status: str = Field(default="in_progress", max_length=16)  # in_progress | completed | cancelled | failed
+    last_error: Optional[dict] = json_field()
+    usage_bytes: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    chunking_strategy: dict = json_field(nullable=False)
+    attributes: Optional[dict] = json_field()
+
+
+class VectorStoreFileBatch(SQLModel, table=True):
+    __tablename__ = "vector_store_file_batches"
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    vector_store_id: str = Field(max_length=64, index=True)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    status: str = Field(default="in_progress", max_length=16)  # in_progress | completed | cancelled | failed
+
+
+class Chunk(SQLModel, table=True):
+    """One chunk of a file in a vector store. `seq` is also its id in the store's faiss index, and
+    its vector is kept here so a lost index can be rebuilt without re-embedding."""
+
+    __tablename__ = "chunks"
+    __table_args__ = (Index("ix_chunks_store_file", "vector_store_id", "file_id"),)
+    seq: Optional[int] = seq_field()
+    vector_store_id: str = Field(max_length=64)
+    file_id: str = Field(max_length=64)
+    position: int  # order within the file
+    text: str
+    tokens: int
+    vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # float32, little-endian
 
 
 class Job(SQLModel, table=True):
@@ -122,3 +190,9 @@ class Job(SQLModel, table=True):
 
 
 metadata = SQLModel.metadata
+
+
+def is_keyword_index(name: str | None) -> bool:
+    """The keyword index over chunks lives outside this metadata (an FTS5 table on SQLite, a GIN
+    expression index on PostgreSQL; migration 0003): schema comparisons leave it alone."""
+    return bool(name) and (name.startswith("chunks_fts") or name == "ix_chunks_text_fts")
