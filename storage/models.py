@@ -130,11 +130,11 @@ class VectorStoreFile(SQLModel, table=True):
 
     __tablename__ = "vector_store_files"
     __table_args__ = (
-        Index("ux_vector_store_files_store_file", "vector_store_id", "file_id", unique=True),
+        Index("ux_vector_store_files_store_file", "vector_store_id", "id", unique=True),
         Index("ix_vector_store_files_store_seq", "vector_store_id", "seq"),
     )
     seq: Optional[int] = seq_field()
-    file_id: str = Field(max_length=64)
+    id: str = Field(max_length=64)
     vector_store_id: str = Field(max_length=64)
     tenant_id: str = Field(max_length=64)
     batch_id: Optional[str] = Field(default=None, max_length=64, index=True)

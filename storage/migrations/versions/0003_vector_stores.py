@@ -52,7 +52,7 @@ def _tables() -> None:
 
     op.create_table('vector_store_files',
     sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('file_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('vector_store_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('tenant_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('batch_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
@@ -67,7 +67,7 @@ def _tables() -> None:
     with op.batch_alter_table('vector_store_files', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_vector_store_files_batch_id'), ['batch_id'], unique=False)
         batch_op.create_index('ix_vector_store_files_store_seq', ['vector_store_id', 'seq'], unique=False)
-        batch_op.create_index('ux_vector_store_files_store_file', ['vector_store_id', 'file_id'], unique=True)
+        batch_op.create_index('ux_vector_store_files_store_file', ['vector_store_id', 'id'], unique=True)
 
     op.create_table('vector_stores',
     sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
