@@ -61,6 +61,8 @@ class Settings:
     upstream_max_retries: int = 2
     # Model ids added to the catalogue (comma-separated), e.g. ones newer than the installed SDKs.
     extra_models: tuple[str, ...] = ()
+    # The model that embeds vector-store chunks (and queries) unless a store names its own.
+    embedding_model: str = "text-embedding-3-small"
     # Pause between the offline model's stream chunks (0: as fast as possible).
     offline_chunk_delay_ms: int = 0
     extra: dict = field(default_factory=dict)

@@ -114,6 +114,9 @@ class FilesService:
         self._db = db
         self._blobs = blobs
         self.max_file_bytes = max_file_bytes
+        # Called with (tenant_id, file_id) after a file is deleted: what was built from it goes too
+        # (its chunks in vector stores). Callbacks, because those services sit above this one.
+        self.on_delete: list = []
 
     async def stage(self, tenant_id: str, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None) -> StagedFile:
         """Streams `chunks` into the blob store; over the size limit, nothing is kept and it is a 413."""
@@ -201,6 +204,8 @@ class FilesService:
         if row is None:
             raise not_found("File", file_id, param="file_id")
         await self._blobs.delete(row.blob_key)
+        for callback in self.on_delete:
+            await callback(tenant_id, file_id)
         return {"id": file_id, "object": "file", "deleted": True}
 
     async def content(self, tenant_id: str, file_id: str) -> tuple[object, AsyncIterator[bytes]]:
