@@ -21,13 +21,14 @@ from app.api.health import healthz
 from app.api.images import ImagesController, image_content
 from app.api.models import ModelsController
 from app.api.uploads import UploadsController
+from app.api.vector_stores import VectorStoresController
 from app.platform import Platform, open_platform
 from app.services.models import catalogue
 from app.settings import Settings
 
 log = logging.getLogger("understudy")
 
-API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, *STATELESS_HANDLERS, ImagesController, AudioController]
+API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController]
 
 
 async def _sweep_periodically(platform: Platform) -> None:

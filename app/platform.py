@@ -19,9 +19,15 @@ from app.services.inference import InferenceService
 from app.services.messages import MessagesService
 from app.services.models import ModelsService
 from app.services.uploads import UploadsService
+from app.services.vector_stores.batches import FileBatchesService
+from app.services.vector_stores.files import VectorStoreFilesService
+from app.services.vector_stores.ingest import Ingestor
+from app.services.vector_stores.search import SearchService
+from app.services.vector_stores.stores import VectorStoresService
 from app.settings import Settings
 from storage.blobs import BlobStore, open_blob_store
 from storage.db import Database
+from storage.vectors import VectorIndex
 from workers.queue import JobQueue
 
 log = logging.getLogger("understudy")
@@ -43,6 +49,12 @@ class Platform:
     chat: ChatService
     messages: MessagesService
     gemini: GeminiService
+    vector_index: VectorIndex
+    vector_stores: VectorStoresService
+    vector_store_files: VectorStoreFilesService
+    file_batches: FileBatchesService
+    vector_search: SearchService
+    ingestor: Ingestor
 
     async def close(self) -> None:
         await self.queue.stop()
@@ -65,12 +77,18 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     router = build_router(settings, OfflineProvider(chunk_delay_ms=settings.offline_chunk_delay_ms))
     inference = InferenceService(router, models)
     ctx: dict = {}
+    queue = InProcessRunner(db, JOBS, ctx, concurrency=settings.job_concurrency)
+    vector_index = VectorIndex(db, blobs)
+    vector_stores = VectorStoresService(db, vector_index, embedding_model=settings.embedding_model)
+    vector_store_files = VectorStoreFilesService(db, vector_index, files, vector_stores, queue)
+    vector_stores.files = vector_store_files
+    files.on_delete.append(vector_store_files.forget_file)
     platform = Platform(
         settings=settings,
         db=db,
         blobs=blobs,
         bus=InMemoryEventBus(),
-        queue=InProcessRunner(db, JOBS, ctx, concurrency=settings.job_concurrency),
+        queue=queue,
         auth=Authenticator(db, settings.auth),
         files=files,
         uploads=UploadsService(
@@ -82,6 +100,12 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         chat=ChatService(db, inference),
         messages=MessagesService(inference),
         gemini=GeminiService(inference),
+        vector_index=vector_index,
+        vector_stores=vector_stores,
+        vector_store_files=vector_store_files,
+        file_batches=FileBatchesService(db, vector_stores, vector_store_files),
+        vector_search=SearchService(db, vector_stores, vector_index, inference),
+        ingestor=Ingestor(db, files, vector_store_files, vector_stores, vector_index, inference),
     )
     ctx["platform"] = platform
     if run_jobs:

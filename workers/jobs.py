@@ -19,4 +19,9 @@ async def sweep_expired(ctx) -> None:
         log.info("expired %d file(s) and %d upload(s)", files, uploads)
 
 
-JOBS = {"sweep_expired": sweep_expired}
+async def ingest_file(ctx, vector_store_id: str, file_id: str) -> None:
+    """Extracts, chunks, embeds and indexes one file of one vector store."""
+    await ctx["platform"].ingestor.ingest(vector_store_id, file_id)
+
+
+JOBS = {"sweep_expired": sweep_expired, "ingest_file": ingest_file}

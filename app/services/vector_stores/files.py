@@ -13,7 +13,7 @@ from app.core.pagination import Page, fetch_page, list_body
 from app.services.files import FilesService, Row
 from app.services.vector_stores.chunking import validate_chunking_strategy
 from storage.db import Database
-from storage.keywords import unindex_chunks
+from storage.keywords import delete_chunks
 from storage.models import Chunk, VectorStoreFile
 from storage.prepared import Prepared
 from storage.vectors import VectorIndex
@@ -137,15 +137,11 @@ class VectorStoreFilesService:
 
     async def remove_chunks(self, store_id: str, file_id: str) -> int:
         """Every trace of a file in a store: chunk rows, keyword entries, vectors."""
-        where = (chunks.c.vector_store_id == store_id, chunks.c.file_id == file_id)
         async with self._db.begin() as conn:
-            rows = (await conn.execute(select(chunks.c.seq, chunks.c.text).where(*where))).all()
-            if rows:
-                await unindex_chunks(conn, [(r.seq, r.text) for r in rows])
-                await conn.execute(delete(chunks).where(*where))
-        if rows:
-            await self._index.remove(store_id, [r.seq for r in rows])
-        return len(rows)
+            seqs = await delete_chunks(conn, store_id, file_id)
+        if seqs:  # after the commit: a crash in between leaves vectors the next attempt removes
+            await self._index.remove(store_id, seqs)
+        return len(seqs)
 
     async def content(self, tenant_id: str, store_id: str, file_id: str) -> dict:
         await self.row(tenant_id, store_id, file_id)

@@ -1,7 +1,8 @@
 """`POST /v1/vector_stores/{id}/search`: hybrid retrieval.
 
 The query is embedded with the store's model and searched in the store's faiss index; the same query
-is searched in the keyword index (bm25); the two rankings are fused (storage/ranking.py). Attribute
+is searched in the keyword index (bm25); the two scores are fused (storage/ranking.py documents the
+ranker). Attribute
 filters are evaluated on the store's files first and handed to both searches as the set of chunk ids
 they may return, so a selective filter still yields `max_num_results` hits.
 """
@@ -13,9 +14,8 @@ from app.core.errors import invalid_request
 from app.inference.providers.offline.text import keywords
 from app.services.vector_stores.embed import embed_texts
 from app.services.vector_stores.filters import check_filter, matches
-from storage.keywords import keyword_search
 from storage.models import Chunk, File, VectorStoreFile
-from storage.ranking import fuse
+from storage.ranking import hybrid_search
 
 chunks = Chunk.__table__
 store_files = VectorStoreFile.__table__
@@ -69,10 +69,9 @@ class SearchService:
         if allowed == []:
             return _page(queries, [])
         vector = (await embed_texts(self._inference, tenant_id, store.embedding_model, [text]))[0]
-        depth = max(limit * 4, 20)  # candidates from each side for the fusion
-        vector_hits = await self._index.search(store_id, vector, depth, allowed_ids=allowed)
-        keyword_hits = [] if ranker == "none" else await keyword_search(self._db, store_id, text, depth, allowed_ids=allowed)
-        fused = fuse(vector_hits, keyword_hits, limit, ranker=ranker, score_threshold=threshold)
+        fused = await hybrid_search(
+            self._index, self._db, store_id, vector, text, limit, allowed_ids=allowed, ranker=ranker, score_threshold=threshold
+        )
         return _page(queries, await self._results(store_id, fused))
 
     async def _results(self, store_id: str, fused: list[tuple[int, float]]) -> list[dict]:

@@ -14,17 +14,17 @@ from app.core.ids import new_id
 from app.core.metadata import check_metadata
 from app.core.pagination import Page, fetch_page, list_body
 from storage.db import Database
-from storage.keywords import unindex_chunks
-from storage.models import Chunk, VectorStore, VectorStoreFile, VectorStoreFileBatch
+from storage.keywords import delete_chunks
+from storage.models import VectorStore, VectorStoreFile, VectorStoreFileBatch
 from storage.prepared import Prepared
 from storage.vectors import VectorIndex
 
 stores = VectorStore.__table__
 store_files = VectorStoreFile.__table__
 batches = VectorStoreFileBatch.__table__
-chunks = Chunk.__table__
 _GET = Prepared(select(stores).where(stores.c.id == bindparam("id"), stores.c.tenant_id == bindparam("tenant_id")))
-_COUNTS = Prepared(
+# Not Prepared: an expanding IN list is rendered per call by SQLAlchemy.
+_COUNTS = (
     select(store_files.c.vector_store_id, store_files.c.status, func.count())
     .where(store_files.c.vector_store_id.in_(bindparam("ids", expanding=True)))
     .group_by(store_files.c.vector_store_id, store_files.c.status)
@@ -57,12 +57,14 @@ def store_object(row, counts: dict, now: int) -> dict:
         status = "expired"
     else:
         status = "in_progress" if counts["in_progress"] else "completed"
-    return {
+    body = {
         "id": row.id, "object": "vector_store", "created_at": row.created_at, "name": row.name or "",
         "usage_bytes": row.usage_bytes, "file_counts": counts, "status": status,
-        "expires_after": row.expires_after, "expires_at": row.expires_at, "last_active_at": row.last_active_at,
-        "metadata": row.metadata or {},
+        "expires_at": row.expires_at, "last_active_at": row.last_active_at, "metadata": row.metadata or {},
     }
+    if row.expires_after is not None:  # optional and not nullable in OpenAI's schema
+        body["expires_after"] = row.expires_after
+    return body
 
 
 class VectorStoresService:
@@ -159,10 +161,7 @@ class VectorStoresService:
     async def delete(self, tenant_id: str, store_id: str) -> dict:
         await self.row(tenant_id, store_id)
         async with self._db.begin() as conn:
-            rows = (await conn.execute(select(chunks.c.seq, chunks.c.text).where(chunks.c.vector_store_id == store_id))).all()
-            if rows:
-                await unindex_chunks(conn, [(r.seq, r.text) for r in rows])
-            await conn.execute(delete(chunks).where(chunks.c.vector_store_id == store_id))
+            await delete_chunks(conn, store_id)
             await conn.execute(delete(store_files).where(store_files.c.vector_store_id == store_id))
             await conn.execute(delete(batches).where(batches.c.vector_store_id == store_id))
             await conn.execute(delete(stores).where(stores.c.id == store_id))
