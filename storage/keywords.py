@@ -123,7 +123,9 @@ async def _informative(conn: AsyncConnection, terms: list[str]) -> list[str]:
     in this connection's temp schema (nothing in the database file); N is max(seq), an upper bound, so
     a word is only dropped when it is at least that common."""
     tokens = {term: _TOKENS.findall(term) for term in terms}
-    await conn.execute(text("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_fts_terms USING fts5vocab(main, 'chunks_fts', 'row')"))
+    if not conn.info.get("chunks_fts_terms"):  # once per pooled connection
+        await conn.execute(text("CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunks_fts_terms USING fts5vocab(main, 'chunks_fts', 'row')"))
+        conn.info["chunks_fts_terms"] = True
     found = await conn.execute(
         text("SELECT term, doc, (SELECT max(seq) FROM chunks) FROM temp.chunks_fts_terms WHERE term IN (SELECT value FROM json_each(:t))"),
         {"t": json.dumps(sorted({token for parts in tokens.values() for token in parts}))},

@@ -508,8 +508,6 @@ def _search(index: faiss.Index, query: np.ndarray, k: int, allowed: np.ndarray |
         raise ValueError(f"query has {query.shape[1]} dimensions; this store's vectors have {index.d}")
     if n == 0:
         return []
-    if allowed is None and isinstance(index, faiss.IndexIDMap2):
-        return _flat_search(index, query[0], min(k, n))
     selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
     if isinstance(index, faiss.IndexIVF):
         nprobe = max(MIN_NPROBE, math.ceil(index.nlist * PROBE_FRACTION))
@@ -522,18 +520,6 @@ def _search(index: faiss.Index, query: np.ndarray, k: int, allowed: np.ndarray |
         params = faiss.SearchParameters(sel=selector) if selector is not None else None
     scores, labels = index.search(query, min(k, n), params=params)
     return [(int(label), float(score)) for score, label in zip(scores[0], labels[0]) if label >= 0]
-
-
-def _flat_search(index: faiss.IndexIDMap2, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-    """Exact and unfiltered: one BLAS matrix-vector product over the stored vectors (no copy), about
-    twice as fast as faiss's single-query scan, which runs on one core."""
-    n, dim = index.ntotal, index.d
-    vectors = faiss.rev_swig_ptr(faiss.downcast_index(index.index).get_xb(), n * dim).reshape(n, dim)
-    scores = vectors @ query
-    top = np.argpartition(-scores, k - 1)[:k]
-    top = top[np.argsort(-scores[top], kind="stable")]
-    ids = faiss.rev_swig_ptr(index.id_map.data(), n)
-    return [(int(ids[i]), float(scores[i])) for i in top]
 
 
 def _serialize(index: faiss.Index) -> tuple[bytes, np.ndarray]:
