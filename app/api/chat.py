@@ -10,7 +10,7 @@ from app.api.relay import relay_response
 from app.core.metadata import metadata_filters
 from app.core.pagination import page_params
 from app.core.sse import DONE, SSEvent, sse_response
-from app.core.validation import decode_json_object, validate_params
+from app.core.validation import decode_json_object, required_only, validate_params
 
 
 async def _events(chunks):
@@ -52,7 +52,8 @@ class ChatCompletionsController(Controller):
     @post("/{completion_id:str}", status_code=200)
     async def update(self, request: Request, completion_id: str) -> dict:
         platform, tenant = caller(request)
-        return await platform.chat.update(tenant, completion_id, decode_json_object(await request.body()))
+        metadata = required_only(decode_json_object(await request.body()), "metadata")
+        return await platform.chat.update(tenant, completion_id, metadata)
 
     @delete("/{completion_id:str}", status_code=200)
     async def delete_completion(self, request: Request, completion_id: str) -> dict:

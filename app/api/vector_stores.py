@@ -6,9 +6,8 @@ from openai.types import vector_store_create_params, vector_store_search_params,
 from openai.types.vector_stores import file_batch_create_params, file_create_params
 
 from app.api.deps import caller
-from app.core.errors import invalid_request
 from app.core.pagination import page_params
-from app.core.validation import decode_json_object, validate_params
+from app.core.validation import decode_json_object, required_only, validate_params
 
 
 async def _body(request: Request, params_type, *, extensions: tuple[str, ...] = ()) -> dict:
@@ -75,14 +74,8 @@ class VectorStoresController(Controller):
     @post("/{store_id:str}/files/{file_id:str}", status_code=200)
     async def update_file(self, request: Request, store_id: str, file_id: str) -> dict:
         platform, tenant = caller(request)
-        body = decode_json_object(await request.body())
-        unknown = set(body) - {"attributes"}
-        if unknown:
-            name = sorted(unknown)[0]
-            raise invalid_request(f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
-        if "attributes" not in body:
-            raise invalid_request("Missing required parameter: 'attributes'.", param="attributes", code="missing_required_parameter")
-        return await platform.vector_store_files.update(tenant, store_id, file_id, body["attributes"])
+        attributes = required_only(decode_json_object(await request.body()), "attributes")
+        return await platform.vector_store_files.update(tenant, store_id, file_id, attributes)
 
     @delete("/{store_id:str}/files/{file_id:str}", status_code=200)
     async def detach_file(self, request: Request, store_id: str, file_id: str) -> dict:

@@ -177,3 +177,13 @@ def _prefixed(error: ValidationError, loc: tuple) -> ValidationError:
 
 def parse_json_params(params_type, raw: bytes) -> dict:
     return validate_params(params_type, decode_json_object(raw))
+
+
+def required_only(body: dict, name: str):
+    """The value of the one parameter an endpoint takes (e.g. `metadata`, `attributes`)."""
+    unknown = sorted(set(body) - {name})
+    if unknown:
+        raise APIError(f"Unknown parameter: '{unknown[0]}'.", param=unknown[0], code="unknown_parameter")
+    if name not in body:
+        raise invalid_request(f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter")
+    return body[name]

@@ -11,7 +11,7 @@ from typing import AsyncIterator
 
 from sqlalchemy import bindparam, delete, insert, select, update
 
-from app.core.errors import invalid_request, not_found
+from app.core.errors import not_found
 from app.core.metadata import check_metadata
 from app.core.pagination import Page, fetch_page, list_body
 from app.inference.base import RelayResponse
@@ -87,14 +87,8 @@ class ChatService:
         rows, has_more = await fetch_page(self._db, stored, page, filters, extra, params)
         return list_body([_stored_object(row) for row in rows], has_more)
 
-    async def update(self, tenant_id: str, completion_id: str, body: dict) -> dict:
-        unknown = set(body) - {"metadata"}
-        if unknown:
-            name = sorted(unknown)[0]
-            raise invalid_request(f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
-        if "metadata" not in body:
-            raise invalid_request("Missing required parameter: 'metadata'.", param="metadata", code="missing_required_parameter")
-        metadata = check_metadata(body["metadata"]) or {}
+    async def update(self, tenant_id: str, completion_id: str, metadata: dict | None) -> dict:
+        metadata = check_metadata(metadata) or {}
         await self._row(tenant_id, completion_id)
         async with self._db.begin() as conn:
             await conn.execute(update(stored).where(stored.c.id == completion_id, stored.c.tenant_id == tenant_id).values(metadata=metadata))
