@@ -14,6 +14,7 @@ import email.utils
 import random
 import time
 from dataclasses import dataclass
+from http.cookiejar import CookieJar
 from typing import AsyncIterator
 
 import httpx
@@ -39,11 +40,46 @@ def timeout(read: float | None = DEFAULT_READ_TIMEOUT) -> httpx.Timeout:
     return httpx.Timeout(connect=CONNECT_TIMEOUT, read=read, write=60.0, pool=60.0)
 
 
+class _NullJar(CookieJar):
+    def set_cookie(self, cookie) -> None:
+        pass
+
+    def extract_cookies(self, response, request) -> None:
+        pass
+
+
+class _NoCookies(httpx.Cookies):
+    """Cookies that keep nothing (and skip httpx's parsing of each response for them)."""
+
+    def __init__(self) -> None:
+        super().__init__(_NullJar())
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+
+class _CookielessClient(httpx.AsyncClient):
+    """An httpx client without a cookie jar. Why: the client is shared by every tenant and provider, so
+    a jar would send one upstream's Set-Cookie back on everyone's later requests (Set-Cookie is not passed
+    to clients, nor their Cookie header upstream); and httpx parses every response for cookies through
+    urllib's cookiejar, ~5 % of a relayed request's CPU."""
+
+    _no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, value) -> None:
+        pass  # httpx's __init__ assigns `_cookies` directly; nothing else sets this
+
+
 def new_client(read_timeout: float | None = DEFAULT_READ_TIMEOUT) -> httpx.AsyncClient:
     """The process's upstream client (the router owns it and closes it). HTTP/1.1 keep-alive with a
-    pool large enough for many concurrent streams."""
+    pool large enough for many concurrent streams; no cookie jar."""
     limits = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=60.0)
-    return httpx.AsyncClient(timeout=timeout(read_timeout), limits=limits, follow_redirects=False, trust_env=False)
+    return _CookielessClient(timeout=timeout(read_timeout), limits=limits, follow_redirects=False, trust_env=False)
 
 
 @dataclass(frozen=True)

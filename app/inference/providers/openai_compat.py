@@ -129,10 +129,15 @@ class HTTPProvider:
         """The request as it is (path relative to base_url, our credentials instead of the caller's); the
         response as it arrives, error statuses included, so the client sees the upstream's own answer."""
         response = await self.send(method, path, body, self.relay_headers(headers), stream=True)
+        # Unencoded (the usual case for streams), the raw bytes are the body: aiter_raw skips httpx's
+        # per-chunk decoder and re-chunker. Encoded, they are decoded (content-encoding is not passed on);
+        # already read (mock transports), aiter_bytes replays the content.
+        identity = response.headers.get("content-encoding", "identity").strip().lower() == "identity"
+        chunks = response.aiter_raw() if identity and not response.is_stream_consumed else response.aiter_bytes()
 
         async def body_bytes() -> AsyncIterator[bytes]:
             try:
-                async for chunk in response.aiter_bytes():
+                async for chunk in chunks:
                     yield chunk
             except httpx.TransportError as exc:
                 raise self.unreachable(exc) from exc
