@@ -60,6 +60,12 @@ def seq_in(column: str, is_sqlite: bool) -> str:
     return f"{column} IN (SELECT value FROM json_each(:ids))" if is_sqlite else f"{column} = ANY(CAST(:ids AS BIGINT[]))"
 
 
+def in_store_with_ids(is_sqlite: bool) -> str:
+    """Chunks of `:store` among `:ids`, found by primary key: on SQLite the `+` keeps the planner from
+    walking the whole store through ix_chunks_store_file instead (7 ms instead of 0.3 at 30k chunks)."""
+    return ("+" if is_sqlite else "") + f"vector_store_id = :store AND {seq_in('seq', is_sqlite)}"
+
+
 def ids_value(ids: Sequence[int], is_sqlite: bool):
     values = [int(i) for i in ids]
     return json.dumps(values) if is_sqlite else values

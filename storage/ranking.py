@@ -29,7 +29,7 @@ import numpy as np
 from sqlalchemy import text
 
 from storage.db import Database
-from storage.keywords import ids_value, keyword_search, seq_in
+from storage.keywords import ids_value, in_store_with_ids, keyword_search
 
 RANKERS = ("auto", "default-2024-11-15", "none")
 KEYWORD_SCALE = 2.0  # the BM25 at which keyword evidence reaches 1 - 1/e
@@ -120,6 +120,6 @@ async def hybrid_search(
 
 async def _cosines(db: Database, store_id: str, seqs: list[int], query_vector: np.ndarray) -> list[tuple[int, float]]:
     query = np.asarray(query_vector, dtype=np.float32).reshape(-1)
-    sql = f"SELECT seq, vector FROM chunks WHERE vector_store_id = :store AND {seq_in('seq', db.is_sqlite)}"
+    sql = f"SELECT seq, vector FROM chunks WHERE {in_store_with_ids(db.is_sqlite)}"
     rows = await db.fetch_all(text(sql), {"store": store_id, "ids": ids_value(seqs, db.is_sqlite)})
     return [(int(seq), float(np.frombuffer(vector, dtype="<f4") @ query)) for seq, vector in rows if len(vector) == 4 * len(query)]
