@@ -6,10 +6,12 @@ OpenAI-compatible upstream) and nothing needs storing, the request is relayed by
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import AsyncIterator
 
 from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.core.errors import not_found
 from app.core.metadata import check_metadata
@@ -21,6 +23,7 @@ from storage.db import Database
 from storage.models import StoredChatCompletion
 from storage.prepared import Prepared
 
+log = logging.getLogger("understudy.chat")
 stored = StoredChatCompletion.__table__
 _GET = Prepared(select(stored).where(stored.c.id == bindparam("id"), stored.c.tenant_id == bindparam("tenant_id")))
 
@@ -65,8 +68,13 @@ class ChatService:
             model=completion.get("model") or params["model"], metadata=check_metadata(params.get("metadata")),
             completion=completion, messages=list(params["messages"]),
         )
-        async with self._db.begin() as conn:
-            await conn.execute(insert(stored).values(**values))
+        try:
+            async with self._db.begin() as conn:
+                await conn.execute(insert(stored).values(**values))
+        except IntegrityError:
+            # An upstream that repeats completion ids: the answer still reaches the client (a stream
+            # is already out); the duplicate is not stored a second time.
+            log.warning("not storing chat completion %s: this tenant already has one with that id", values["id"])
 
     async def _row(self, tenant_id: str, completion_id: str):
         row = await self._db.fetch_one(_GET, {"id": completion_id, "tenant_id": tenant_id})
