@@ -9,14 +9,8 @@ from app.api.deps import caller
 from app.api.relay import relay_response
 from app.core.metadata import metadata_filters
 from app.core.pagination import page_params
-from app.core.sse import DONE, SSEvent, sse_response
+from app.core.sse import data_events, sse_response
 from app.core.validation import decode_json_object, required_only, validate_params
-
-
-async def _events(chunks):
-    async for chunk in chunks:
-        yield SSEvent(chunk)
-    yield DONE
 
 
 class ChatCompletionsController(Controller):
@@ -33,7 +27,7 @@ class ChatCompletionsController(Controller):
         if relayed is not None:
             return relay_response(relayed)
         if streaming:
-            return sse_response(_events(await platform.chat.create_stream(tenant, params)))
+            return sse_response(data_events(await platform.chat.create_stream(tenant, params)))
         return await platform.chat.create(tenant, params)
 
     @get("/")

@@ -7,14 +7,8 @@ from openai.types import completion_create_params, embedding_create_params, mode
 
 from app.api.deps import caller
 from app.api.relay import relay_response
-from app.core.sse import DONE, SSEvent, sse_response
+from app.core.sse import data_events, sse_response
 from app.core.validation import decode_json_object, validate_params
-
-
-async def _events(chunks):
-    async for chunk in chunks:
-        yield SSEvent(chunk)
-    yield DONE
 
 
 async def _relayed_or_none(request: Request, params: dict, raw: bytes, path: str, streaming: bool = False):
@@ -37,7 +31,7 @@ async def create_completion(request: Request) -> dict | Stream:
     if relayed is not None:
         return relayed
     if streaming:
-        return sse_response(_events(await platform.inference.stream(tenant, "completions_stream", params)))
+        return sse_response(data_events(await platform.inference.stream(tenant, "completions_stream", params)))
     return await platform.inference.call(tenant, "completions", params)
 
 

@@ -70,6 +70,20 @@ def unexpected_error_handler(request: Request, exc: Exception) -> Response:
     return _response(server_error())
 
 
+def translated_handlers(translate) -> dict:
+    """The same handlers for a router of another protocol (Anthropic, Gemini): the OpenAI body each one
+    builds is rewritten by `translate(status, body)`; status and headers (Retry-After…) are kept."""
+
+    def _translated(response: Response) -> Response:
+        return Response(content=translate(response.status_code, response.content), status_code=response.status_code, headers=dict(response.headers))
+
+    return {
+        APIError: lambda request, exc: _translated(api_error_handler(request, exc)),
+        HTTPException: lambda request, exc: _translated(http_exception_handler(request, exc)),
+        Exception: lambda request, exc: _translated(unexpected_error_handler(request, exc)),
+    }
+
+
 EXCEPTION_HANDLERS = {
     APIError: api_error_handler,
     HTTPException: http_exception_handler,

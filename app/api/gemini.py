@@ -4,41 +4,18 @@ Errors are Gemini's `{"error": {"code", "message", "status"}}`; keys come as `x-
 from __future__ import annotations
 
 import msgspec
-from litestar import Request, Response, Router, post
-from litestar.exceptions import HTTPException
+from litestar import Request, Router, post
 from litestar.response import Stream
 
 from app.api.deps import AuthMiddleware, caller
-from app.api.errors import http_exception_handler, unexpected_error_handler
+from app.api.errors import translated_handlers
 from app.api.relay import relay_response
-from app.core.errors import APIError
-from app.core.sse import EventStream, SSEvent, sse_response
+from app.core.sse import EventStream, data_events, sse_response
 from app.core.validation import decode_json_object
 from app.inference.base import RelayResponse
 from app.inference.http import iter_sse
 from app.inference.translate.gemini import openai_error_to_gemini
 from app.services.gemini import split_model_action
-
-
-def _gemini(response: Response) -> Response:
-    return Response(content=openai_error_to_gemini(response.status_code, response.content), status_code=response.status_code)
-
-
-def gemini_api_error(request: Request, exc: APIError) -> Response:
-    return _gemini(Response(content=exc.body(), status_code=exc.status_code))
-
-
-def gemini_http_error(request: Request, exc: HTTPException) -> Response:
-    return _gemini(http_exception_handler(request, exc))
-
-
-def gemini_unexpected_error(request: Request, exc: Exception) -> Response:
-    return _gemini(unexpected_error_handler(request, exc))
-
-
-async def _sse(responses):
-    async for response in responses:
-        yield SSEvent(response)
 
 
 async def _json_array(pieces):
@@ -84,7 +61,7 @@ async def generate_content(request: Request, model_action: str) -> dict | Stream
         return await platform.gemini.generate(tenant, model, body)
     responses = await platform.gemini.generate_stream(tenant, model, body)
     if as_sse:
-        return sse_response(_sse(responses))
+        return sse_response(data_events(responses, done=False))  # Gemini sends no [DONE]
     return EventStream(_json_array(_encoded(responses)), media_type="application/json")
 
 
@@ -93,7 +70,7 @@ def _router(path: str) -> Router:
         path=path,
         route_handlers=[generate_content],
         middleware=[AuthMiddleware],
-        exception_handlers={APIError: gemini_api_error, HTTPException: gemini_http_error, Exception: gemini_unexpected_error},
+        exception_handlers=translated_handlers(openai_error_to_gemini),
     )
 
 

@@ -34,6 +34,20 @@ class SSEvent:
 DONE = SSEvent("[DONE]")
 
 
+async def data_events(items: AsyncIterable[Any], *, done: bool = True) -> AsyncIterator[SSEvent]:
+    """OpenAI's framing: each item as a bare `data:` event, then `data: [DONE]`."""
+    async for item in items:
+        yield SSEvent(item)
+    if done:
+        yield DONE
+
+
+async def named_events(items: AsyncIterable[tuple[str, Any]]) -> AsyncIterator[SSEvent]:
+    """Anthropic's (and the assistants') framing: `(name, data)` pairs as named events."""
+    async for name, data in items:
+        yield SSEvent(data, event=name)
+
+
 async def encode_events(events: AsyncIterable[SSEvent], ping_interval: float | None) -> AsyncIterator[bytes]:
     iterator = aiter(events)
     pending: asyncio.Future | None = None
