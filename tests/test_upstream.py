@@ -8,9 +8,10 @@ import json
 import socket
 import struct
 import time
+from contextlib import asynccontextmanager
 
-import httpx
 import pytest
+from multidict import CIMultiDict
 
 from app.inference import http
 from app.inference.base import ProviderInfo, UpstreamError
@@ -97,27 +98,51 @@ async def test_iter_sse_is_incremental():
 
 
 def test_retry_after_headers():
-    assert http.retry_after(httpx.Headers({"retry-after-ms": "250", "retry-after": "9"})) == 0.25
-    assert http.retry_after(httpx.Headers({"retry-after": "2"})) == 2.0
-    assert http.retry_after(httpx.Headers({"retry-after": "soon"})) is None
-    dated = http.retry_after(httpx.Headers({"retry-after": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))}))
+    assert http.retry_after(CIMultiDict({"Retry-After-Ms": "250", "retry-after": "9"})) == 0.25
+    assert http.retry_after(CIMultiDict({"retry-after": "2"})) == 2.0
+    assert http.retry_after(CIMultiDict({"retry-after": "soon"})) is None
+    dated = http.retry_after(CIMultiDict({"retry-after": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))}))
     assert 25 < dated <= 31
     policy = http.RetryPolicy(base_delay=1, max_delay=3)
     assert [0.75 <= http.backoff(1, policy) <= 1, 1.5 <= http.backoff(2, policy) <= 2, 2.25 <= http.backoff(5, policy) <= 3] == [True] * 3
 
 
-async def test_network_error_then_success_is_retried():
-    calls = []
+@asynccontextmanager
+async def canned_upstream(answer):
+    """A minimal HTTP/1.1 server on loopback for answers the fake upstream does not give: `answer(path,
+    attempt)` returns the whole raw response (bytes), or None to close the connection unanswered."""
+    attempts = []
 
-    def handler(request):
-        calls.append(request)
-        if len(calls) == 1:
-            raise httpx.ConnectError("refused")
-        return httpx.Response(200, json={"ok": True})
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0)
+            await reader.readexactly(length)
+            attempts.append(head.split(b" ")[1].decode())
+            raw = answer(attempts[-1], len(attempts))
+            if raw is not None:
+                writer.write(raw)
+                await writer.drain()
+        finally:
+            writer.close()
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as mock:
-        response = await http.send_with_retries(mock, "POST", "http://x/y", content=b"{}", retry=FAST)
-    assert response.status_code == 200 and len(calls) == 2
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    async with server:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", attempts
+
+
+def raw_response(status: int, body: bytes, content_type: str = "application/json") -> bytes:
+    return (f"HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {len(body)}\r\n"
+            f"connection: close\r\n\r\n").encode() + body
+
+
+async def test_network_error_then_success_is_retried(client):
+    def answer(path, attempt):
+        return None if attempt == 1 else raw_response(200, b'{"ok": true}')  # the first connection is dropped
+
+    async with canned_upstream(answer) as (url, attempts):
+        response = await http.send_with_retries(client, "POST", url + "/y", content=b"{}", retry=FAST)
+    assert response.status_code == 200 and response.content == b'{"ok": true}' and attempts == ["/y", "/y"]
 
 
 # ---- OpenAI-compatible ----
@@ -254,22 +279,22 @@ async def test_unreachable_upstream(client):
     assert raised.value.native[1]["type"] == "error" and raised.value.native[1]["error"]["type"] == "api_error"
 
 
-async def test_errors_inside_a_stream_raise():
+async def test_errors_inside_a_stream_raise(client):
     streams = {
         "/v1/chat/completions": b'data: {"choices": []}\n\ndata: {"error": {"message": "boom", "type": "server_error", "code": null}}\n\n',
         "/v1/messages": b'event: message_start\ndata: {"type": "message_start", "message": {"id": "msg_1", "model": "c", "usage": {}}}\n\n'
                         b'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}\n\n',
     }
 
-    def handler(request):
-        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=streams[request.url.path])
+    def answer(path, attempt):
+        return raw_response(200, streams[path], "text/event-stream")
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as mock:
+    async with canned_upstream(answer) as (url, _):
         with pytest.raises(UpstreamError) as raised:
-            await collect(OpenAICompatProvider("o", "http://up/v1", "k", mock).chat_stream(CHAT))
+            await collect(OpenAICompatProvider("o", url + "/v1", "k", client).chat_stream(CHAT))
         assert raised.value.status_code == 500 and raised.value.body["error"]["message"] == "boom"
         with pytest.raises(UpstreamError) as raised:
-            await collect(AnthropicProvider("a", "http://up", "k", mock).chat_stream({**CHAT, "model": "c"}))
+            await collect(AnthropicProvider("a", url, "k", client).chat_stream({**CHAT, "model": "c"}))
         assert raised.value.status_code == 529 and raised.value.native[1]["error"]["type"] == "overloaded_error"
         assert raised.value.body["error"]["message"] == "Overloaded"
 
@@ -441,7 +466,7 @@ provider = "local"
     kinds = {name: p.info.kind for name, p in router.providers.items()}
     assert kinds == {"offline": "offline", "local": "openai", "anthropic": "anthropic", "gemini": "gemini", "openai": "openai"}
     local = router.providers["local"]
-    assert local.api_key == "sk-local" and local.retry.max_attempts == 1 and local.timeout.read == 5
+    assert local.api_key == "sk-local" and local.retry.max_attempts == 1 and local.timeout.sock_read == 5
     assert router.providers["anthropic"].retry.max_attempts == 5 and router.providers["anthropic"].base_url == "https://api.anthropic.com"
     assert {id(p.client) for n, p in router.providers.items() if n != "offline"} == {id(router.client)}
     expect = {"gpt-4o-mini": "offline", "o1": "offline", "gpt-4.1": "local", "llama3": "local", "claude-sonnet-4-5": "anthropic",

@@ -54,8 +54,6 @@ import os
 from fnmatch import fnmatchcase
 from typing import Mapping
 
-import httpx
-
 from app.inference import http
 from app.inference.base import Provider
 from app.inference.providers.anthropic import AnthropicProvider
@@ -69,7 +67,7 @@ _CACHE_LIMIT = 4096  # model ids come from clients: bound what they can make us 
 
 class InferenceRouter:
     def __init__(self, providers: dict[str, Provider], routes: list[tuple[str, str]], default: str = "offline",
-                 *, client: httpx.AsyncClient | None = None) -> None:
+                 *, client: http.UpstreamClient | None = None) -> None:
         missing = [name for _, name in routes if name not in providers] + ([default] if default not in providers else [])
         if missing:
             raise ValueError(f"routes name unknown providers: {', '.join(sorted(set(missing)))} (known: {', '.join(providers)})")
@@ -104,7 +102,7 @@ def _patterns(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value or ())
 
 
-def make_provider(spec: dict, client: httpx.AsyncClient, *, timeout: float, max_retries: int, environ: Mapping[str, str]) -> Provider:
+def make_provider(spec: dict, client: http.UpstreamClient, *, timeout: float, max_retries: int, environ: Mapping[str, str]) -> Provider:
     """One provider from a `[[providers]]` table."""
     unknown = set(spec) - _PROVIDER_KEYS
     if unknown:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from contextlib import aclosing
 from typing import Any, AsyncIterator
 
-import httpx
 import msgspec
 
 from app.inference import http
@@ -29,7 +28,7 @@ class HTTPProvider:
         name: str,
         base_url: str | None,
         api_key: str | None,
-        client: httpx.AsyncClient,
+        client: http.UpstreamClient,
         *,
         timeout: float | None = http.DEFAULT_READ_TIMEOUT,
         retry: http.RetryPolicy = http.RetryPolicy(),
@@ -76,7 +75,7 @@ class HTTPProvider:
         return http.upstream_error(status, self.to_openai_error(status, body), headers, (status, body))
 
     def unreachable(self, exc: Exception) -> UpstreamError:
-        status = 504 if isinstance(exc, httpx.TimeoutException) else 502
+        status = 504 if http.is_timeout(exc) else 502
         what = "timed out" if status == 504 else "failed"
         message = f"The request to upstream provider '{self.info.name}' {what}: {type(exc).__name__}: {exc}".rstrip(": ")
         return self.error(status, self.native_error(status, message))
@@ -93,13 +92,13 @@ class HTTPProvider:
     def url(self, path: str) -> str:
         return self.base_url + (path if path.startswith("/") else "/" + path)
 
-    async def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str], *, stream: bool) -> httpx.Response:
+    async def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str], *, stream: bool) -> http.UpstreamResponse:
         try:
             return await http.send_with_retries(
                 self.client, method, self.url(path), headers={**self.extra_headers, **headers, **self.auth_headers()},
                 content=body, stream=stream, timeout=self.timeout, retry=self.retry,
             )
-        except httpx.TransportError as exc:
+        except http.TRANSPORT_ERRORS as exc:
             raise self.unreachable(exc) from exc
 
     async def post_json(self, path: str, payload: dict) -> dict:
@@ -118,9 +117,9 @@ class HTTPProvider:
         try:
             if response.status_code >= 400:
                 raise self.error(response.status_code, await response.aread(), http.response_headers(response.headers))
-            async for event in http.iter_sse(response.aiter_bytes()):
+            async for event in http.iter_sse(response.chunks()):
                 yield event
-        except httpx.TransportError as exc:  # the stream broke off: never retried, output was already sent
+        except http.TRANSPORT_ERRORS as exc:  # the stream broke off: never retried, output was already sent
             raise self.unreachable(exc) from exc
         finally:
             await response.aclose()
@@ -129,17 +128,12 @@ class HTTPProvider:
         """The request as it is (path relative to base_url, our credentials instead of the caller's); the
         response as it arrives, error statuses included, so the client sees the upstream's own answer."""
         response = await self.send(method, path, body, self.relay_headers(headers), stream=True)
-        # Unencoded (the usual case for streams), the raw bytes are the body: aiter_raw skips httpx's
-        # per-chunk decoder and re-chunker. Encoded, they are decoded (content-encoding is not passed on);
-        # already read (mock transports), aiter_bytes replays the content.
-        identity = response.headers.get("content-encoding", "identity").strip().lower() == "identity"
-        chunks = response.aiter_raw() if identity and not response.is_stream_consumed else response.aiter_bytes()
 
         async def body_bytes() -> AsyncIterator[bytes]:
             try:
-                async for chunk in chunks:
+                async for chunk in response.chunks():
                     yield chunk
-            except httpx.TransportError as exc:
+            except http.TRANSPORT_ERRORS as exc:
                 raise self.unreachable(exc) from exc
             finally:
                 await response.aclose()
