@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, LargeBinary
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, LargeBinary, text
 from sqlmodel import Field, SQLModel
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants a BIGINT identity.
@@ -169,6 +169,76 @@ class Chunk(SQLModel, table=True):
     text: str
     tokens: int
     vector: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # float32, little-endian
+
+
+# ---- Assistants API: the wire object lives whole in `data`; columns repeat what is filtered on ----
+
+# A thread has at most one active run: a partial unique index makes a second one impossible even when
+# two requests race (the service turns the violation into OpenAI's 400).
+ACTIVE_RUN_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
+_ACTIVE_RUN = "status IN ('queued', 'in_progress', 'requires_action', 'cancelling')"
+
+
+class Assistant(SQLModel, table=True):
+    __tablename__ = "assistants"
+    __table_args__ = (Index("ix_assistants_tenant_seq", "tenant_id", "seq"),)
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    data: dict = json_field(nullable=False)
+
+
+class Thread(SQLModel, table=True):
+    __tablename__ = "threads"
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    data: dict = json_field(nullable=False)
+
+
+class ThreadMessage(SQLModel, table=True):
+    __tablename__ = "thread_messages"
+    __table_args__ = (Index("ix_thread_messages_thread_seq", "thread_id", "seq"),)
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    thread_id: str = Field(max_length=64)
+    tenant_id: str = Field(max_length=64)
+    run_id: Optional[str] = Field(default=None, max_length=64)
+    created_at: int
+    data: dict = json_field(nullable=False)
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_thread_seq", "thread_id", "seq"),
+        Index("ux_runs_active_thread", "thread_id", unique=True, sqlite_where=text(_ACTIVE_RUN), postgresql_where=text(_ACTIVE_RUN)),
+        Index("ix_runs_status_expires", "status", "expires_at"),
+    )
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    thread_id: str = Field(max_length=64)
+    tenant_id: str = Field(max_length=64)
+    assistant_id: str = Field(max_length=64)
+    status: str = Field(max_length=16)
+    created_at: int
+    expires_at: Optional[int] = None
+    data: dict = json_field(nullable=False)
+
+
+class RunStep(SQLModel, table=True):
+    __tablename__ = "run_steps"
+    __table_args__ = (Index("ix_run_steps_run_seq", "run_id", "seq"),)
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    run_id: str = Field(max_length=64)
+    thread_id: str = Field(max_length=64, index=True)
+    tenant_id: str = Field(max_length=64)
+    status: str = Field(max_length=16)
+    created_at: int
+    data: dict = json_field(nullable=False)
 
 
 class Job(SQLModel, table=True):
