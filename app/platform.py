@@ -12,6 +12,9 @@ from app.core.auth import Authenticator
 from app.events import EventBus, InMemoryEventBus
 from app.inference.providers.offline import OfflineProvider
 from app.inference.router import InferenceRouter, build_router
+from app.services.assistants.assistants import AssistantsService
+from app.services.assistants.thread_messages import ThreadMessagesService
+from app.services.assistants.threads import ThreadsService
 from app.services.chat import ChatService
 from app.services.files import FilesService
 from app.services.gemini import GeminiService
@@ -55,6 +58,9 @@ class Platform:
     file_batches: FileBatchesService
     vector_search: SearchService
     ingestor: Ingestor
+    assistants: AssistantsService
+    threads: ThreadsService
+    thread_messages: ThreadMessagesService
 
     async def close(self) -> None:
         await self.queue.stop()
@@ -83,6 +89,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     vector_store_files = VectorStoreFilesService(db, vector_index, files, vector_stores, queue)
     vector_stores.files = vector_store_files
     files.on_delete.append(vector_store_files.forget_file)
+    thread_messages = ThreadMessagesService(db, files, vector_stores)
     platform = Platform(
         settings=settings,
         db=db,
@@ -106,6 +113,9 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         file_batches=FileBatchesService(db, vector_stores, vector_store_files),
         vector_search=SearchService(db, vector_stores, vector_index, inference),
         ingestor=Ingestor(db, files, vector_store_files, vector_stores, vector_index, inference),
+        assistants=AssistantsService(db, models, vector_stores, files),
+        threads=ThreadsService(db, thread_messages, vector_stores, files),
+        thread_messages=thread_messages,
     )
     ctx["platform"] = platform
     if run_jobs:
