@@ -20,6 +20,7 @@ from app.api.headers import OpenAIHeaders
 from app.api.health import healthz
 from app.api.images import ImagesController, image_content
 from app.api.models import ModelsController
+from app.api.runs import RunsController
 from app.api.uploads import UploadsController
 from app.api.vector_stores import VectorStoresController
 from app.platform import Platform, open_platform
@@ -28,7 +29,7 @@ from app.settings import Settings
 
 log = logging.getLogger("understudy")
 
-API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController]
+API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, RunsController]
 
 
 async def _sweep_periodically(platform: Platform) -> None:

@@ -13,6 +13,9 @@ from app.events import EventBus, InMemoryEventBus
 from app.inference.providers.offline import OfflineProvider
 from app.inference.router import InferenceRouter, build_router
 from app.services.assistants.assistants import AssistantsService
+from app.services.assistants.executor import RunExecutor
+from app.services.assistants.run_store import RunStore
+from app.services.assistants.runs import RunsService
 from app.services.assistants.thread_messages import ThreadMessagesService
 from app.services.assistants.threads import ThreadsService
 from app.services.chat import ChatService
@@ -61,6 +64,8 @@ class Platform:
     assistants: AssistantsService
     threads: ThreadsService
     thread_messages: ThreadMessagesService
+    runs: RunsService
+    run_executor: RunExecutor
 
     async def close(self) -> None:
         await self.queue.stop()
@@ -90,11 +95,16 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     vector_stores.files = vector_store_files
     files.on_delete.append(vector_store_files.forget_file)
     thread_messages = ThreadMessagesService(db, files, vector_stores)
+    assistants = AssistantsService(db, models, vector_stores, files)
+    threads = ThreadsService(db, thread_messages, vector_stores, files)
+    bus = InMemoryEventBus()
+    vector_search = SearchService(db, vector_stores, vector_index, inference)
+    run_store = RunStore(db)
     platform = Platform(
         settings=settings,
         db=db,
         blobs=blobs,
-        bus=InMemoryEventBus(),
+        bus=bus,
         queue=queue,
         auth=Authenticator(db, settings.auth),
         files=files,
@@ -111,11 +121,14 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         vector_stores=vector_stores,
         vector_store_files=vector_store_files,
         file_batches=FileBatchesService(db, vector_stores, vector_store_files),
-        vector_search=SearchService(db, vector_stores, vector_index, inference),
+        vector_search=vector_search,
         ingestor=Ingestor(db, files, vector_store_files, vector_stores, vector_index, inference),
-        assistants=AssistantsService(db, models, vector_stores, files),
-        threads=ThreadsService(db, thread_messages, vector_stores, files),
+        assistants=assistants,
+        threads=threads,
         thread_messages=thread_messages,
+        runs=RunsService(run_store, bus, queue, assistants, threads, thread_messages, inference, settings),
+        # Built-in tools reach the platform's services through `lambda: platform` (it is being built here).
+        run_executor=RunExecutor(run_store, bus, inference, files, vector_search, lambda: platform),
     )
     ctx["platform"] = platform
     if run_jobs:

@@ -40,7 +40,10 @@ class Settings:
     max_upload_bytes: int = 8 * 1024 * 1024 * 1024
     max_part_bytes: int = 64 * 1024 * 1024
     upload_ttl_seconds: int = 3600
-    job_concurrency: int = 4
+    # Jobs at once in the in-process runner: runs spend most of their time waiting on a model.
+    job_concurrency: int = 32
+    # How long a run waits in `requires_action` for tool outputs before it expires (OpenAI: 10 minutes).
+    run_expiry_seconds: int = 600
     sweep_interval_seconds: float = 60.0
     log_level: str = "info"
     # Upstream providers and model routes (format: app/inference/router.py). TOML `[[providers]]` and

@@ -11,12 +11,13 @@ log = logging.getLogger("understudy.jobs")
 
 
 async def sweep_expired(ctx) -> None:
-    """Deletes expired files and marks expired uploads (reads already hide them)."""
+    """Deletes expired files, marks expired uploads and runs left waiting for tool outputs (reads already hide them)."""
     platform = ctx["platform"]
     files = await platform.files.sweep_expired()
     uploads = await platform.uploads.sweep_expired()
-    if files or uploads:
-        log.info("expired %d file(s) and %d upload(s)", files, uploads)
+    runs = await platform.runs.sweep_expired()
+    if files or uploads or runs:
+        log.info("expired %d file(s), %d upload(s) and %d run(s) waiting for tool outputs", files, uploads, runs)
 
 
 async def ingest_file(ctx, vector_store_id: str, file_id: str) -> None:
@@ -24,4 +25,9 @@ async def ingest_file(ctx, vector_store_id: str, file_id: str) -> None:
     await ctx["platform"].ingestor.ingest(vector_store_id, file_id)
 
 
-JOBS = {"sweep_expired": sweep_expired, "ingest_file": ingest_file}
+async def execute_run(ctx, run_id: str) -> None:
+    """Executes an Assistants run up to its end or its next pause for tool outputs."""
+    await ctx["platform"].run_executor.execute(run_id)
+
+
+JOBS = {"sweep_expired": sweep_expired, "ingest_file": ingest_file, "execute_run": execute_run}

@@ -3,7 +3,8 @@
 A real model calls a tool when the conversation asks for it; the offline model's stand-in for "asks for
 it" is that the last user message names the function (case-insensitive, `_` may be written as a space
 or a hyphen). `required` and a named `tool_choice` always produce a call; after tool results the model
-answers in text (unless a call is forced). Arguments are generated from the function's `parameters`
+answers in text (unless a call is forced). A function named `file_search` is called for any user
+question (real models search attached files before answering). Arguments are generated from the function's `parameters`
 schema, so they validate, with strings drawn from the prompt's words.
 """
 from __future__ import annotations
@@ -104,6 +105,10 @@ def decide(params: dict, messages: list[dict]) -> ToolDecision:
         key=lambda item: (item[0], item[1]),
     )
     chosen = [f for _, _, f in mentioned]
+    if not chosen and isinstance(last, dict) and last.get("role") == "user":
+        # A real model consults attached files before answering a question: so does this one when it is
+        # offered the search the Assistants and Responses engines present as a function named file_search.
+        chosen = [f for f in functions if f.name == "file_search"]
     if mode == "required" and not chosen:
         chosen = [functions[0]]
     if legacy or params.get("parallel_tool_calls") is False:
@@ -120,4 +125,12 @@ def arguments(function: Function, rng: random.Random, messages: list[dict]) -> s
     name_parts = {part.lower() for part in re.split(r"[_\-\s]+", function.name)}
     hints = [w for w in words(content_text(user.get("content")) if user else "") if w.lower() not in name_parts]
     value = value_for_schema(schema, rng, words=hints)
+    code = _fenced_code(content_text(user.get("content")) if user else "")
+    if code is not None and isinstance(value, dict) and isinstance(value.get("code"), str):
+        value["code"] = code  # a `code` argument runs what the prompt's fenced block says, not random words
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _fenced_code(text: str) -> str | None:
+    match = re.search(r"```[\w+-]*\n(.*?)```", text, re.DOTALL)
+    return match.group(1) if match else None
