@@ -11,6 +11,7 @@ from app.api.deps import caller
 from app.core.pagination import page_params
 from app.core.sse import named_events, sse_response
 from app.core.validation import decode_json_object, required_only, validate_params
+from app.services.assistants.runs import include_content
 
 
 def _include(request: Request) -> list[str]:
@@ -48,6 +49,7 @@ class RunsController(Controller):
     async def create(self, request: Request, thread_id: str) -> dict | Stream:
         platform, tenant = caller(request)
         include = _include(request)
+        include_content(include)  # checked before anything is created
         params, streaming = await _params(request, run_create_params.RunCreateParamsStreaming, run_create_params.RunCreateParamsNonStreaming)
         run = await platform.runs.create(tenant, thread_id, params)
         if streaming:
