@@ -11,6 +11,7 @@ from litestar import Litestar, Router
 from app.api.deps import AuthMiddleware
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.anthropic import anthropic_router
+from app.api.assistants import AssistantsController
 from app.api.audio import AudioController
 from app.api.chat import ChatCompletionsController
 from app.api.completions import STATELESS_HANDLERS
@@ -21,6 +22,7 @@ from app.api.health import healthz
 from app.api.images import ImagesController, image_content
 from app.api.models import ModelsController
 from app.api.runs import RunsController
+from app.api.threads import ThreadsController
 from app.api.uploads import UploadsController
 from app.api.vector_stores import VectorStoresController
 from app.platform import Platform, open_platform
@@ -29,7 +31,7 @@ from app.settings import Settings
 
 log = logging.getLogger("understudy")
 
-API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, RunsController]
+API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController]
 
 
 async def _sweep_periodically(platform: Platform) -> None:

@@ -95,7 +95,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     vector_stores.files = vector_store_files
     files.on_delete.append(vector_store_files.forget_file)
     thread_messages = ThreadMessagesService(db, files, vector_stores)
-    assistants = AssistantsService(db, models, vector_stores, files)
+    assistants = AssistantsService(db, models, vector_stores, files, inference)  # inference: models are checked as a run resolves them
     threads = ThreadsService(db, thread_messages, vector_stores, files)
     bus = InMemoryEventBus()
     vector_search = SearchService(db, vector_stores, vector_index, inference)
