@@ -15,7 +15,7 @@ from app.core.errors import invalid_request
 from app.core.ids import new_id
 from app.core.metadata import check_metadata
 from app.core.pagination import Page, fetch_page, list_body
-from app.services.assistants.tool_resources import ToolResources, check_file, check_max_items, no_object
+from app.services.assistants.tool_resources import ToolResources, check_file, no_object
 from storage.db import Database
 from storage.models import ACTIVE_RUN_STATUSES, Run, Thread, ThreadMessage
 from storage.prepared import Prepared
@@ -30,7 +30,6 @@ _ACTIVE_RUN = Prepared(
     select(runs.c.id).where(runs.c.thread_id == bindparam("thread_id"), or_(*(runs.c.status == status for status in ACTIVE_RUN_STATUSES))).limit(1)
 )
 PART_TYPES = ("image_file", "image_url", "text")
-MAX_ATTACHMENTS = 10
 
 
 def precheck(message, prefix: str = "") -> None:
@@ -122,10 +121,8 @@ class ThreadMessagesService:
         return out
 
     async def _attachments(self, tenant_id: str, attachments, param: str) -> list[dict]:
-        items = list(attachments or [])
-        check_max_items(items, MAX_ATTACHMENTS, param)
         out = []
-        for index, attachment in enumerate(items):
+        for index, attachment in enumerate(attachments or ()):
             where = f"{param}[{index}]"
             if "file_id" not in attachment:
                 raise invalid_request(f"Missing required parameter: '{where}.file_id'.", param=f"{where}.file_id", code="missing_required_parameter")

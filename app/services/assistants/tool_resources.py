@@ -97,7 +97,7 @@ class ToolResources:
             for index, store in enumerate(inline):
                 where = f"{param}.file_search.vector_stores[{index}]"
                 file_ids = list(store.get("file_ids") or [])
-                check_max_items(file_ids, 10_000, f"{where}.file_ids")
+                check_max_items(file_ids, 500, f"{where}.file_ids")  # as for a vector store created directly
                 for file_index, file_id in enumerate(file_ids):
                     await check_file(self._files, tenant_id, file_id, f"{where}.file_ids[{file_index}]")
                 if store.get("chunking_strategy") is not None and not file_ids:
