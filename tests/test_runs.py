@@ -193,7 +193,8 @@ def test_file_search_cites_the_file(client, tmp_path):
     path.write_text("Project Nightjar is the codename for the lighthouse restoration. Its budget is 42 million.\n\n"
                     "The canteen opens at noon and serves soup on Fridays.\n")
     uploaded = client.files.create(file=path.open("rb"), purpose="assistants")
-    store = client.vector_stores.create_and_poll(name="handbook", file_ids=[uploaded.id])
+    store = client.vector_stores.create(name="handbook")
+    client.vector_stores.files.create_and_poll(vector_store_id=store.id, file_id=uploaded.id)
     assistant = client.beta.assistants.create(model=MODEL, tools=[{"type": "file_search"}],
                                               tool_resources={"file_search": {"vector_store_ids": [store.id]}})
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "What is Project Nightjar?"}])

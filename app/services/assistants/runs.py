@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from app.core.errors import APIError, invalid_request, not_found
@@ -22,7 +22,8 @@ from storage.prepared import Prepared
 
 FILE_SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
 _GET = Prepared(select(runs.c.data).where(runs.c.id == bindparam("id"), runs.c.tenant_id == bindparam("tenant_id")))
-_ACTIVE = Prepared(select(runs.c.id).where(runs.c.thread_id == bindparam("thread_id"), runs.c.status.in_(ACTIVE_RUN_STATUSES)))
+# Equalities, not IN: a Prepared statement cannot hold an expanding IN list.
+_ACTIVE = Prepared(select(runs.c.id).where(runs.c.thread_id == bindparam("thread_id"), or_(*(runs.c.status == s for s in ACTIVE_RUN_STATUSES))))
 _OVERDUE = Prepared(select(runs.c.id).where(runs.c.status == "requires_action", runs.c.expires_at < bindparam("now")))
 _GET_STEP = Prepared(select(steps.c.data).where(steps.c.id == bindparam("id"), steps.c.tenant_id == bindparam("tenant_id")))
 
