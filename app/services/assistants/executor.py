@@ -128,14 +128,25 @@ class RunExecutor:
         turn.usage = turn.usage or objects.usage(prompt_tokens, 0)
         run["usage"] = objects.add_usage(run.get("usage"), turn.usage)
         truncated = turn.finish == "length"
-        if turn.message is not None or turn.tool_step is None:
-            await self.complete_message(run, tenant_id, turn, steps, truncated, usage=None if turn.tool_step else turn.usage)
+        has_text = turn.message is not None or turn.tool_step is None
+        if turn.message is None and turn.tool_step is None:  # a reply with no text at all is still a (empty) message
+            await self.start_message(run, tenant_id, turn)
+
+        async def write_message(conn) -> list[tuple[str, dict]]:
+            return await self.complete_message(run, turn, steps, truncated, None if turn.tool_step else turn.usage, conn) if has_text else []
+
         if turn.tool_step is not None and not truncated:
+            async with self.store.db.begin() as conn:
+                events = await write_message(conn)
+            for event in events:
+                await self.publish(run, *event)
             return await self.run_tools(run, tenant_id, turn, steps)
+        # The reply, its step and the run's end commit together (one transaction per step, not three).
         if truncated:
-            await self.finish(run, "incomplete", incomplete={"reason": "max_completion_tokens" if run.get("max_completion_tokens") else "max_tokens"})
+            await self.finish(run, "incomplete", incomplete={"reason": "max_completion_tokens" if run.get("max_completion_tokens") else "max_tokens"},
+                              writes=write_message)
         else:
-            await self.finish(run, "completed")
+            await self.finish(run, "completed", writes=write_message)
         return False
 
     async def on_text(self, run: dict, tenant_id: str, turn: Turn, text: str) -> None:
@@ -147,8 +158,9 @@ class RunExecutor:
     async def start_message(self, run: dict, tenant_id: str, turn: Turn) -> None:
         turn.message = objects.new_run_message(run)
         turn.message_step = objects.new_step(run, "message_creation", objects.message_creation_details(turn.message["id"]))
-        await self.store.insert_step(turn.message_step, tenant_id)
-        await self.store.insert_message(turn.message, tenant_id)
+        async with self.store.db.begin() as conn:
+            await self.store.insert_step(turn.message_step, tenant_id, conn)
+            await self.store.insert_message(turn.message, tenant_id, conn)
         await self.publish(run, "thread.run.step.created", turn.message_step)
         await self.publish(run, "thread.run.step.in_progress", turn.message_step)
         await self.publish(run, "thread.message.created", turn.message)
@@ -180,9 +192,8 @@ class RunExecutor:
         builtin = {t["type"] for t in run.get("tools") or () if t["type"] != "function"}
         return name if name in builtin else "function"
 
-    async def complete_message(self, run: dict, tenant_id: str, turn: Turn, steps: list[dict], truncated: bool, usage: dict | None) -> None:
-        if turn.message is None:  # a reply with no text at all is still a (empty) message
-            await self.start_message(run, tenant_id, turn)
+    async def complete_message(self, run: dict, turn: Turn, steps: list[dict], truncated: bool, usage: dict | None, conn) -> list[tuple[str, dict]]:
+        """Writes the finished reply and its step (in `conn`); returns the events to publish once committed."""
         text = "".join(turn.text)
         searches = [call["file_search"]["results"] for step in steps if step["type"] == "tool_calls"
                     for call in step["step_details"]["tool_calls"] if call["type"] == "file_search"]
@@ -193,10 +204,9 @@ class RunExecutor:
         else:
             message.update(status="completed", completed_at=now)
         step.update(status="completed", completed_at=now, usage=usage or turn.usage)
-        await self.store.save_message(message)
-        await self.store.save_step(step)
-        await self.publish(run, "thread.message.incomplete" if truncated else "thread.message.completed", message)
-        await self.publish(run, "thread.run.step.completed", step)
+        await self.store.save_message(message, conn)
+        await self.store.save_step(step, conn)
+        return [("thread.message.incomplete" if truncated else "thread.message.completed", message), ("thread.run.step.completed", step)]
 
     # ---- tools ----
 
@@ -271,8 +281,9 @@ class RunExecutor:
     async def fail(self, run: dict, error: dict) -> None:
         await self.finish(run, "failed", error=error)
 
-    async def finish(self, run: dict, status: str, *, error: dict | None = None, incomplete: dict | None = None) -> None:
-        """Ends the run (and whatever step or message was still in progress) in `status`."""
+    async def finish(self, run: dict, status: str, *, error: dict | None = None, incomplete: dict | None = None, writes=None) -> None:
+        """Ends the run (and whatever step or message was still in progress) in `status`; `writes(conn)`
+        adds the caller's last writes to the same transaction and returns their events."""
         now = objects.now()
         expected = "cancelling" if status == "cancelled" else ("in_progress", "queued")
         stamp = {"completed": "completed_at", "failed": "failed_at", "cancelled": "cancelled_at", "incomplete": "completed_at", "expired": None}[status]
@@ -280,6 +291,7 @@ class RunExecutor:
         if stamp:
             run[stamp] = now
         step_status = {"completed": "completed", "incomplete": "completed"}.get(status, status)
+        events: list[tuple[str, dict]] = []
         async with self.store.db.begin() as conn:
             if not await self.store.save_run(run, expect=expected, conn=conn):
                 stopped = await self.store.run(run["id"])
@@ -287,7 +299,14 @@ class RunExecutor:
                     run.update(stopped)
                     return await self.finish(run, "cancelled")
                 return
+            # Unfinished steps are read outside this transaction: the caller's writes come after and win.
             closed = await close_unfinished(self.store, run["id"], step_status, now, error, conn)
+            if writes is not None:
+                events = await writes(conn)
+                written = {data["id"] for _, data in events}
+                closed = [step for step in closed if step["id"] not in written]
+        for event in events:
+            await self.publish(run, *event)
         for step in closed:
             await self.publish(run, f"thread.run.step.{step['status']}", step)
         await self.publish(run, f"thread.run.{status}", run)
