@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import sqlite3
 import logging
 import weakref
 from pathlib import Path
@@ -23,6 +24,7 @@ from alembic.config import Config
 
 from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import Executable
@@ -42,7 +44,9 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict = {"echo": echo}
         if self.is_sqlite:
-            kwargs["connect_args"] = {"timeout": 30}
+            # No rollback when a connection returns to the pool: `begin()` blocks end in a commit or their
+            # own rollback, and the extra statement is one more thread hop per transaction.
+            kwargs.update(connect_args={"timeout": 30}, pool_reset_on_return=None)
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
@@ -78,6 +82,38 @@ class Database:
         async with self.engine.connect() as conn:
             result = await conn.execute(query, params)
             return result.first() if one else result.all()
+
+    async def write(self, ops: list[tuple[Prepared, dict[str, Any]]], *, guard: bool = False) -> bool:
+        """Runs `ops` in one transaction. With `guard`, the first op must change a row (a compare-and-set)
+        or nothing is written and this returns False.
+
+        On SQLite the whole transaction is one hand-off to aiosqlite's thread, on the raw driver with
+        statements compiled once: a small transaction costs ~0.2 ms instead of ~0.7 ms through the async
+        engine (a begin, an execute and a commit are each a thread hop). Runs write several per step."""
+        if not self.is_sqlite:
+            async with self.engine.begin() as conn:
+                for index, (query, params) in enumerate(ops):
+                    result = await conn.execute(query.statement, params)
+                    if guard and index == 0 and result.rowcount != 1:
+                        await conn.rollback()
+                        return False
+            return True
+        dialect = self.engine.dialect
+        async with self.engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            run_in_thread = getattr(driver, "_execute", None)  # aiosqlite's own hand-off to its thread
+            if run_in_thread is None:  # a future aiosqlite without it: the ordinary (slower) path
+                async with conn.begin():
+                    for index, (query, params) in enumerate(ops):
+                        result = await conn.execute(query.statement, params)
+                        if guard and index == 0 and result.rowcount != 1:
+                            await conn.rollback()
+                            return False
+                return True
+            try:
+                return await run_in_thread(_write_sqlite, driver._conn, dialect, ops, guard)
+            except sqlite3.IntegrityError as error:  # as the async engine would raise it
+                raise IntegrityError(None, None, error) from error
 
     def connect(self):
         """A connection for reads (autocommit-free; nothing to roll back)."""
@@ -130,6 +166,21 @@ def _lock_file(path: str):
     handle = open(path, "a")
     fcntl.flock(handle, fcntl.LOCK_EX)
     return handle
+
+
+def _write_sqlite(connection, dialect, ops, guard: bool) -> bool:
+    """In aiosqlite's thread: the ops as one immediate transaction on the sqlite3 connection."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for index, (query, params) in enumerate(ops):
+            if query.execute_sqlite(connection, dialect, params) != 1 and guard and index == 0:
+                connection.execute("ROLLBACK")
+                return False
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    return True
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -53,6 +53,17 @@ class Prepared:
         self.statement = statement
         self._compiled: _Compiled | None = None
 
+    def execute_sqlite(self, connection: sqlite3.Connection, dialect: Dialect, params: dict[str, Any]) -> int:
+        """A write; returns the number of rows it changed."""
+        compiled = self._compiled
+        if compiled is None:
+            compiled = self._compiled = _Compiled(self.statement, dialect)
+        cursor = connection.execute(compiled.sql, compiled.parameters(params))
+        try:
+            return cursor.rowcount
+        finally:
+            cursor.close()
+
     def run_sqlite(self, connection: sqlite3.Connection, dialect: Dialect, params: dict[str, Any], one: bool):
         compiled = self._compiled
         if compiled is None:

@@ -132,12 +132,13 @@ class RunExecutor:
         if turn.message is None and turn.tool_step is None:  # a reply with no text at all is still a (empty) message
             await self.start_message(run, tenant_id, turn)
 
-        async def write_message(conn) -> list[tuple[str, dict]]:
-            return await self.complete_message(run, turn, steps, truncated, None if turn.tool_step else turn.usage, conn) if has_text else []
+        def write_message(batch) -> list[tuple[str, dict]]:
+            return self.complete_message(run, turn, steps, truncated, None if turn.tool_step else turn.usage, batch) if has_text else []
 
         if turn.tool_step is not None and not truncated:
-            async with self.store.db.begin() as conn:
-                events = await write_message(conn)
+            batch = self.store.batch()
+            events = write_message(batch)
+            await batch.commit()
             for event in events:
                 await self.publish(run, *event)
             return await self.run_tools(run, tenant_id, turn, steps)
@@ -158,9 +159,7 @@ class RunExecutor:
     async def start_message(self, run: dict, tenant_id: str, turn: Turn) -> None:
         turn.message = objects.new_run_message(run)
         turn.message_step = objects.new_step(run, "message_creation", objects.message_creation_details(turn.message["id"]))
-        async with self.store.db.begin() as conn:
-            await self.store.insert_step(turn.message_step, tenant_id, conn)
-            await self.store.insert_message(turn.message, tenant_id, conn)
+        await self.store.batch().insert_step(turn.message_step, tenant_id).insert_message(turn.message, tenant_id).commit()
         await self.publish(run, "thread.run.step.created", turn.message_step)
         await self.publish(run, "thread.run.step.in_progress", turn.message_step)
         await self.publish(run, "thread.message.created", turn.message)
@@ -169,7 +168,7 @@ class RunExecutor:
     async def on_tool_call(self, run: dict, tenant_id: str, turn: Turn, delta: dict) -> None:
         if turn.tool_step is None:
             turn.tool_step = objects.new_step(run, "tool_calls", {"type": "tool_calls", "tool_calls": []})
-            await self.store.insert_step(turn.tool_step, tenant_id)
+            await self.store.batch().insert_step(turn.tool_step, tenant_id).commit()
             await self.publish(run, "thread.run.step.created", turn.tool_step)
             await self.publish(run, "thread.run.step.in_progress", turn.tool_step)
         index = delta.get("index", len(turn.calls))
@@ -192,8 +191,8 @@ class RunExecutor:
         builtin = {t["type"] for t in run.get("tools") or () if t["type"] != "function"}
         return name if name in builtin else "function"
 
-    async def complete_message(self, run: dict, turn: Turn, steps: list[dict], truncated: bool, usage: dict | None, conn) -> list[tuple[str, dict]]:
-        """Writes the finished reply and its step (in `conn`); returns the events to publish once committed."""
+    def complete_message(self, run: dict, turn: Turn, steps: list[dict], truncated: bool, usage: dict | None, batch) -> list[tuple[str, dict]]:
+        """Adds the finished reply and its step to `batch`; returns the events to publish once committed."""
         text = "".join(turn.text)
         searches = [call["file_search"]["results"] for step in steps if step["type"] == "tool_calls"
                     for call in step["step_details"]["tool_calls"] if call["type"] == "file_search"]
@@ -204,8 +203,7 @@ class RunExecutor:
         else:
             message.update(status="completed", completed_at=now)
         step.update(status="completed", completed_at=now, usage=usage or turn.usage)
-        await self.store.save_message(message, conn)
-        await self.store.save_step(step, conn)
+        batch.save_message(message).save_step(step)
         return [("thread.message.incomplete" if truncated else "thread.message.completed", message), ("thread.run.step.completed", step)]
 
     # ---- tools ----
@@ -234,14 +232,12 @@ class RunExecutor:
         if pending:
             run.update(status="requires_action", expires_at=objects.now() + self._platform().settings.run_expiry_seconds,
                        required_action={"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": pending}})
-            async with self.store.db.begin() as conn:
-                await self.store.save_step(step, conn)
-                if not await self.store.save_run(run, expect=_RUNNING, conn=conn):
-                    raise Stop()
+            if not await self.store.batch().save_run(run, expect=_RUNNING).save_step(step).commit():
+                raise Stop()
             await self.publish(run, "thread.run.requires_action", run)
             return False
         step.update(status="completed", completed_at=objects.now())
-        await self.store.save_step(step)
+        await self.store.batch().save_step(step).commit()
         await self.publish(run, "thread.run.step.completed", public_step(step, False))
         return True
 
@@ -283,7 +279,7 @@ class RunExecutor:
 
     async def finish(self, run: dict, status: str, *, error: dict | None = None, incomplete: dict | None = None, writes=None) -> None:
         """Ends the run (and whatever step or message was still in progress) in `status`; `writes(conn)`
-        adds the caller's last writes to the same transaction and returns their events."""
+        adds the caller's last writes to the same batch and returns their events."""
         now = objects.now()
         expected = "cancelling" if status == "cancelled" else ("in_progress", "queued")
         stamp = {"completed": "completed_at", "failed": "failed_at", "cancelled": "cancelled_at", "incomplete": "completed_at", "expired": None}[status]
@@ -292,19 +288,19 @@ class RunExecutor:
             run[stamp] = now
         step_status = {"completed": "completed", "incomplete": "completed"}.get(status, status)
         events: list[tuple[str, dict]] = []
-        async with self.store.db.begin() as conn:
-            if not await self.store.save_run(run, expect=expected, conn=conn):
-                stopped = await self.store.run(run["id"])
-                if stopped is not None and stopped["status"] == "cancelling" and status != "cancelled":
-                    run.update(stopped)
-                    return await self.finish(run, "cancelled")
-                return
-            # Unfinished steps are read outside this transaction: the caller's writes come after and win.
-            closed = await close_unfinished(self.store, run["id"], step_status, now, error, conn)
-            if writes is not None:
-                events = await writes(conn)
-                written = {data["id"] for _, data in events}
-                closed = [step for step in closed if step["id"] not in written]
+        batch = self.store.batch().save_run(run, expect=expected)
+        # Unfinished steps are read before the batch commits: the caller's writes come after and win.
+        closed = await close_unfinished(self.store, run["id"], step_status, now, error, batch)
+        if writes is not None:
+            events = writes(batch)
+            written = {data["id"] for _, data in events}
+            closed = [step for step in closed if step["id"] not in written]
+        if not await batch.commit():
+            stopped = await self.store.run(run["id"])
+            if stopped is not None and stopped["status"] == "cancelling" and status != "cancelled":
+                run.update(stopped)
+                return await self.finish(run, "cancelled")
+            return
         for event in events:
             await self.publish(run, *event)
         for step in closed:
@@ -312,7 +308,7 @@ class RunExecutor:
         await self.publish(run, f"thread.run.{status}", run)
 
 
-async def close_unfinished(store: RunStore, run_id: str, status: str, now: int, error: dict | None, conn) -> list[dict]:
+async def close_unfinished(store: RunStore, run_id: str, status: str, now: int, error: dict | None, batch) -> list[dict]:
     """Steps still in progress end with their run (their messages become incomplete)."""
     closed = []
     for step in await store.steps(run_id):
@@ -321,13 +317,13 @@ async def close_unfinished(store: RunStore, run_id: str, status: str, now: int, 
         stamp = {"completed": "completed_at", "failed": "failed_at", "cancelled": "cancelled_at", "expired": "expired_at"}[status]
         step.update(status=status, last_error=error if status == "failed" else None)
         step[stamp] = now
-        await store.save_step(step, conn)
+        batch.save_step(step)
         if step["type"] == "message_creation":
             message = await store.message(step["step_details"]["message_creation"]["message_id"])
             if message is not None and message["status"] == "in_progress":
                 reason = {"cancelled": "run_cancelled", "expired": "run_expired", "failed": "run_failed"}.get(status, "max_tokens")
                 message.update(status="incomplete", incomplete_at=now, incomplete_details={"reason": reason})
-                await store.save_message(message, conn)
+                batch.save_message(message)
         closed.append(step)
     return closed
 

@@ -119,10 +119,10 @@ class RunsService:
             # Nothing is executing: the run ends now.
             now = objects.now()
             run.update(status="cancelled", cancelled_at=now, required_action=None, expires_at=None)
-            async with self.store.db.begin() as conn:
-                if not await self.store.save_run(run, expect="requires_action", conn=conn):
-                    return await self.cancel(tenant_id, thread_id, run_id)
-                await close_unfinished(self.store, run_id, "cancelled", now, None, conn)
+            batch = self.store.batch().save_run(run, expect="requires_action")
+            await close_unfinished(self.store, run_id, "cancelled", now, None, batch)
+            if not await batch.commit():
+                return await self.cancel(tenant_id, thread_id, run_id)
             await self._bus.publish(f"run:{run_id}", ("thread.run.cancelled", run))
             return run
         if run["status"] not in ("queued", "in_progress"):
@@ -157,10 +157,8 @@ class RunsService:
                 call["function"]["output"] = outputs[call["id"]]
         step.update(status="completed", completed_at=objects.now())
         run.update(status="queued", required_action=None, expires_at=objects.now() + self._settings.run_expiry_seconds)
-        async with self.store.db.begin() as conn:
-            if not await self.store.save_run(run, expect="requires_action", conn=conn):
-                raise invalid_request("The run is no longer waiting for tool outputs.", param=None)
-            await self.store.save_step(step, conn)
+        if not await self.store.batch().save_run(run, expect="requires_action").save_step(step).commit():
+            raise invalid_request("The run is no longer waiting for tool outputs.", param=None)
         return run, public_step(step, False)
 
     # ---- expiry ----
@@ -177,10 +175,10 @@ class RunsService:
             return
         now = objects.now()
         run.update(status="expired", required_action=None, expires_at=None)
-        async with self.store.db.begin() as conn:
-            if await self.store.save_run(run, expect="requires_action", conn=conn):
-                await close_unfinished(self.store, run_id, "expired", now, None, conn)
-                await self._bus.publish(f"run:{run_id}", ("thread.run.expired", run))
+        batch = self.store.batch().save_run(run, expect="requires_action")
+        await close_unfinished(self.store, run_id, "expired", now, None, batch)
+        if await batch.commit():
+            await self._bus.publish(f"run:{run_id}", ("thread.run.expired", run))
 
     async def sweep_expired(self) -> int:
         overdue = await self.store.db.fetch_all(_OVERDUE, {"now": objects.now()})
