@@ -346,3 +346,32 @@ def test_unrouted_models_stay_offline(oa, raw, fake):
     response = raw.post("/v1/chat/completions", json={"model": "no-such-model", "messages": [HELLO]})
     assert_openai_error(response, 404, code="model_not_found")
     assert not fake.requests
+
+
+# ---- Assistants runs against upstreams ----
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-sonnet-4-6"])
+def test_runs_execute_on_the_routed_upstream(oa, fake, model):
+    """A run's model call goes where the model is routed (through translation for Anthropic), tool calls included."""
+    assistant = oa.beta.assistants.create(model=model, instructions="Be brief.", tools=[TOOL])
+    run = oa.beta.threads.create_and_run_poll(assistant_id=assistant.id, thread={"messages": [HELLO]}, poll_interval_ms=50)
+    assert run.status == "completed" and run.usage.completion_tokens > 0
+    reply = oa.beta.threads.messages.list(run.thread_id, run_id=run.id).data[0]
+    assert reply.content[0].text.value == fake.text()
+    sent = fake.requests[-1].json()
+    assert sent["stream"] is True and any("Be brief." in json.dumps(m) for m in sent.get("messages", []) + [sent.get("system", "")])
+    run = oa.beta.threads.runs.create_and_poll(thread_id=run.thread_id, assistant_id=assistant.id, tool_choice="required", poll_interval_ms=50)
+    assert run.status == "requires_action"
+    call = run.required_action.submit_tool_outputs.tool_calls[0]
+    assert call.function.name == "lookup" and json.loads(call.function.arguments) == {"text": fake.text()}
+
+
+def test_upstream_failure_fails_the_run(oa, fake):
+    assistant = oa.beta.assistants.create(model="gpt-4o-mini")
+    fake.fail_next(2, 503)  # both attempts
+    run = oa.beta.threads.create_and_run_poll(assistant_id=assistant.id, thread={"messages": [HELLO]}, poll_interval_ms=50)
+    assert run.status == "failed" and run.failed_at and run.last_error.code == "server_error"
+    assert "Injected failure 503" in run.last_error.message
+    fake.fail_next(2, 429)
+    run = oa.beta.threads.runs.create_and_poll(thread_id=run.thread_id, assistant_id=assistant.id, poll_interval_ms=50)
+    assert run.status == "failed" and run.last_error.code == "rate_limit_exceeded"

@@ -315,3 +315,23 @@ def test_run_survives_a_server_kill(slow_dir):
             assert len(assistant_texts(client, run.thread_id)) == 1
     finally:
         server.stop()
+
+
+def test_tool_choice_parallel_calls_and_response_format(client):
+    lookup = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}}
+    assistant = client.beta.assistants.create(model=MODEL, tools=[WEATHER, lookup])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Use get_weather and lookup for Kyiv."}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50)
+    assert [c.function.name for c in run.required_action.submit_tool_outputs.tool_calls] == ["get_weather", "lookup"]
+    client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, parallel_tool_calls=False, poll_interval_ms=50)
+    assert run.parallel_tool_calls is False and len(run.required_action.submit_tool_outputs.tool_calls) == 1
+    client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, poll_interval_ms=50,
+                                                   tool_choice={"type": "function", "function": {"name": "lookup"}})
+    assert [c.function.name for c in run.required_action.submit_tool_outputs.tool_calls] == ["lookup"]
+    client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, tool_choice="none",
+                                                   response_format={"type": "json_object"}, poll_interval_ms=50)
+    assert run.status == "completed" and run.response_format.type == "json_object"
+    assert isinstance(json.loads(assistant_texts(client, thread.id)[-1]), dict)
