@@ -241,6 +241,59 @@ class RunStep(SQLModel, table=True):
     data: dict = json_field(nullable=False)
 
 
+# ---- Responses API and Conversations ----
+
+class Response(SQLModel, table=True):
+    """A response: the wire object in `data`; `request` keeps what executing it needs (background jobs)."""
+
+    __tablename__ = "responses"
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    status: str = Field(max_length=16)
+    previous_response_id: Optional[str] = Field(default=None, max_length=64)
+    conversation_id: Optional[str] = Field(default=None, max_length=64)
+    data: dict = json_field(nullable=False)
+    request: Optional[dict] = json_field()
+
+
+class ResponseItem(SQLModel, table=True):
+    """An input (`kind` "input") or output ("output") item of a response, in order."""
+
+    __tablename__ = "response_items"
+    __table_args__ = (Index("ix_response_items_response_seq", "response_id", "seq"),)
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64)
+    response_id: str = Field(max_length=64)
+    tenant_id: str = Field(max_length=64)
+    kind: str = Field(max_length=8)
+    data: dict = json_field(nullable=False)
+
+
+class Conversation(SQLModel, table=True):
+    __tablename__ = "conversations"
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    data: dict = json_field(nullable=False)
+
+
+class ConversationItem(SQLModel, table=True):
+    __tablename__ = "conversation_items"
+    __table_args__ = (
+        Index("ix_conversation_items_conversation_seq", "conversation_id", "seq"),
+        Index("ux_conversation_items_conversation_id", "conversation_id", "id", unique=True),
+    )
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64)
+    conversation_id: str = Field(max_length=64)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    data: dict = json_field(nullable=False)
+
+
 class Job(SQLModel, table=True):
     """A unit of background work. Its arguments are ids only; the truth lives in the objects' rows."""
 
