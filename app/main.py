@@ -21,6 +21,8 @@ from app.api.headers import OpenAIHeaders
 from app.api.health import healthz
 from app.api.images import ImagesController, image_content
 from app.api.models import ModelsController
+from app.api.conversations import CONVERSATIONS_HANDLERS
+from app.api.responses import RESPONSES_HANDLERS
 from app.api.runs import RunsController
 from app.api.threads import ThreadsController
 from app.api.uploads import UploadsController

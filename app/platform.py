@@ -19,11 +19,13 @@ from app.services.assistants.runs import RunsService
 from app.services.assistants.thread_messages import ThreadMessagesService
 from app.services.assistants.threads import ThreadsService
 from app.services.chat import ChatService
+from app.services.conversations import ConversationsService
 from app.services.files import FilesService
 from app.services.gemini import GeminiService
 from app.services.inference import InferenceService
 from app.services.messages import MessagesService
 from app.services.models import ModelsService
+from app.services.responses.service import ResponsesService
 from app.services.uploads import UploadsService
 from app.services.vector_stores.batches import FileBatchesService
 from app.services.vector_stores.files import VectorStoreFilesService
@@ -66,6 +68,8 @@ class Platform:
     thread_messages: ThreadMessagesService
     runs: RunsService
     run_executor: RunExecutor
+    conversations: ConversationsService
+    responses: ResponsesService
 
     async def close(self) -> None:
         await self.queue.stop()
@@ -100,6 +104,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     bus = InMemoryEventBus()
     vector_search = SearchService(db, vector_stores, vector_index, inference)
     run_store = RunStore(db)
+    conversations = ConversationsService(db)
     platform = Platform(
         settings=settings,
         db=db,
@@ -129,6 +134,8 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         runs=RunsService(run_store, bus, queue, assistants, threads, thread_messages, inference, settings),
         # Built-in tools reach the platform's services through `lambda: platform` (it is being built here).
         run_executor=RunExecutor(run_store, bus, inference, files, vector_search, lambda: platform),
+        conversations=conversations,
+        responses=ResponsesService(db, bus, queue, inference, conversations, vector_search, files, settings),
     )
     ctx["platform"] = platform
     if run_jobs:

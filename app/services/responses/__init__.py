@@ -1,0 +1,1 @@
+"""The Responses API: create (streamed, stored, chained, backgrounded), retrieve, delete, cancel, input items."""
