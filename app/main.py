@@ -33,7 +33,7 @@ from app.settings import Settings
 
 log = logging.getLogger("understudy")
 
-API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController]
+API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController, *RESPONSES_HANDLERS, *CONVERSATIONS_HANDLERS]
 
 
 async def _sweep_periodically(platform: Platform) -> None:
