@@ -287,3 +287,28 @@ async def test_concurrent_migrations_on_a_fresh_sqlite_database(tmp_path):
     ]
     results = [await asyncio.wait_for(p.communicate(), 60) for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0, 0], [err.decode()[-500:] for _, err in results]
+
+
+async def test_write_batches_commit_together_and_guard_a_compare_and_set(db):
+    """`Database.write`: one transaction; a guarded first write that changes nothing writes nothing;
+    a constraint violation raises SQLAlchemy's IntegrityError on both databases."""
+    from sqlalchemy import bindparam, update
+    from sqlalchemy.exc import IntegrityError
+    from storage.prepared import Prepared
+
+    await db.migrate()
+    jobs = Job.__table__
+    now = int(time.time())
+    add = Prepared(insert(jobs).values(id=bindparam("id"), name="n", args=bindparam("args"), status=bindparam("status"),
+                                       attempts=0, created_at=now, updated_at=now))
+    claim = Prepared(update(jobs).where(jobs.c.id == bindparam("b_id"), jobs.c.status == bindparam("b_from")).values(status=bindparam("b_to")))
+    assert await db.write([(add, {"id": "job_a", "args": {"x": 1}, "status": "queued"}), (add, {"id": "job_b", "args": {}, "status": "queued"})])
+    assert await db.write([(claim, {"b_id": "job_a", "b_from": "queued", "b_to": "running"}),
+                           (add, {"id": "job_c", "args": {}, "status": "queued"})], guard=True)
+    # job_a is no longer queued: the guard fails and job_d is not written.
+    assert not await db.write([(claim, {"b_id": "job_a", "b_from": "queued", "b_to": "running"}),
+                               (add, {"id": "job_d", "args": {}, "status": "queued"})], guard=True)
+    with pytest.raises(IntegrityError):  # a duplicate key rolls the whole batch back
+        await db.write([(add, {"id": "job_e", "args": {}, "status": "queued"}), (add, {"id": "job_a", "args": {}, "status": "queued"})])
+    rows = await db.fetch_all(select(jobs.c.id, jobs.c.status, jobs.c.args).order_by(jobs.c.id))
+    assert [(r.id, r.status, r.args) for r in rows] == [("job_a", "running", {"x": 1}), ("job_b", "queued", {}), ("job_c", "queued", {})]
