@@ -30,4 +30,9 @@ async def execute_run(ctx, run_id: str) -> None:
     await ctx["platform"].run_executor.execute(run_id)
 
 
-JOBS = {"sweep_expired": sweep_expired, "ingest_file": ingest_file, "execute_run": execute_run}
+async def execute_response(ctx, response_id: str) -> None:
+    """Executes a background response (from scratch when a restart interrupted it)."""
+    await ctx["platform"].responses.execute(response_id)
+
+
+JOBS = {"sweep_expired": sweep_expired, "ingest_file": ingest_file, "execute_run": execute_run, "execute_response": execute_response}

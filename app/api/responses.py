@@ -1,4 +1,79 @@
-"""/v1/responses. (Skeleton: filled in by the Responses work.)"""
+"""/v1/responses: create (answered, streamed or in the background), retrieve (or replay a background
+response's events), delete, cancel, input items, input token counts."""
 from __future__ import annotations
 
-RESPONSES_HANDLERS: list = []
+from litestar import Controller, Request, delete, get, post
+from litestar.response import Stream
+from openai.types.responses import response_create_params as create_params
+
+from app.api.deps import caller
+from app.core.errors import invalid_request
+from app.core.pagination import page_params
+from app.core.sse import named_events, sse_response
+from app.core.validation import decode_json_object, validate_params
+
+try:
+    from openai.types.responses.input_token_count_params import InputTokenCountParams
+except ImportError:  # an SDK without the input-tokens endpoint
+    InputTokenCountParams = None
+
+
+def _lenient(body: dict) -> dict:
+    """The body as the SDK's types check it: OpenAI accepts function tools without `strict` or
+    `parameters` (the SDK's types require both, nullable)."""
+    tools = body.get("tools")
+    if not isinstance(tools, list):
+        return body
+    filled = [{"strict": None, "parameters": None, **t} if isinstance(t, dict) and t.get("type") == "function" else t for t in tools]
+    return {**body, "tools": filled}
+
+
+class ResponsesController(Controller):
+    path = "/responses"
+
+    @post("/", status_code=200)
+    async def create(self, request: Request) -> dict | Stream:
+        platform, tenant = caller(request)
+        body = decode_json_object(await request.body())
+        streaming = body.get("stream") is True
+        validate_params(create_params.ResponseCreateParamsStreaming if streaming else create_params.ResponseCreateParamsNonStreaming, _lenient(body))
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+        if "model" not in body:
+            raise invalid_request("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+        result = await platform.responses.create(tenant, body, streaming)
+        return sse_response(named_events(result)) if streaming else result
+
+    @post("/input_tokens", status_code=200)
+    async def input_tokens(self, request: Request) -> dict:
+        platform, tenant = caller(request)
+        body = decode_json_object(await request.body())
+        if InputTokenCountParams is not None:
+            validate_params(InputTokenCountParams, _lenient(body))
+        return await platform.responses.input_tokens(tenant, body)
+
+    @get("/{response_id:str}")
+    async def retrieve(self, request: Request, response_id: str, stream: bool = False, starting_after: int | None = None) -> dict | Stream:
+        platform, tenant = caller(request)
+        if stream:
+            return sse_response(named_events(await platform.responses.replay(tenant, response_id, starting_after)))
+        return await platform.responses.get(tenant, response_id)
+
+    @delete("/{response_id:str}", status_code=200)
+    async def delete_response(self, request: Request, response_id: str) -> dict:
+        platform, tenant = caller(request)
+        return await platform.responses.delete(tenant, response_id)
+
+    @post("/{response_id:str}/cancel", status_code=200)
+    async def cancel(self, request: Request, response_id: str) -> dict:
+        platform, tenant = caller(request)
+        return await platform.responses.cancel(tenant, response_id)
+
+    @get("/{response_id:str}/input_items")
+    async def input_items(self, request: Request, response_id: str, limit: int | None = None, order: str | None = None,
+                          after: str | None = None, before: str | None = None) -> dict:
+        platform, tenant = caller(request)
+        return await platform.responses.input_items(tenant, response_id, page_params(limit, order, after, before))
+
+
+RESPONSES_HANDLERS: list = [ResponsesController]

@@ -1,8 +1,254 @@
-"""Responses. (Skeleton: filled in by the Responses work.)"""
+"""Responses as the API sees them: create (answered, streamed or backgrounded), retrieve (or replay a
+background response's events), delete, cancel, input items and input token counts.
+
+A foreground response executes inside the request and is written once, at its end (a streamed one is
+written before its last event is sent, so a client that saw `response.completed` can retrieve it). A
+background one is a row first (`queued`) and then the `execute_response` job, which redoes it from
+scratch if a restart interrupted it: its output items are replaced in the transaction that ends it.
+"""
 from __future__ import annotations
+
+import logging
+from typing import AsyncIterator
+
+from app.core.errors import APIError, invalid_request
+from app.core.ids import new_id
+from app.core.metadata import check_metadata
+from app.core.pagination import Page, list_body
+from app.core.tokens import count_chat_tokens
+from app.services.responses import items as build
+from app.services.responses.engine import Engine, Stopped
+from app.services.responses.events import TERMINAL, Events
+from app.services.responses.prompt import chat_tools, check_tools, new_response
+from app.services.responses.store import ResponseStore
+
+log = logging.getLogger("understudy.responses")
+END = "understudy.end"  # a bus-only marker: the response stopped without a terminal event (cancelled)
+_ACTIVE = ("queued", "in_progress")
+
+
+def not_found(response_id: str) -> APIError:
+    return APIError(f"Response with id '{response_id}' not found.", status_code=404)
 
 
 class ResponsesService:
     def __init__(self, db, bus, queue, inference, conversations, vector_search, files, settings) -> None:
         self._db, self._bus, self._queue, self._inference = db, bus, queue, inference
         self._conversations, self._vector_search, self._files, self._settings = conversations, vector_search, files, settings
+        self.store = ResponseStore(db)
+        self.engine = Engine(inference, vector_search, files)
+        self._live: dict[str, list[tuple[str, dict]]] = {}  # events of background responses executing in this process
+
+    # ---- reads ----
+
+    async def _row(self, tenant_id: str, response_id: str):
+        row = await self.store.get(response_id, tenant_id)
+        if row is None:
+            raise not_found(response_id)
+        return row
+
+    async def get(self, tenant_id: str, response_id: str) -> dict:
+        return (await self._row(tenant_id, response_id)).data
+
+    async def delete(self, tenant_id: str, response_id: str) -> dict:
+        await self._row(tenant_id, response_id)
+        await self.store.delete(response_id)
+        return {"id": response_id, "object": "response", "deleted": True}
+
+    async def input_items(self, tenant_id: str, response_id: str, page: Page) -> dict:
+        await self._row(tenant_id, response_id)
+        data, has_more = await self.store.input_page(tenant_id, response_id, page)
+        return list_body(data, has_more)
+
+    # ---- what a request means ----
+
+    def _check(self, tenant_id: str, params: dict) -> list[dict]:
+        if params.get("previous_response_id") and params.get("conversation"):
+            raise invalid_request("Parameters 'previous_response_id' and 'conversation' cannot be used together.", param="conversation")
+        if params.get("background") and params.get("store") is False:
+            raise invalid_request("Background mode requires 'store' to be true.", param="background")
+        check_metadata(params.get("metadata"))
+        tools = check_tools(params.get("tools") or [])
+        self._inference.provider_for(tenant_id, params["model"])  # an unknown model is a 404 now
+        return tools
+
+    async def _context(self, tenant_id: str, params: dict) -> list[dict]:
+        """The items before this request's input: the previous responses' chain, or the conversation's."""
+        previous = params.get("previous_response_id")
+        if previous:
+            chain, current = [], previous
+            while current and len(chain) < 1000:
+                row = await self.store.get(current, tenant_id)
+                if row is None:
+                    if current == previous:
+                        raise APIError(f"Previous response with id '{previous}' not found.", status_code=404, param="previous_response_id")
+                    break
+                chain.append(current)
+                current = row.data.get("previous_response_id")
+            found: list[dict] = []
+            for response_id in reversed(chain):
+                found += [item for _, item in await self.store.items(response_id)]
+            return found
+        conversation = _conversation_id(params)
+        if conversation:
+            await self._conversations.get(tenant_id, conversation)
+            return list(await self._conversations.items_for_context(tenant_id, conversation))
+        return []
+
+    async def _messages(self, tenant_id: str, params: dict, context: list[dict], inputs: list[dict]) -> list[dict]:
+        system = [{"role": "system", "content": params["instructions"]}] if params.get("instructions") else []
+        return system + await build.to_messages(context + inputs, lambda file_id: self._file(tenant_id, file_id))
+
+    async def _file(self, tenant_id: str, file_id: str):
+        try:
+            row = await self._files.get_row(tenant_id, file_id)
+            return row.mime_type or "image/png", await self._files.read_all(tenant_id, file_id)
+        except APIError:
+            return None
+
+    async def input_tokens(self, tenant_id: str, params: dict) -> dict:
+        tools = check_tools(params.get("tools") or [])
+        messages = await self._messages(tenant_id, params, await self._context(tenant_id, params), build.input_items(params.get("input")))
+        return {"object": "response.input_tokens", "input_tokens": count_chat_tokens(messages, chat_tools(tools) or None)}
+
+    # ---- creating ----
+
+    async def create(self, tenant_id: str, params: dict, streaming: bool):
+        """The finished Response, or (streaming) an async iterator of (type, event)."""
+        tools = self._check(tenant_id, params)
+        inputs = build.input_items(params.get("input"))
+        context = await self._context(tenant_id, params)
+        response = new_response(new_id("resp_"), params, tools, "queued" if params.get("background") else "in_progress")
+        if params.get("background"):
+            await self.store.insert(response, tenant_id, {"params": params}, inputs)
+            if streaming:
+                return self._replay(tenant_id, response["id"], -1, start=True)
+            await self._queue.enqueue("execute_response", key=response["id"], response_id=response["id"])
+            return response
+        messages = await self._messages(tenant_id, params, context, inputs)
+        run = self.engine.run(tenant_id, response, params, messages)
+        first = await anext(run)  # the model's refusal of the request is an HTTP error, before any event
+
+        async def events() -> AsyncIterator[tuple[str, dict]]:
+            yield first
+            async for name, event in run:
+                if name in TERMINAL:
+                    await self._finish_foreground(tenant_id, response, params, inputs)
+                yield name, event
+
+        if streaming:
+            return events()
+        async for _ in events():
+            pass
+        return response
+
+    async def _finish_foreground(self, tenant_id: str, response: dict, params: dict, inputs: list[dict]) -> None:
+        if response.get("store", True):
+            await self.store.insert(response, tenant_id, {"params": params}, inputs, response["output"])
+        await self._append_to_conversation(tenant_id, params, inputs, response)
+
+    async def _append_to_conversation(self, tenant_id: str, params: dict, inputs: list[dict], response: dict) -> None:
+        conversation = _conversation_id(params)
+        if conversation and response["status"] in ("completed", "incomplete"):
+            await self._conversations.append(tenant_id, conversation, inputs + response["output"])
+
+    # ---- background ----
+
+    async def execute(self, response_id: str) -> None:
+        """The `execute_response` job: runs (or reruns, after a restart) a background response."""
+        row = await self.store.get(response_id)
+        if row is None or row.status not in _ACTIVE:
+            return
+        tenant_id, request, response = row.tenant_id, dict(row.request or {}), row.data
+        params = request["params"]
+        inputs = [item for kind, item in await self.store.items(response_id) if kind == "input"]
+        response.update(output=[], status="in_progress", error=None, incomplete_details=None, usage=None)
+        if not await self.store.save(response, expect=row.status):
+            return await self.execute(response_id)  # cancelled (or moved on) meanwhile
+        response["status"] = "queued"  # as `response.created` shows it
+        channel = f"response:{response_id}"
+        live = self._live[response_id] = []
+
+        async def check() -> None:
+            stored = await self.store.get(response_id)
+            if stored is None or stored.status != "in_progress":
+                raise Stopped()
+
+        try:
+            context = await self._context(tenant_id, params)
+            messages = await self._messages(tenant_id, params, context, inputs)
+            async for name, event in self.engine.run(tenant_id, response, params, messages, check=check):
+                if name in TERMINAL:
+                    request["events"] = live + [(name, event)]
+                    if not await self.store.finish(response, tenant_id, request, response["output"], expect="in_progress"):
+                        raise Stopped()
+                    await self._append_to_conversation(tenant_id, params, inputs, response)
+                live.append((name, event))
+                await self._bus.publish(channel, (name, event))
+        except Stopped:
+            await self._bus.publish(channel, (END, {}))
+        except APIError as error:  # the model refused the request before streaming
+            response.update(status="failed", error={"code": "server_error", "message": error.message})
+            event = Events(len(live)).lifecycle("failed", response)
+            request["events"] = live + [event]
+            if await self.store.finish(response, tenant_id, request, [], expect="in_progress"):
+                await self._bus.publish(channel, event)
+            else:
+                await self._bus.publish(channel, (END, {}))
+        finally:
+            self._live.pop(response_id, None)
+
+    async def cancel(self, tenant_id: str, response_id: str) -> dict:
+        row = await self._row(tenant_id, response_id)
+        response = row.data
+        if not response.get("background"):
+            raise invalid_request("Only responses created with background=true can be cancelled.", param=None)
+        if row.status == "cancelled":
+            return response
+        if row.status not in _ACTIVE:
+            raise invalid_request(f"Cannot cancel a response with status '{row.status}'.", param=None)
+        response["status"] = "cancelled"
+        if not await self.store.save(response, expect=row.status):
+            return await self.cancel(tenant_id, response_id)
+        await self._bus.publish(f"response:{response_id}", (END, {}))
+        return response
+
+    async def replay(self, tenant_id: str, response_id: str, starting_after: int | None) -> AsyncIterator[tuple[str, dict]]:
+        row = await self._row(tenant_id, response_id)
+        if not row.data.get("background"):
+            raise invalid_request("Only responses created with background=true can be streamed again.", param="stream")
+        return self._replay(tenant_id, response_id, -1 if starting_after is None else starting_after)
+
+    async def _replay(self, tenant_id: str, response_id: str, after: int, start: bool = False) -> AsyncIterator[tuple[str, dict]]:
+        """Stored (or, while it executes here, remembered) events after `after`, then live ones."""
+        async with self._bus.subscribe(f"response:{response_id}") as subscription:
+            if start:
+                await self._queue.enqueue("execute_response", key=response_id, response_id=response_id)
+            row = await self.store.get(response_id, tenant_id)
+            if row is None:
+                return
+            if row.status not in _ACTIVE:
+                for name, event in (row.request or {}).get("events") or ():
+                    if event["sequence_number"] > after:
+                        yield name, event
+                return
+            for name, event in list(self._live.get(response_id, ())):
+                if event["sequence_number"] > after:
+                    after = event["sequence_number"]
+                    yield name, event
+                    if name in TERMINAL:
+                        return
+            async for name, event in subscription:
+                if name == END:
+                    return
+                if event["sequence_number"] <= after:
+                    continue
+                after = event["sequence_number"]
+                yield name, event
+                if name in TERMINAL:
+                    return
+
+
+def _conversation_id(params: dict) -> str | None:
+    conversation = params.get("conversation")
+    return conversation.get("id") if isinstance(conversation, dict) else conversation

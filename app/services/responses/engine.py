@@ -1,0 +1,193 @@
+"""Executes one response: model calls (streamed) until a reply or a function call for the client, with
+file searches run in between — yielding OpenAI's stream events and filling in the Response as it goes.
+
+The first model call is opened before the first event is yielded, so a request the model refuses is
+an ordinary HTTP error rather than a stream that fails. A cancel (background responses) is noticed
+between chunks through `check`, which raises `Stopped`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from app.core.errors import APIError
+from app.core.ids import new_id
+from app.services.assistants import builtin_tools
+from app.services.responses import items as build
+from app.services.responses.events import Events
+from app.services.responses.prompt import chat_params, usage
+
+log = logging.getLogger("understudy.responses")
+MAX_CALLS = 8
+CHECK_SECONDS = 0.25
+
+
+class Stopped(Exception):
+    """The response was cancelled under us: stop without writing."""
+
+
+@dataclass
+class Call:
+    id: str
+    name: str = ""
+    arguments: str = ""
+    item: dict | None = None  # the function_call output item (None for a built-in search)
+    index: int = -1
+
+
+@dataclass
+class Turn:
+    message: dict | None = None
+    message_index: int = -1
+    text: list[str] = field(default_factory=list)
+    calls: dict[int, Call] = field(default_factory=dict)
+    finish: str | None = None
+
+
+class Engine:
+    def __init__(self, inference, vector_search, files) -> None:
+        self.inference = inference
+        self.vector_search = vector_search
+        self.files = files
+
+    async def run(self, tenant_id: str, response: dict, params: dict, messages: list[dict], *, events: Events | None = None, check=None):
+        """Yields (type, event); `response` ends completed, incomplete or failed (never raises after the
+        first event, except `Stopped`)."""
+        events = events or Events()
+        tools = response["tools"]
+        searched: list[dict] = []
+        used_in = used_out = 0
+        budget = params.get("max_output_tokens")
+        stream = await self.inference.stream(tenant_id, "chat_stream", chat_params(params, tools, messages, budget))
+        yield events.lifecycle("created", response)
+        response["status"] = "in_progress"
+        yield events.lifecycle("in_progress", response)
+        checked = time.monotonic()
+        try:
+            for call_number in range(MAX_CALLS):
+                if stream is None:
+                    left = None if budget is None else budget - used_out
+                    if left is not None and left <= 0:
+                        response.update(status="incomplete", incomplete_details={"reason": "max_output_tokens"})
+                        break
+                    stream = await self.inference.stream(tenant_id, "chat_stream", chat_params(params, tools, messages, left))
+                turn = Turn()
+                async for chunk in stream:
+                    if check is not None and time.monotonic() - checked > CHECK_SECONDS:
+                        await check()
+                        checked = time.monotonic()
+                    if chunk.get("usage"):
+                        used_in += chunk["usage"].get("prompt_tokens") or 0
+                        used_out += chunk["usage"].get("completion_tokens") or 0
+                    for choice in chunk.get("choices") or ():
+                        delta = choice.get("delta") or {}
+                        if delta.get("content"):
+                            for event in self.on_text(response, turn, delta["content"], events):
+                                yield event
+                        for piece in delta.get("tool_calls") or ():
+                            for event in self.on_call(response, turn, piece, events):
+                                yield event
+                        if choice.get("finish_reason"):
+                            turn.finish = choice["finish_reason"]
+                stream = None
+                if check is not None:
+                    await check()
+                truncated = turn.finish == "length"
+                for event in self.close_turn(response, turn, truncated, searched, events):
+                    yield event
+                if truncated:
+                    response.update(status="incomplete", incomplete_details={"reason": "max_output_tokens"})
+                    break
+                searches = [c for c in turn.calls.values() if c.item is None]
+                if not searches or len(searches) < len(turn.calls):
+                    response["status"] = "completed"  # a reply, or function calls for the client to run
+                    break
+                messages.append({"role": "assistant", "content": "".join(turn.text) or None, "tool_calls": [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in searches]})
+                for call in searches:
+                    async for event in self.search(tenant_id, response, call, params, searched, messages, events):
+                        yield event
+            else:
+                response.update(status="failed", error={"code": "server_error", "message": f"The response stopped after {MAX_CALLS} model calls."})
+        except Stopped:
+            raise
+        except APIError as error:
+            response.update(status="failed", error={"code": "rate_limit_exceeded" if error.status_code == 429 else "server_error", "message": error.message})
+        except Exception:
+            log.exception("response %s failed", response["id"])
+            response.update(status="failed", error={"code": "server_error", "message": "The server had an error while processing the response."})
+        response["usage"] = usage(used_in, used_out)
+        if response["status"] == "completed":
+            response["completed_at"] = int(time.time())
+        yield events.lifecycle(response["status"], response)
+
+    # ---- streaming pieces ----
+
+    def on_text(self, response: dict, turn: Turn, text: str, events: Events):
+        if turn.message is None:
+            turn.message = build.message_item(new_id("msg_"), "", "in_progress")
+            turn.message_index = len(response["output"])
+            response["output"].append(turn.message)
+            yield events.item_added(turn.message_index, turn.message)
+            yield events.part_added(turn.message["id"], turn.message_index, build.output_text(""))
+        turn.text.append(text)
+        yield events.text_delta(turn.message["id"], turn.message_index, text)
+
+    def on_call(self, response: dict, turn: Turn, piece: dict, events: Events):
+        position = piece.get("index", len(turn.calls))
+        function = piece.get("function") or {}
+        call = turn.calls.get(position)
+        if call is None:
+            call = turn.calls[position] = Call(id=piece.get("id") or new_id("call_"), name=function.get("name") or "")
+            builtin = call.name == "file_search" and any(t["type"] == "file_search" for t in response["tools"])
+            if not builtin:
+                call.item = build.function_call_item(new_id("fc_"), call.id, call.name, "", "in_progress")
+                call.index = len(response["output"])
+                response["output"].append(call.item)
+                yield events.item_added(call.index, call.item)
+        elif function.get("name"):
+            call.name += function["name"]
+        piece_args = function.get("arguments") or ""
+        call.arguments += piece_args
+        if call.item is not None and piece_args:
+            call.item["arguments"] = call.arguments
+            yield events.arguments_delta(call.item["id"], call.index, piece_args)
+
+    def close_turn(self, response: dict, turn: Turn, truncated: bool, searched: list[dict], events: Events):
+        if turn.message is not None:
+            text = "".join(turn.text)
+            item = build.message_item(turn.message["id"], text, "incomplete" if truncated else "completed", build.citations(text, searched))
+            response["output"][turn.message_index] = item
+            yield events.text_done(item["id"], turn.message_index, text)
+            yield events.part_done(item["id"], turn.message_index, item["content"][0])
+            yield events.item_done(turn.message_index, item)
+        for call in turn.calls.values():
+            if call.item is None:
+                continue
+            call.item.update(arguments=call.arguments, name=call.name, status="completed")
+            yield events.arguments_done(call.item["id"], call.index, call.name, call.arguments)
+            yield events.item_done(call.index, call.item)
+
+    async def search(self, tenant_id: str, response: dict, call: Call, params: dict, searched: list[dict], messages: list[dict], events: Events):
+        tool = next(t for t in response["tools"] if t["type"] == "file_search")
+        query = build.query_of(call.arguments)
+        item = build.file_search_item(new_id("fs_"), [], "in_progress", None)
+        index = len(response["output"])
+        response["output"].append(item)
+        yield events.item_added(index, item)
+        yield events.file_search("in_progress", item["id"], index)
+        yield events.file_search("searching", item["id"], index)
+        options = {"max_num_results": tool.get("max_num_results"), "ranking_options": {"score_threshold": tool["ranking_options"].get("score_threshold", 0.0)}}
+        payload = await builtin_tools.file_search(SimpleNamespace(vector_search=self.vector_search), tenant_id, tool["vector_store_ids"],
+                                                  call.arguments, options, 0)
+        results = [{"file_id": r["file_id"], "filename": r["file_name"], "score": r["score"], "text": r["content"][0]["text"] if r["content"] else "",
+                    "attributes": {}} for r in payload["results"]]
+        searched += results
+        included = "file_search_call.results" in (params.get("include") or ())
+        item.update(queries=[query], status="completed", results=results if included else None)
+        yield events.file_search("completed", item["id"], index)
+        yield events.item_done(index, item)
+        passages = "\n\n".join(f"[{r['filename']}] {r['text']}" for r in results) or "No results."
+        messages.append({"role": "tool", "tool_call_id": call.id, "content": passages})

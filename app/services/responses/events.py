@@ -1,0 +1,49 @@
+"""OpenAI's Responses stream events, numbered: every event carries an increasing `sequence_number` from 0
+(clients resume a background stream with `starting_after`)."""
+from __future__ import annotations
+
+import copy
+
+TERMINAL = ("response.completed", "response.incomplete", "response.failed", "response.cancelled")
+
+
+class Events:
+    def __init__(self, start: int = 0) -> None:
+        self.next = start
+        self.log: list[tuple[str, dict]] = []
+
+    def _make(self, kind: str, **fields) -> tuple[str, dict]:
+        event = {"type": kind, "sequence_number": self.next, **fields}
+        self.next += 1
+        self.log.append((kind, event))
+        return kind, event
+
+    def lifecycle(self, kind: str, response: dict) -> tuple[str, dict]:
+        return self._make(f"response.{kind}", response=copy.deepcopy(response))
+
+    def item_added(self, index: int, item: dict) -> tuple[str, dict]:
+        return self._make("response.output_item.added", output_index=index, item=copy.deepcopy(item))
+
+    def item_done(self, index: int, item: dict) -> tuple[str, dict]:
+        return self._make("response.output_item.done", output_index=index, item=copy.deepcopy(item))
+
+    def part_added(self, item_id: str, index: int, part: dict) -> tuple[str, dict]:
+        return self._make("response.content_part.added", item_id=item_id, output_index=index, content_index=0, part=dict(part))
+
+    def part_done(self, item_id: str, index: int, part: dict) -> tuple[str, dict]:
+        return self._make("response.content_part.done", item_id=item_id, output_index=index, content_index=0, part=copy.deepcopy(part))
+
+    def text_delta(self, item_id: str, index: int, delta: str) -> tuple[str, dict]:
+        return self._make("response.output_text.delta", item_id=item_id, output_index=index, content_index=0, delta=delta, logprobs=[])
+
+    def text_done(self, item_id: str, index: int, text: str) -> tuple[str, dict]:
+        return self._make("response.output_text.done", item_id=item_id, output_index=index, content_index=0, text=text, logprobs=[])
+
+    def arguments_delta(self, item_id: str, index: int, delta: str) -> tuple[str, dict]:
+        return self._make("response.function_call_arguments.delta", item_id=item_id, output_index=index, delta=delta)
+
+    def arguments_done(self, item_id: str, index: int, name: str, arguments: str) -> tuple[str, dict]:
+        return self._make("response.function_call_arguments.done", item_id=item_id, output_index=index, name=name, arguments=arguments)
+
+    def file_search(self, phase: str, item_id: str, index: int) -> tuple[str, dict]:
+        return self._make(f"response.file_search_call.{phase}", item_id=item_id, output_index=index)

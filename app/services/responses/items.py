@@ -1,0 +1,132 @@
+"""Responses items: the request's `input` as stored items (with ids), items as chat-completions messages
+(the router's pivot: every provider speaks chat), and the output items a response is made of.
+
+Why chat: a response then works against the offline model and every upstream alike. Built-in tools
+(file_search) are offered to the model as functions and executed here; their calls are not replayed
+to the model from earlier responses (the reply that used them is).
+"""
+from __future__ import annotations
+
+import base64
+import json
+
+from app.core.errors import invalid_request
+from app.core.ids import new_id
+
+_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "file_search_call": "fs_", "reasoning": "rs_"}
+
+
+def input_items(value) -> list[dict]:
+    """`input` (a string or a list of items) as items in their stored shapes, each with an id."""
+    if isinstance(value, str):
+        value = [{"role": "user", "content": value}]
+    out = []
+    for index, item in enumerate(value or ()):
+        kind = item.get("type") or "message"
+        if kind == "message":
+            content = item.get("content")
+            if isinstance(content, str):
+                part = "output_text" if item.get("role") == "assistant" else "input_text"
+                content = [{"type": part, "text": content, **({"annotations": []} if part == "output_text" else {})}]
+            stored = {"id": item.get("id") or new_id("msg_"), "type": "message", "role": item.get("role", "user"),
+                      "content": [dict(p) for p in content or ()], "status": item.get("status") or "completed"}
+        elif kind in ("function_call", "function_call_output", "reasoning", "file_search_call"):
+            stored = {**item, "id": item.get("id") or new_id(_PREFIX[kind])}
+            if kind == "function_call_output":
+                stored.setdefault("status", "completed")
+        elif kind == "item_reference":
+            continue
+        else:
+            raise invalid_request(f"Invalid value for 'input[{index}].type': items of type '{kind}' are not supported.", param=f"input[{index}].type")
+        out.append(stored)
+    return out
+
+
+async def _part(part: dict, file_bytes) -> dict | None:
+    kind = part.get("type")
+    if kind in ("input_text", "output_text", "text"):
+        return {"type": "text", "text": part.get("text") or ""}
+    if kind == "input_image":
+        url = part.get("image_url")
+        if not url and part.get("file_id"):
+            found = await file_bytes(part["file_id"])
+            if found is None:
+                return None
+            mime, data = found
+            url = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+        return {"type": "image_url", "image_url": {"url": url, "detail": part.get("detail") or "auto"}} if url else None
+    if kind == "input_file":
+        file = {k: part[k] for k in ("file_id", "file_data", "filename") if part.get(k)}
+        return {"type": "file", "file": file} if file else None
+    if kind == "refusal":
+        return {"type": "text", "text": part.get("refusal") or ""}
+    return None
+
+
+async def to_messages(found: list[dict], file_bytes) -> list[dict]:
+    """Items (oldest first) as chat messages: developer → system, function calls → assistant tool
+    calls (consecutive calls share one message), outputs → tool messages; reasoning is dropped."""
+    messages: list[dict] = []
+    for item in found:
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = {"developer": "system"}.get(item["role"], item["role"])
+            parts = [p for p in [await _part(p, file_bytes) for p in item.get("content") or ()] if p is not None]
+            if role in ("system", "assistant") or all(p["type"] == "text" for p in parts):
+                content = "\n".join(p["text"] for p in parts if p["type"] == "text")
+            else:
+                content = parts
+            messages.append({"role": role, "content": content})
+        elif kind == "function_call":
+            call = {"id": item["call_id"], "type": "function", "function": {"name": item["name"], "arguments": item.get("arguments") or ""}}
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "assistant" and last.get("tool_calls") and not last.get("content"):
+                last["tool_calls"].append(call)
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            if not isinstance(output, str):
+                output = "\n".join(p.get("text") or "" for p in output or () if isinstance(p, dict))
+            messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": output})
+    return messages
+
+
+# ---- output items ----
+
+def message_item(item_id: str, text: str, status: str, annotations: list[dict] | None = None) -> dict:
+    content = [output_text(text, annotations)] if status != "in_progress" else []
+    return {"id": item_id, "type": "message", "status": status, "role": "assistant", "content": content}
+
+
+def output_text(text: str, annotations: list[dict] | None = None) -> dict:
+    return {"type": "output_text", "text": text, "annotations": annotations or [], "logprobs": []}
+
+
+def function_call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict:
+    return {"id": item_id, "type": "function_call", "status": status, "call_id": call_id, "name": name, "arguments": arguments}
+
+
+def file_search_item(item_id: str, queries: list[str], status: str, results: list[dict] | None) -> dict:
+    return {"id": item_id, "type": "file_search_call", "status": status, "queries": queries, "results": results}
+
+
+def query_of(arguments: str) -> str:
+    try:
+        value = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return arguments or ""
+    found = value.get("query") if isinstance(value, dict) else None
+    return found if isinstance(found, str) else ""
+
+
+def citations(text: str, results: list[dict]) -> list[dict]:
+    """`file_citation` annotations for the searched files a reply mentions (by name or by content)."""
+    out, seen = [], set()
+    for result in results:
+        if result["file_id"] in seen:
+            continue
+        if result["filename"] in text or (result.get("text") or "")[:40] in text:
+            seen.add(result["file_id"])
+            out.append({"type": "file_citation", "file_id": result["file_id"], "filename": result["filename"], "index": len(text)})
+    return out

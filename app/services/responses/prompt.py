@@ -1,0 +1,129 @@
+"""A Responses request as a chat-completions request, and the Response object's echo of the request.
+
+Tools: functions pass through as chat functions; `file_search` is offered as a function named
+`file_search` and executed by the engine; hosted tools with no upstream here are refused up front.
+"""
+from __future__ import annotations
+
+import time
+
+from app.core.errors import invalid_request
+from app.services.assistants.prompt import FILE_SEARCH
+
+_HOSTED = {"web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11", "image_generation",
+           "code_interpreter", "computer_use_preview", "computer_use", "mcp", "local_shell", "shell", "apply_patch", "custom"}
+SEARCH_FUNCTION = {"type": "function", "function": {**FILE_SEARCH["function"], "description":
+                   "Search the files of the vector stores given to this response; returns the most relevant passages."}}
+
+
+def check_tools(tools: list[dict]) -> list[dict]:
+    """The tools as the Response echoes them (defaults filled in); 400 for tools not served here."""
+    out = []
+    for index, tool in enumerate(tools or ()):
+        kind = tool.get("type")
+        if kind == "function":
+            out.append({"type": "function", "name": tool["name"], "description": tool.get("description"),
+                        "parameters": tool.get("parameters"), "strict": tool.get("strict", True)})
+        elif kind == "file_search":
+            if not tool.get("vector_store_ids"):
+                raise invalid_request("Missing required parameter: 'tools[%d].vector_store_ids'." % index, param=f"tools[{index}].vector_store_ids",
+                                      code="missing_required_parameter")
+            out.append({"type": "file_search", "vector_store_ids": list(tool["vector_store_ids"]), "filters": tool.get("filters"),
+                        "max_num_results": tool.get("max_num_results", 20),
+                        "ranking_options": {"ranker": "auto", "score_threshold": 0.0, **(tool.get("ranking_options") or {})}})
+        else:
+            name = kind if kind in _HOSTED else str(kind)
+            raise invalid_request(f"The {name} tool is not available: no upstream provider serves it.", param=f"tools[{index}].type",
+                                  code="unsupported_tool")
+    return out
+
+
+def chat_tools(tools: list[dict]) -> list[dict]:
+    out = []
+    for tool in tools:
+        if tool["type"] == "function":
+            function = {"name": tool["name"]}
+            for key in ("description", "parameters", "strict"):
+                if tool.get(key) is not None:
+                    function[key] = tool[key]
+            out.append({"type": "function", "function": function})
+        elif tool["type"] == "file_search":
+            out.append(SEARCH_FUNCTION)
+    return out
+
+
+def chat_tool_choice(choice):
+    if choice is None or isinstance(choice, str):
+        return choice
+    kind = choice.get("type")
+    if kind == "function":
+        return {"type": "function", "function": {"name": choice["name"]}}
+    if kind == "allowed_tools":
+        names = [{"type": "function", "function": {"name": t.get("name") or t.get("type")}} for t in choice.get("tools") or ()]
+        return {"type": "allowed_tools", "allowed_tools": {"mode": choice.get("mode", "auto"), "tools": names}}
+    if kind == "file_search":
+        return {"type": "function", "function": {"name": "file_search"}}
+    raise invalid_request(f"Invalid value for 'tool_choice': the tool type '{kind}' is not available here.", param="tool_choice")
+
+
+def response_format(text: dict | None) -> dict | None:
+    fmt = (text or {}).get("format") or {"type": "text"}
+    if fmt["type"] == "json_schema":
+        schema = {"name": fmt.get("name") or "response", "schema": fmt.get("schema") or {}}
+        if fmt.get("strict") is not None:
+            schema["strict"] = fmt["strict"]
+        if fmt.get("description"):
+            schema["description"] = fmt["description"]
+        return {"type": "json_schema", "json_schema": schema}
+    if fmt["type"] == "json_object":
+        return {"type": "json_object"}
+    return None
+
+
+def chat_params(params: dict, tools: list[dict], messages: list[dict], max_tokens: int | None) -> dict:
+    out: dict = {"model": params["model"], "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+    functions = chat_tools(tools)
+    if functions:
+        out["tools"] = functions
+        choice = chat_tool_choice(params.get("tool_choice"))
+        if choice is not None:
+            out["tool_choice"] = choice
+        if params.get("parallel_tool_calls") is False:
+            out["parallel_tool_calls"] = False
+    for name in ("temperature", "top_p"):
+        if params.get(name) is not None:
+            out[name] = params[name]
+    fmt = response_format(params.get("text"))
+    if fmt is not None:
+        out["response_format"] = fmt
+    if max_tokens is not None:
+        out["max_completion_tokens"] = max_tokens
+    return out
+
+
+def new_response(response_id: str, params: dict, tools: list[dict], status: str) -> dict:
+    """The wire Response, before any output: the request's settings echoed with OpenAI's defaults."""
+    text = dict(params.get("text") or {})
+    text.setdefault("format", {"type": "text"})
+    text.setdefault("verbosity", "medium")
+    conversation = params.get("conversation")
+    if isinstance(conversation, str):
+        conversation = {"id": conversation}
+    reasoning = params.get("reasoning") or {}
+    return {
+        "id": response_id, "object": "response", "created_at": int(time.time()), "status": status, "background": bool(params.get("background")),
+        "completed_at": None, "conversation": {"id": conversation["id"]} if conversation else None, "error": None, "incomplete_details": None,
+        "instructions": params.get("instructions"), "max_output_tokens": params.get("max_output_tokens"),
+        "max_tool_calls": params.get("max_tool_calls"), "metadata": params.get("metadata") or {}, "model": params["model"], "output": [],
+        "parallel_tool_calls": params.get("parallel_tool_calls", True), "previous_response_id": params.get("previous_response_id"),
+        "prompt_cache_key": params.get("prompt_cache_key"), "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
+        "safety_identifier": params.get("safety_identifier"), "service_tier": "default", "store": params.get("store", True),
+        "temperature": params.get("temperature", 1.0), "text": text, "tool_choice": params.get("tool_choice") or "auto", "tools": tools,
+        "top_logprobs": params.get("top_logprobs", 0), "top_p": params.get("top_p", 1.0), "truncation": params.get("truncation") or "disabled",
+        "usage": None, "user": params.get("user"),
+    }
+
+
+def usage(input_tokens: int, output_tokens: int) -> dict:
+    return {"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": input_tokens + output_tokens}
