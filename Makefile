@@ -7,6 +7,10 @@ STAMP  := $(VENV)/.installed
 TOOLS  := .tools
 CLAUDE_CODE_VERSION := 2.1.197
 TOOLS_STAMP := $(TOOLS)/.claude-code-$(CLAUDE_CODE_VERSION)
+# Codex CLI, for the end-to-end test of the Responses API (npm pulls its per-platform binary as an
+# optional dependency, e.g. @openai/codex-linux-x64; `codex --version` checks that it arrived).
+CODEX_VERSION := 0.171.0
+CODEX_STAMP := $(TOOLS)/.codex-$(CODEX_VERSION)
 
 .PHONY: run test install bench clean
 
@@ -28,7 +32,14 @@ $(TOOLS_STAMP):
 		npm install --silent --prefix $(TOOLS) --no-audit --no-fund @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION) && touch $(TOOLS_STAMP); \
 	else echo "npm not found: the Claude Code end-to-end test will be skipped"; fi
 
-test: $(STAMP) $(TOOLS_STAMP)
+# After Claude Code's rule (order-only), so two `npm install`s never share .tools at once under -j.
+$(CODEX_STAMP): | $(TOOLS_STAMP)
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --silent --prefix $(TOOLS) --no-audit --no-fund @openai/codex@$(CODEX_VERSION) \
+		&& $(TOOLS)/node_modules/.bin/codex --version >/dev/null && touch $(CODEX_STAMP); \
+	else echo "npm not found: the Codex CLI end-to-end test will be skipped"; fi
+
+test: $(STAMP) $(TOOLS_STAMP) $(CODEX_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
