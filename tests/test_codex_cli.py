@@ -1,10 +1,11 @@
 """Codex CLI, the real CLI from the npm registry (installed by `make test` into .tools/), completes a
 non-interactive prompt against the offline model through the Responses API: a custom model provider
 in `$CODEX_HOME/config.toml` (`wire_api = "responses"`) makes it send `POST /v1/responses` with
-`stream: true`, its developer/user message items, a dozen tools (function, custom/freeform,
+`stream: true`, its developer/user message items, ten tools (function, custom/freeform,
 tool_search, web_search), `reasoning`, `store: false`, `include: ["reasoning.encrypted_content"]`
-and `client_metadata`. It prints the assistant message it got from `response.output_item.done` and
-exits 0 only once `response.completed` arrived. tests/support/codex_request.json is one such body."""
+and `client_metadata` (tests/support/codex_request.json is one such body, for gpt-5.5). It prints
+the assistant message from `response.output_item.done` and exits 0 only once `response.completed`
+arrived (without it: five reconnects, then exit 1)."""
 from __future__ import annotations
 
 import os
@@ -73,14 +74,16 @@ def run_codex(server, tmp_path: Path, prompt: str, *extra: str, model: str | Non
 
 
 def test_codex_completes_a_prompt(server, tmp_path, responses_ready):
-    """Codex's own default model id (no `model` in config.toml)."""
-    done = run_codex(server, tmp_path, "Say hello to the lighthouse keeper")
+    """The public Responses shape: `tools` (function, custom, tool_search, web_search), `client_metadata`."""
+    done = run_codex(server, tmp_path, "Say hello to the lighthouse keeper", model="gpt-5.5")
     assert done.stdout.strip(), done.stderr[-2000:]
     assert "lighthouse" in done.stdout.lower(), done.stdout
-    assert "tokens used" in done.stderr, done.stderr[-2000:]
-
-
-def test_codex_with_a_configured_model(server, tmp_path, responses_ready):
-    done = run_codex(server, tmp_path, "Summarise the tides", model="gpt-5.5")
-    assert "tides" in done.stdout.lower(), done.stdout
     assert "model: gpt-5.5" in done.stderr, done.stderr[-2000:]
+    assert "tokens used" in done.stderr, done.stderr[-2000:]  # printed only when response.completed has usage
+
+
+def test_codex_with_its_default_model(server, tmp_path, responses_ready):
+    """No `model` in config.toml: Codex asks for its own default (a gpt-6 model) in its lighter shape,
+    with no `tools` but an `additional_tools` input item (tool namespaces) and `reasoning.context`."""
+    done = run_codex(server, tmp_path, "Summarise the tides")
+    assert "tides" in done.stdout.lower(), done.stdout
