@@ -8,6 +8,9 @@ from __future__ import annotations
 import openai
 import pytest
 
+from app.core.errors import APIError
+from app.services.conversations import ConversationsService
+from storage.db import Database
 from tests.conftest import assert_openai_error, new_key
 from tests.support.openapi import assert_matches_schema
 
@@ -127,6 +130,8 @@ def test_item_reference_and_duplicate_ids(client):
     second = client.conversations.create(items=[{"type": "item_reference", "id": original.id}])
     [copied] = client.conversations.items.list(second.id).data
     assert copied.id == original.id and copied.content[0].text == "Remember me."
+    third = client.conversations.create(items=[{"id": original.id}])  # `type` is optional on a reference
+    assert [i.id for i in client.conversations.items.list(third.id)] == [original.id]
     with pytest.raises(openai.BadRequestError) as duplicate:
         client.conversations.items.create(second.id, items=[{"type": "item_reference", "id": original.id}])
     assert duplicate.value.body["code"] == "duplicate_item_id"
@@ -150,6 +155,11 @@ def test_validation_errors(client, http):
     bad_part = {"items": [{"role": "user", "content": [{"type": "input_text"}]}]}
     assert_openai_error(http.post("/conversations", json=bad_part), 400, param="items[0].content[0].text", code="missing_required_parameter")
     assert_openai_error(http.post("/conversations", json={"items": "hello"}), 400, param="items", code="invalid_type")
+    call = {"type": "function_call", "call_id": "c", "name": "f"}
+    assert_openai_error(http.post("/conversations", json={"items": [call]}), 400, param="items[0].arguments", code="missing_required_parameter")
+    reasoning = {"type": "reasoning", "summary": []}  # the SDK's input type requires a reasoning item's id
+    assert_openai_error(http.post(f"/conversations/{conversation.id}/items", json={"items": [reasoning]}), 400, param="items[0].id")
+    assert_openai_error(http.post(f"/conversations/{conversation.id}/items", json={"items": [{"type": "compaction_trigger"}]}), 400, param="items[0].type")
     assert_openai_error(http.post("/conversations", json={"colour": "red"}), 400, param="colour", code="unknown_parameter")
     assert_openai_error(http.post("/conversations", content=b"{nope"), 400)
     # Nothing was stored by the failed creates.
@@ -188,3 +198,33 @@ def test_delete_removes_items(client, http):
     assert_openai_error(http.get(f"/conversations/{conversation.id}/items"), 404)
     with pytest.raises(openai.NotFoundError):
         client.conversations.delete(conversation.id)
+
+
+@pytest.mark.anyio
+async def test_engine_interface(tmp_path):
+    """What the Responses engine calls, in process: `get`, `items_for_context` (oldest first, full items)
+    and `append` (input and output shapes normalised, stored in order), each scoped by tenant."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'understudy.db'}")
+    await db.migrate()
+    try:
+        service = ConversationsService(db)
+        conversation = await service.create("tenant-a", {"items": [{"role": "developer", "content": "Be brief."}]})
+        assert await service.get("tenant-a", conversation["id"]) == conversation
+        output = {"id": "msg_out", "type": "message", "role": "assistant", "status": "completed",
+                  "content": [{"type": "output_text", "text": "Sunny.", "annotations": [], "logprobs": []}]}
+        search = {"id": "fs_1", "type": "file_search_call", "status": "completed", "queries": ["q"], "results": [{"file_id": "file-1"}]}
+        appended = await service.append("tenant-a", conversation["id"], [{"role": "user", "content": "Weather?"}, search, output])
+        assert appended[0]["content"] == [{"type": "input_text", "text": "Weather?"}] and appended[0]["id"].startswith("msg_")
+        assert appended[1:] == [search, output]
+        context = await service.items_for_context("tenant-a", conversation["id"])
+        assert [item["id"] for item in context[1:]] == [item["id"] for item in appended] and context[0]["role"] == "developer"
+        assert context[2]["results"] == [{"file_id": "file-1"}]  # full items: no `include` filtering
+        for call in (service.get, service.items_for_context):
+            with pytest.raises(APIError) as missing:
+                await call("tenant-b", conversation["id"])
+            assert missing.value.status_code == 404
+        with pytest.raises(APIError):
+            await service.append("tenant-b", conversation["id"], [{"role": "user", "content": "x"}])
+        assert len(await service.items_for_context("tenant-a", conversation["id"])) == 4
+    finally:
+        await db.dispose()

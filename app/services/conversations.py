@@ -51,7 +51,7 @@ _REF_RESPONSE_ITEM = Prepared(select(response_items.c.data).where(
 _PREFIX = {
     "message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "file_search_call": "fs_", "web_search_call": "ws_",
     "image_generation_call": "ig_", "computer_call": "cu_", "computer_call_output": "cuo_", "tool_search_call": "tsc_",
-    "tool_search_output": "tso_", "additional_tools": "at_", "configuration_update": "cu_", "reasoning": "rs_", "program": "prg_",
+    "tool_search_output": "tso_", "additional_tools": "at_", "configuration_update": "cfg_", "reasoning": "rs_", "program": "prg_",
     "program_output": "prgo_", "compaction": "cmp_", "code_interpreter_call": "ci_", "local_shell_call": "lsh_",
     "local_shell_call_output": "lsho_", "shell_call": "sh_", "shell_call_output": "sho_", "apply_patch_call": "apc_",
     "apply_patch_call_output": "apco_", "mcp_list_tools": "mcpl_", "mcp_approval_request": "mcpr_", "mcp_approval_response": "mcpa_",
@@ -84,7 +84,7 @@ _MODELS = _item_models()
 _INPUT_TYPES = _input_types()
 ITEM_TYPES = tuple(_MODELS)
 _NEEDS_STATUS = {kind for kind, model in _MODELS.items() if "status" in model.model_fields and model.model_fields["status"].is_required()}
-# Fields OpenAI leaves out of an item unless the caller asks with `include` (value when left out: None, or removed).
+# Fields OpenAI leaves out (null) unless the caller asks for them with `include`.
 _INCLUDABLE = {
     "file_search_call": ("file_search_call.results", "results"),
     "code_interpreter_call": ("code_interpreter_call.outputs", "outputs"),
@@ -125,6 +125,11 @@ def _message(item: dict) -> dict:
     return out
 
 
+def is_reference(item: dict) -> bool:
+    """`{"type": "item_reference", "id": …}`, or just `{"id": …}` (the type is optional)."""
+    return item.get("type") == "item_reference" or (item.get("type") is None and "id" in item and "role" not in item and "content" not in item)
+
+
 def normalize(item: dict, param: str = "items[0]") -> dict:
     """One input item in its stored (output) shape, with an id. (`item_reference`s are resolved before.)"""
     kind = item.get("type") or "message"
@@ -143,8 +148,6 @@ def view(item: dict, include: tuple[str, ...] = ()) -> dict:
     hidden = _INCLUDABLE.get(item.get("type"))
     if hidden is not None and hidden[0] not in include and item.get(hidden[1]) is not None:
         item = {**item, hidden[1]: None}
-        if hidden[1] == "encrypted_content":
-            item.pop("encrypted_content")
     if item.get("type") == "web_search_call" and "web_search_call.action.sources" not in include:
         action = item.get("action")
         if isinstance(action, dict) and "sources" in action:
@@ -170,7 +173,9 @@ def check_items(items, param: str = "items") -> list:
         if kind is not None and kind not in ITEM_TYPES and kind != "item_reference" or kind == "compaction_trigger":
             supported = ", ".join(f"'{k}'" for k in (*ITEM_TYPES, "item_reference"))
             raise invalid_request(f"Invalid value: '{kind}'. Supported values are: {supported}.", param=f"{where}.type", code="invalid_value")
-        if kind in (None, "message"):
+        if is_reference(item):
+            _validate_within(_INPUT_TYPES["item_reference"], item, where)
+        elif kind in (None, "message"):
             if isinstance(item.get("content"), list):
                 _check_parts(item["content"], f"{where}.content")
         else:
@@ -303,7 +308,7 @@ class ConversationsService:
         out, seen = [], set()
         for index, item in enumerate(items):
             where = f"{param}[{index}]"
-            if item.get("type") == "item_reference":
+            if is_reference(item):
                 item = await self._referenced(tenant_id, item.get("id"), where)
             made = normalize(item, where)
             if made["id"] in seen:
