@@ -226,5 +226,8 @@ async def test_engine_interface(tmp_path):
         with pytest.raises(APIError):
             await service.append("tenant-b", conversation["id"], [{"role": "user", "content": "x"}])
         assert len(await service.items_for_context("tenant-a", conversation["id"])) == 4
+        # Appending is idempotent by id (a background response re-run after a restart).
+        again = await service.append("tenant-a", conversation["id"], [output, {"role": "user", "content": "More?"}])
+        assert again[0] == output and [i["id"] for i in await service.items_for_context("tenant-a", conversation["id"])][-2:] == ["msg_out", again[1]["id"]]
     finally:
         await db.dispose()

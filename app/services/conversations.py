@@ -295,11 +295,21 @@ class ConversationsService:
         return [row.data for row in await self._db.fetch_all(_ALL_ITEMS, {"conversation_id": conversation_id, "tenant_id": tenant_id})]
 
     async def append(self, tenant_id: str, conversation_id: str, items: list[dict]) -> list[dict]:
-        """Items (input or output shapes) normalised and stored in order; returns them as stored."""
+        """Items (input or output shapes) normalised and stored in order; returns them as stored.
+
+        Idempotent: an item whose id the conversation already holds is not written again, so a background
+        response re-run after a restart (or input that repeats a stored item) appends nothing twice."""
         await self.get(tenant_id, conversation_id)
         made = await self._prepare(tenant_id, list(items))
+        ids = [item["id"] for item in made]
+        existing = set()
+        if ids:
+            rows = await self._db.fetch_all(select(items_table.c.id).where(
+                items_table.c.conversation_id == conversation_id, items_table.c.tenant_id == tenant_id, items_table.c.id.in_(ids),
+            ))
+            existing = {row.id for row in rows}
         async with self._db.begin() as conn:
-            await self._write(conn, tenant_id, conversation_id, made, int(time.time()))
+            await self._write(conn, tenant_id, conversation_id, [item for item in made if item["id"] not in existing], int(time.time()))
         return made
 
     # ---- helpers ----
