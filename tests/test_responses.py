@@ -65,11 +65,18 @@ def test_streaming_event_order(client, server, api_key):
                       json={"model": MODEL, "input": "hi", "stream": True}) as raw:
         body = raw.read().decode()
     assert body.startswith("event: response.created\ndata: ") and "[DONE]" not in body
+    for line in body.split("\n"):
+        if line.startswith("data: "):
+            event = json.loads(line[6:])
+            assert_matches_schema(event, "ResponseStreamEvent")
+            if "response" in event:
+                assert_matches_schema(event["response"], "Response")
     assert body.rstrip().split("\n")[-2] == "event: response.completed"
 
 
-def test_function_tool_round_trip(client):
+def test_function_tool_round_trip(client, http):
     first = client.responses.create(model=MODEL, input="Use get_weather for Paris please.", tools=[WEATHER])
+    assert_matches_schema(http.get(f"/responses/{first.id}").json(), "Response")
     assert first.status == "completed" and [o.type for o in first.output] == ["function_call"]
     call = first.output[0]
     assert call.id.startswith("fc_") and call.name == "get_weather" and call.status == "completed"
@@ -79,6 +86,7 @@ def test_function_tool_round_trip(client):
                                      input=[{"type": "function_call_output", "call_id": call.call_id, "output": "22 degrees and sunny"}])
     assert second.previous_response_id == first.id
     assert "22 degrees and sunny" in second.output_text
+    assert_matches_schema(http.get(f"/responses/{second.id}/input_items").json(), "ResponseItemList")
     # Streamed function call arguments.
     with client.responses.stream(model=MODEL, input="Call get_weather for Oslo.", tools=[WEATHER]) as stream:
         names = [e.type for e in stream]
@@ -163,7 +171,7 @@ def test_input_items_pagination_and_tokens(client):
     assert counted.object == "response.input_tokens" and 5 < counted.input_tokens < 40
 
 
-def test_file_search(client, tmp_path):
+def test_file_search(client, tmp_path, http):
     path = tmp_path / "handbook.txt"
     path.write_text("Project Nightjar is the codename for the lighthouse restoration. Its budget is 42 million.\n\n"
                     "The canteen opens at noon and serves soup on Fridays.\n")
@@ -179,6 +187,7 @@ def test_file_search(client, tmp_path):
     assert "Nightjar" in response.output_text
     citation = response.output[1].content[0].annotations[0]
     assert citation.type == "file_citation" and citation.file_id == uploaded.id and citation.filename == "handbook.txt"
+    assert_matches_schema(http.get(f"/responses/{response.id}").json(), "Response")
     with client.responses.stream(model=MODEL, input="When does the canteen open?", tools=tools) as stream:
         names = [e.type for e in stream]
         final = stream.get_final_response()

@@ -120,7 +120,7 @@ def new_response(response_id: str, params: dict, tools: list[dict], status: str)
         "safety_identifier": params.get("safety_identifier"), "service_tier": "default", "store": params.get("store", True),
         "temperature": params.get("temperature", 1.0), "text": text, "tool_choice": params.get("tool_choice") or "auto", "tools": tools,
         "top_logprobs": params.get("top_logprobs", 0), "top_p": params.get("top_p", 1.0), "truncation": params.get("truncation") or "disabled",
-        "usage": None, "user": params.get("user"),
+        **({"user": params["user"]} if params.get("user") is not None else {}),
     }
 
 

@@ -162,7 +162,8 @@ class ResponsesService:
         tenant_id, request, response = row.tenant_id, dict(row.request or {}), row.data
         params = request["params"]
         inputs = [item for kind, item in await self.store.items(response_id) if kind == "input"]
-        response.update(output=[], status="in_progress", error=None, incomplete_details=None, usage=None)
+        response.update(output=[], status="in_progress", error=None, incomplete_details=None)
+        response.pop("usage", None)
         if not await self.store.save(response, expect=row.status):
             return await self.execute(response_id)  # cancelled (or moved on) meanwhile
         response["status"] = "queued"  # as `response.created` shows it
