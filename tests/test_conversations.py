@@ -12,6 +12,7 @@ from app.core.errors import APIError
 from app.services.conversations import ConversationsService
 from storage.db import Database
 from tests.conftest import assert_openai_error, new_key
+from tests.test_db import pg_databases  # noqa: F401 (a fixture: fresh PostgreSQL databases)
 from tests.support.openapi import assert_matches_schema
 
 
@@ -200,11 +201,18 @@ def test_delete_removes_items(client, http):
         client.conversations.delete(conversation.id)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'understudy.db'}"
+    return request.getfixturevalue("pg_databases")()
+
+
 @pytest.mark.anyio
-async def test_engine_interface(tmp_path):
+async def test_engine_interface(db_url):
     """What the Responses engine calls, in process: `get`, `items_for_context` (oldest first, full items)
     and `append` (input and output shapes normalised, stored in order), each scoped by tenant."""
-    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'understudy.db'}")
+    db = Database(db_url)
     await db.migrate()
     try:
         service = ConversationsService(db)
@@ -226,6 +234,10 @@ async def test_engine_interface(tmp_path):
         with pytest.raises(APIError):
             await service.append("tenant-b", conversation["id"], [{"role": "user", "content": "x"}])
         assert len(await service.items_for_context("tenant-a", conversation["id"])) == 4
+        # A client adding an item whose id the conversation holds is refused, and nothing of the batch is written.
+        with pytest.raises(APIError) as duplicate:
+            await service.add_items("tenant-a", conversation["id"], [{"role": "user", "content": "new"}, output])
+        assert duplicate.value.code == "duplicate_item_id" and len(await service.items_for_context("tenant-a", conversation["id"])) == 4
         # Appending is idempotent by id (a background response re-run after a restart).
         again = await service.append("tenant-a", conversation["id"], [output, {"role": "user", "content": "More?"}])
         assert again[0] == output and [i["id"] for i in await service.items_for_context("tenant-a", conversation["id"])][-2:] == ["msg_out", again[1]["id"]]
