@@ -45,6 +45,28 @@ def test_text_response(client, http):
     assert "harbours" in again.output_text.lower()
 
 
+PIXEL = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+def test_images_files_and_reasoning_items_as_input(client, tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("Quarterly notes.")
+    uploaded = client.files.create(file=path.open("rb"), purpose="user_data")
+    response = client.responses.create(model=MODEL, input=[
+        {"type": "reasoning", "id": "rs_1", "summary": []},
+        {"role": "user", "content": [
+            {"type": "input_text", "text": "What is in this picture and file?"},
+            {"type": "input_image", "image_url": PIXEL, "detail": "low"},
+            {"type": "input_file", "file_id": uploaded.id},
+            {"type": "input_file", "filename": "a.txt", "file_data": "data:text/plain;base64,aGVsbG8="},
+        ]},
+    ], reasoning={"effort": "low"}, truncation="auto")
+    assert response.status == "completed" and "image" in response.output_text
+    assert response.reasoning.effort == "low" and response.truncation == "auto"
+    kinds = [item.type for item in client.responses.input_items.list(response.id, order="asc").data]
+    assert kinds == ["reasoning", "message"]
+
+
 def test_streaming_event_order(client, server, api_key):
     with client.responses.stream(model=MODEL, input="Describe a quiet harbour.") as stream:
         events = list(stream)
@@ -266,6 +288,13 @@ def test_background_poll_and_replay(slow_server):
         assert events[0].sequence_number == 3 and events[-1].type == "response.completed"
         with pytest.raises(openai.BadRequestError):
             client.responses.cancel(queued.id)  # already completed
+        # Replayed while it executes: what was already sent, then live events, without gaps.
+        running = client.responses.create(model=MODEL, input="Tell another tale of harbours.", background=True)
+        wait_for(client, running.id, ("in_progress",))
+        time.sleep(0.2)
+        live = list(client.responses.retrieve(running.id, stream=True, starting_after=1))
+        assert [e.sequence_number for e in live] == list(range(2, 2 + len(live)))
+        assert live[-1].type == "response.completed" and "harbours" in live[-1].response.output_text.lower()
         # Streamed from the start in the background: the SDK's helper accumulates it.
         with client.responses.stream(model=MODEL, input="Describe a lighthouse.", background=True) as stream:
             final = stream.get_final_response()

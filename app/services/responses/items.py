@@ -56,8 +56,15 @@ async def _part(part: dict, file_bytes) -> dict | None:
             url = f"data:{mime};base64,{base64.b64encode(data).decode()}"
         return {"type": "image_url", "image_url": {"url": url, "detail": part.get("detail") or "auto"}} if url else None
     if kind == "input_file":
-        file = {k: part[k] for k in ("file_id", "file_data", "filename") if part.get(k)}
-        return {"type": "file", "file": file} if file else None
+        # A stored file travels as its bytes: an upstream knows nothing of this server's file ids.
+        file = {k: part[k] for k in ("file_data", "filename") if part.get(k)}
+        if not file.get("file_data") and part.get("file_id"):
+            found = await file_bytes(part["file_id"])
+            if found is None:
+                return None
+            mime, data = found
+            file = {"filename": part.get("filename") or part["file_id"], "file_data": f"data:{mime};base64,{base64.b64encode(data).decode()}"}
+        return {"type": "file", "file": file} if file.get("file_data") else None
     if kind == "refusal":
         return {"type": "text", "text": part.get("refusal") or ""}
     return None
