@@ -121,10 +121,10 @@ class ResponsesService:
         response = new_response(new_id("resp_"), params, tools, "queued" if params.get("background") else "in_progress")
         if params.get("background"):
             await self.store.insert(response, tenant_id, {"params": params}, inputs)
-            if streaming:
-                return self._replay(tenant_id, response["id"], -1, start=True)
+            # Enqueued now, even if a streaming client leaves at once; events sent before the stream
+            # subscribes are replayed from the job's memory (or the row, once it has ended).
             await self._queue.enqueue("execute_response", key=response["id"], response_id=response["id"])
-            return response
+            return self._replay(tenant_id, response["id"], -1) if streaming else response
         messages = await self._messages(tenant_id, params, context, inputs)
         run = self.engine.run(tenant_id, response, params, messages)
         first = await anext(run)  # the model's refusal of the request is an HTTP error, before any event
@@ -220,11 +220,9 @@ class ResponsesService:
             raise invalid_request("Only responses created with background=true can be streamed again.", param="stream")
         return self._replay(tenant_id, response_id, -1 if starting_after is None else starting_after)
 
-    async def _replay(self, tenant_id: str, response_id: str, after: int, start: bool = False) -> AsyncIterator[tuple[str, dict]]:
+    async def _replay(self, tenant_id: str, response_id: str, after: int) -> AsyncIterator[tuple[str, dict]]:
         """Stored (or, while it executes here, remembered) events after `after`, then live ones."""
         async with self._bus.subscribe(f"response:{response_id}") as subscription:
-            if start:
-                await self._queue.enqueue("execute_response", key=response_id, response_id=response_id)
             row = await self.store.get(response_id, tenant_id)
             if row is None:
                 return
