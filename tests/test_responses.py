@@ -216,6 +216,9 @@ def test_file_search(client, tmp_path, http):
     assert names[2:6] == ["response.output_item.added", "response.file_search_call.in_progress", "response.file_search_call.searching",
                           "response.file_search_call.completed"]
     assert final.output[0].results is None and final.output[1].type == "message"
+    filtered = client.responses.create(model=MODEL, input="What is Project Nightjar?", include=["file_search_call.results"],
+                                       tools=[{**tools[0], "filters": {"type": "eq", "key": "team", "value": "nobody"}}])
+    assert filtered.output[0].results == [] and filtered.tools[0].filters.key == "team"
 
 
 def test_tenancy(client, server):

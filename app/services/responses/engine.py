@@ -10,11 +10,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 from app.core.errors import APIError
 from app.core.ids import new_id
-from app.services.assistants import builtin_tools
 from app.services.responses import items as build
 from app.services.responses.events import Events
 from app.services.responses.prompt import chat_params, usage
@@ -179,11 +177,7 @@ class Engine:
         yield events.item_added(index, item)
         yield events.file_search("in_progress", item["id"], index)
         yield events.file_search("searching", item["id"], index)
-        options = {"max_num_results": tool.get("max_num_results"), "ranking_options": {"score_threshold": tool["ranking_options"].get("score_threshold", 0.0)}}
-        payload = await builtin_tools.file_search(SimpleNamespace(vector_search=self.vector_search), tenant_id, tool["vector_store_ids"],
-                                                  call.arguments, options, 0)
-        results = [{"file_id": r["file_id"], "filename": r["file_name"], "score": r["score"], "text": r["content"][0]["text"] if r["content"] else "",
-                    "attributes": {}} for r in payload["results"]]
+        results = await self.file_search(tenant_id, tool, query)
         searched += results
         included = "file_search_call.results" in (params.get("include") or ())
         item.update(queries=[query], status="completed", results=results if included else None)
@@ -191,3 +185,17 @@ class Engine:
         yield events.item_done(index, item)
         passages = "\n\n".join(f"[{r['filename']}] {r['text']}" for r in results) or "No results."
         messages.append({"role": "tool", "tool_call_id": call.id, "content": passages})
+
+    async def file_search(self, tenant_id: str, tool: dict, query: str) -> list[dict]:
+        """The tool's vector stores searched (with its filters and ranking options), best first."""
+        limit = min(int(tool.get("max_num_results") or 20), 50)
+        ranking = tool.get("ranking_options") or {}
+        request = {"query": query or " ", "max_num_results": limit, "ranking_options": {"score_threshold": ranking.get("score_threshold", 0.0)}}
+        if tool.get("filters") is not None:
+            request["filters"] = tool["filters"]
+        found: list[dict] = []
+        for store_id in tool["vector_store_ids"]:
+            found += (await self.vector_search.search(tenant_id, store_id, request))["data"]
+        found.sort(key=lambda r: r["score"], reverse=True)
+        return [{"file_id": r["file_id"], "filename": r["filename"], "score": r["score"], "attributes": r.get("attributes") or {},
+                 "text": "\n".join(part["text"] for part in r["content"])} for r in found[:limit]]

@@ -98,6 +98,9 @@ def chat_params(params: dict, tools: list[dict], messages: list[dict], max_token
         out["response_format"] = fmt
     if max_tokens is not None:
         out["max_completion_tokens"] = max_tokens
+    effort = (params.get("reasoning") or {}).get("effort")
+    if effort:
+        out["reasoning_effort"] = effort  # as asked: a model that takes no effort answers as OpenAI's would
     return out
 
 
