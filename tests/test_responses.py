@@ -216,6 +216,8 @@ def test_file_search(client, tmp_path, http):
     assert names[2:6] == ["response.output_item.added", "response.file_search_call.in_progress", "response.file_search_call.searching",
                           "response.file_search_call.completed"]
     assert final.output[0].results is None and final.output[1].type == "message"
+    missing = client.responses.create(model=MODEL, input="What is X?", tools=[{"type": "file_search", "vector_store_ids": ["vs_nope"]}])
+    assert missing.status == "failed" and missing.error.code == "invalid_prompt" and "vs_nope" in missing.error.message
     filtered = client.responses.create(model=MODEL, input="What is Project Nightjar?", include=["file_search_call.results"],
                                        tools=[{**tools[0], "filters": {"type": "eq", "key": "team", "value": "nobody"}}])
     assert filtered.output[0].results == [] and filtered.tools[0].filters.key == "team"

@@ -22,6 +22,11 @@ MAX_CALLS = 8
 CHECK_SECONDS = 0.25
 
 
+def error_body(error: APIError) -> dict:
+    code = "rate_limit_exceeded" if error.status_code == 429 else "invalid_prompt" if error.status_code < 500 else "server_error"
+    return {"code": code, "message": error.message}
+
+
 class Stopped(Exception):
     """The response was cancelled under us: stop without writing."""
 
@@ -112,7 +117,7 @@ class Engine:
         except Stopped:
             raise
         except APIError as error:
-            response.update(status="failed", error={"code": "rate_limit_exceeded" if error.status_code == 429 else "server_error", "message": error.message})
+            response.update(status="failed", error=error_body(error))
         except Exception:
             log.exception("response %s failed", response["id"])
             response.update(status="failed", error={"code": "server_error", "message": "The server had an error while processing the response."})

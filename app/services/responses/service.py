@@ -17,7 +17,7 @@ from app.core.metadata import check_metadata
 from app.core.pagination import Page, list_body
 from app.core.tokens import count_chat_tokens
 from app.services.responses import items as build
-from app.services.responses.engine import Engine, Stopped
+from app.services.responses.engine import Engine, Stopped, error_body
 from app.services.responses.events import TERMINAL, Events
 from app.services.responses.prompt import chat_tools, check_tools, new_response
 from app.services.responses.store import ResponseStore
@@ -189,7 +189,7 @@ class ResponsesService:
         except Stopped:
             await self._bus.publish(channel, (END, {}))
         except APIError as error:  # the model refused the request before streaming
-            response.update(status="failed", error={"code": "server_error", "message": error.message})
+            response.update(status="failed", error=error_body(error))
             event = Events(len(live)).lifecycle("failed", response)
             request["events"] = live + [event]
             if await self.store.finish(response, tenant_id, request, [], expect="in_progress"):
