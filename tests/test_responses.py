@@ -218,6 +218,10 @@ def test_file_search(client, tmp_path, http):
     assert final.output[0].results is None and final.output[1].type == "message"
     missing = client.responses.create(model=MODEL, input="What is X?", tools=[{"type": "file_search", "vector_store_ids": ["vs_nope"]}])
     assert missing.status == "failed" and missing.error.code == "invalid_prompt" and "vs_nope" in missing.error.message
+    capped = client.responses.create(model=MODEL, input="What is Project Nightjar?", tools=tools, max_tool_calls=0)
+    assert [o.type for o in capped.output] == ["message"] and capped.max_tool_calls == 0
+    forced = client.responses.create(model=MODEL, input="hello", tools=tools, tool_choice={"type": "file_search"})
+    assert [o.type for o in forced.output] == ["file_search_call", "message"]
     filtered = client.responses.create(model=MODEL, input="What is Project Nightjar?", include=["file_search_call.results"],
                                        tools=[{**tools[0], "filters": {"type": "eq", "key": "team", "value": "nobody"}}])
     assert filtered.output[0].results == [] and filtered.tools[0].filters.key == "team"
@@ -332,5 +336,11 @@ def test_background_survives_a_server_kill(slow_dir):
             done = wait_for(client, response.id, ("completed",), timeout=30)
             assert [o.type for o in done.output] == ["message"] and "harbours" in done.output_text.lower()
             assert len(client.responses.input_items.list(response.id).data) == 1
+            # The stored output items are the finished attempt's only: a chain sees one reply.
+            chained = client.responses.input_tokens.count(model=MODEL, previous_response_id=response.id, input="And then?")
+            spelled = client.responses.input_tokens.count(model=MODEL, input=[
+                {"role": "user", "content": "Tell a long tale of harbours and ships."},
+                {"role": "assistant", "content": done.output_text}, {"role": "user", "content": "And then?"}])
+            assert chained.input_tokens == spelled.input_tokens
     finally:
         server.stop()

@@ -27,6 +27,14 @@ def error_body(error: APIError) -> dict:
     return {"code": code, "message": error.message}
 
 
+def offered(response: dict, params: dict, searches: int) -> list[dict]:
+    """The tools offered to the model: without file_search once `max_tool_calls` searches were made."""
+    limit = params.get("max_tool_calls")
+    if limit is not None and searches >= limit:
+        return [t for t in response["tools"] if t["type"] != "file_search"]
+    return response["tools"]
+
+
 class Stopped(Exception):
     """The response was cancelled under us: stop without writing."""
 
@@ -59,11 +67,11 @@ class Engine:
         """Yields (type, event); `response` ends completed, incomplete or failed (never raises after the
         first event, except `Stopped`)."""
         events = events or Events()
-        tools = response["tools"]
-        searched: list[dict] = []
+        searched: list[dict] = []  # file search results so far (citations)
+        searched_calls: list[Call] = []
         used_in = used_out = 0
         budget = params.get("max_output_tokens")
-        stream = await self.inference.stream(tenant_id, "chat_stream", chat_params(params, tools, messages, budget))
+        stream = await self.inference.stream(tenant_id, "chat_stream", chat_params(params, offered(response, params, 0), messages, budget))
         yield events.lifecycle("created", response)
         response["status"] = "in_progress"
         yield events.lifecycle("in_progress", response)
@@ -75,6 +83,9 @@ class Engine:
                     if left is not None and left <= 0:
                         response.update(status="incomplete", incomplete_details={"reason": "max_output_tokens"})
                         break
+                    if params.get("tool_choice") not in (None, "auto", "none"):
+                        params = {**params, "tool_choice": "auto"}  # a forced choice applies to the first call only
+                    tools = offered(response, params, len(searched_calls))
                     stream = await self.inference.stream(tenant_id, "chat_stream", chat_params(params, tools, messages, left))
                 turn = Turn()
                 async for chunk in stream:
@@ -109,6 +120,7 @@ class Engine:
                     break
                 messages.append({"role": "assistant", "content": "".join(turn.text) or None, "tool_calls": [
                     {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in searches]})
+                searched_calls += searches
                 for call in searches:
                     async for event in self.search(tenant_id, response, call, params, searched, messages, events):
                         yield event
