@@ -123,6 +123,19 @@ def test_function_tool_round_trip(client, http):
     assert none.output[0].type == "message"
 
 
+def test_custom_tool_items(client):
+    patch = {"type": "custom", "name": "apply_patch", "description": "Edit files.", "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}
+    response = client.responses.create(model=MODEL, tools=[patch], input=[
+        {"role": "user", "content": "Fix the typo."},
+        {"type": "custom_tool_call", "call_id": "call_1", "name": "apply_patch", "input": "*** Begin Patch"},
+        {"type": "custom_tool_call_output", "call_id": "call_1", "output": "patch applied cleanly"},
+    ])
+    assert response.status == "completed" and "patch applied cleanly" in response.output_text
+    assert response.tools[0].type == "custom" and response.tools[0].name == "apply_patch"
+    kinds = [i.type for i in client.responses.input_items.list(response.id, order="asc").data]
+    assert kinds == ["message", "custom_tool_call", "custom_tool_call_output"]
+
+
 def test_previous_response_chain(client):
     first = client.responses.create(model=MODEL, input="My favourite colour is turquoise.")
     second = client.responses.create(model=MODEL, input="I also like walruses.", previous_response_id=first.id)
@@ -165,10 +178,14 @@ def test_limits_store_and_delete(client, http):
     assert_openai_error(http.delete(f"/responses/{kept.id}"), 404)
     with pytest.raises(openai.BadRequestError):
         client.responses.cancel(cut.id)  # not a background response
-    assert_openai_error(http.post("/responses", json={"model": MODEL, "input": "x", "tools": [{"type": "web_search"}]}), 400,
-                        param="tools[0].type")
+    # Hosted tools nothing here serves are echoed, not offered (Codex always lists web_search); forcing one is refused.
+    listed = client.responses.create(model=MODEL, input="news?", tools=[{"type": "web_search"}, WEATHER])
+    assert listed.status == "completed" and [t.type for t in listed.tools] == ["web_search", "function"]
+    error = assert_openai_error(http.post("/responses", json={"model": MODEL, "input": "x", "tools": [{"type": "web_search_preview"}],
+                                                              "tool_choice": {"type": "web_search_preview"}}), 400, param="tool_choice")
+    assert error["message"] == "The web_search_preview tool is not available: no upstream provider serves it."
     with pytest.raises(openai.BadRequestError) as refused:
-        client.responses.create(model=MODEL, input="news?", tools=[{"type": "web_search_preview"}])
+        client.responses.create(model=MODEL, input="draw", tools=[{"type": "image_generation"}], tool_choice={"type": "image_generation"})
     assert "not available" in refused.value.message
     assert_openai_error(http.post("/responses", json={"model": MODEL, "input": "x", "bogus": 1}), 400, param="bogus")
     with pytest.raises(openai.BadRequestError):

@@ -35,6 +35,7 @@ class ResponsesController(Controller):
     async def create(self, request: Request) -> dict | Stream:
         platform, tenant = caller(request)
         body = decode_json_object(await request.body())
+        body.pop("client_metadata", None)  # Codex's request tags: accepted, not kept
         streaming = body.get("stream") is True
         validate_params(create_params.ResponseCreateParamsStreaming if streaming else create_params.ResponseCreateParamsNonStreaming, _lenient(body))
         body.pop("stream", None)

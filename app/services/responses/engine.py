@@ -44,8 +44,9 @@ class Call:
     id: str
     name: str = ""
     arguments: str = ""
-    item: dict | None = None  # the function_call output item (None for a built-in search)
+    item: dict | None = None  # the function_call / custom_tool_call output item (None for a built-in search)
     index: int = -1
+    custom: bool = False
 
 
 @dataclass
@@ -71,7 +72,9 @@ class Engine:
         searched_calls: list[Call] = []
         used_in = used_out = 0
         budget = params.get("max_output_tokens")
-        stream = await self.inference.stream(tenant_id, "chat_stream", chat_params(params, offered(response, params, 0), messages, budget))
+        # Custom (freeform) tools go to providers that speak them; the others' translators know functions only.
+        custom = self.inference.provider_for(tenant_id, params["model"]).info.kind in ("offline", "openai")
+        stream = await self.inference.stream(tenant_id, "chat_stream", chat_params(params, offered(response, params, 0), messages, budget, custom))
         yield events.lifecycle("created", response)
         response["status"] = "in_progress"
         yield events.lifecycle("in_progress", response)
@@ -86,7 +89,7 @@ class Engine:
                     if params.get("tool_choice") not in (None, "auto", "none"):
                         params = {**params, "tool_choice": "auto"}  # a forced choice applies to the first call only
                     tools = offered(response, params, len(searched_calls))
-                    stream = await self.inference.stream(tenant_id, "chat_stream", chat_params(params, tools, messages, left))
+                    stream = await self.inference.stream(tenant_id, "chat_stream", chat_params(params, tools, messages, left, custom))
                 turn = Turn()
                 async for chunk in stream:
                     if check is not None and time.monotonic() - checked > CHECK_SECONDS:
@@ -152,23 +155,25 @@ class Engine:
 
     def on_call(self, response: dict, turn: Turn, piece: dict, events: Events):
         position = piece.get("index", len(turn.calls))
-        function = piece.get("function") or {}
+        custom = piece.get("type") == "custom" or piece.get("custom") is not None
+        function = (piece.get("custom") if custom else piece.get("function")) or {}
         call = turn.calls.get(position)
         if call is None:
-            call = turn.calls[position] = Call(id=piece.get("id") or new_id("call_"), name=function.get("name") or "")
-            builtin = call.name == "file_search" and any(t["type"] == "file_search" for t in response["tools"])
+            call = turn.calls[position] = Call(id=piece.get("id") or new_id("call_"), name=function.get("name") or "", custom=custom)
+            builtin = call.name == "file_search" and not custom and any(t["type"] == "file_search" for t in response["tools"])
             if not builtin:
-                call.item = build.function_call_item(new_id("fc_"), call.id, call.name, "", "in_progress")
+                make = build.custom_call_item if custom else build.function_call_item
+                call.item = make(new_id("ctc_" if custom else "fc_"), call.id, call.name, "", "in_progress")
                 call.index = len(response["output"])
                 response["output"].append(call.item)
                 yield events.item_added(call.index, call.item)
         elif function.get("name"):
             call.name += function["name"]
-        piece_args = function.get("arguments") or ""
+        piece_args = function.get("input" if call.custom else "arguments") or ""
         call.arguments += piece_args
         if call.item is not None and piece_args:
-            call.item["arguments"] = call.arguments
-            yield events.arguments_delta(call.item["id"], call.index, piece_args)
+            call.item["input" if call.custom else "arguments"] = call.arguments
+            yield (events.input_delta if call.custom else events.arguments_delta)(call.item["id"], call.index, piece_args)
 
     def close_turn(self, response: dict, turn: Turn, truncated: bool, searched: list[dict], events: Events):
         if turn.message is not None:
@@ -181,8 +186,13 @@ class Engine:
         for call in turn.calls.values():
             if call.item is None:
                 continue
-            call.item.update(arguments=call.arguments, name=call.name, status="completed")
-            yield events.arguments_done(call.item["id"], call.index, call.name, call.arguments)
+            call.item.update(name=call.name, status="completed")
+            if call.custom:
+                call.item["input"] = call.arguments
+                yield events.input_done(call.item["id"], call.index, call.arguments)
+            else:
+                call.item["arguments"] = call.arguments
+                yield events.arguments_done(call.item["id"], call.index, call.name, call.arguments)
             yield events.item_done(call.index, call.item)
 
     async def search(self, tenant_id: str, response: dict, call: Call, params: dict, searched: list[dict], messages: list[dict], events: Events):

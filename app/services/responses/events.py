@@ -45,5 +45,11 @@ class Events:
     def arguments_done(self, item_id: str, index: int, name: str, arguments: str) -> tuple[str, dict]:
         return self._make("response.function_call_arguments.done", item_id=item_id, output_index=index, name=name, arguments=arguments)
 
+    def input_delta(self, item_id: str, index: int, delta: str) -> tuple[str, dict]:
+        return self._make("response.custom_tool_call_input.delta", item_id=item_id, output_index=index, delta=delta)
+
+    def input_done(self, item_id: str, index: int, text: str) -> tuple[str, dict]:
+        return self._make("response.custom_tool_call_input.done", item_id=item_id, output_index=index, input=text)
+
     def file_search(self, phase: str, item_id: str, index: int) -> tuple[str, dict]:
         return self._make(f"response.file_search_call.{phase}", item_id=item_id, output_index=index)

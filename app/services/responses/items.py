@@ -10,10 +10,10 @@ from __future__ import annotations
 import base64
 import json
 
-from app.core.errors import invalid_request
 from app.core.ids import new_id
 
-_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "file_search_call": "fs_", "reasoning": "rs_"}
+_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "file_search_call": "fs_", "reasoning": "rs_",
+           "custom_tool_call": "ctc_", "custom_tool_call_output": "ctco_"}
 
 
 def input_items(value) -> list[dict]:
@@ -30,14 +30,14 @@ def input_items(value) -> list[dict]:
                 content = [{"type": part, "text": content, **({"annotations": []} if part == "output_text" else {})}]
             stored = {"id": item.get("id") or new_id("msg_"), "type": "message", "role": item.get("role", "user"),
                       "content": [dict(p) for p in content or ()], "status": item.get("status") or "completed"}
-        elif kind in ("function_call", "function_call_output", "reasoning", "file_search_call"):
-            stored = {**item, "id": item.get("id") or new_id(_PREFIX[kind])}
-            if kind == "function_call_output":
-                stored.setdefault("status", "completed")
         elif kind == "item_reference":
             continue
         else:
-            raise invalid_request(f"Invalid value for 'input[{index}].type': items of type '{kind}' are not supported.", param=f"input[{index}].type")
+            # Other items (the SDK's types already checked them) are kept; those the model cannot use
+            # (reasoning, hosted tools' calls) are not shown to it.
+            stored = {**item, "id": item.get("id") or new_id(_PREFIX.get(kind, "item_"))}
+            if kind in ("function_call_output", "custom_tool_call_output"):
+                stored.setdefault("status", "completed")
         out.append(stored)
     return out
 
@@ -84,14 +84,17 @@ async def to_messages(found: list[dict], file_bytes) -> list[dict]:
             else:
                 content = parts
             messages.append({"role": role, "content": content})
-        elif kind == "function_call":
-            call = {"id": item["call_id"], "type": "function", "function": {"name": item["name"], "arguments": item.get("arguments") or ""}}
+        elif kind in ("function_call", "custom_tool_call"):
+            if kind == "function_call":
+                call = {"id": item["call_id"], "type": "function", "function": {"name": item["name"], "arguments": item.get("arguments") or ""}}
+            else:
+                call = {"id": item["call_id"], "type": "custom", "custom": {"name": item["name"], "input": item.get("input") or ""}}
             last = messages[-1] if messages else None
             if last is not None and last["role"] == "assistant" and last.get("tool_calls") and not last.get("content"):
                 last["tool_calls"].append(call)
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             output = item.get("output")
             if not isinstance(output, str):
                 output = "\n".join(p.get("text") or "" for p in output or () if isinstance(p, dict))
@@ -112,6 +115,10 @@ def output_text(text: str, annotations: list[dict] | None = None) -> dict:
 
 def function_call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict:
     return {"id": item_id, "type": "function_call", "status": status, "call_id": call_id, "name": name, "arguments": arguments}
+
+
+def custom_call_item(item_id: str, call_id: str, name: str, text: str, status: str) -> dict:
+    return {"id": item_id, "type": "custom_tool_call", "status": status, "call_id": call_id, "name": name, "input": text}
 
 
 def file_search_item(item_id: str, queries: list[str], status: str, results: list[dict] | None) -> dict:

@@ -10,14 +10,21 @@ import time
 from app.core.errors import invalid_request
 from app.services.assistants.prompt import FILE_SEARCH
 
-_HOSTED = {"web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11", "image_generation",
-           "code_interpreter", "computer_use_preview", "computer_use", "mcp", "local_shell", "shell", "apply_patch", "custom"}
+# Hosted tools no provider here executes. A request may list them (Codex always sends web_search):
+# they are echoed but not offered to the model, which answers without them, as a model that chose not
+# to use them would; a `tool_choice` that forces one is refused.
+HOSTED = ("web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11", "image_generation",
+          "code_interpreter", "computer_use_preview", "computer_use", "computer", "mcp", "local_shell", "shell", "apply_patch", "tool_search")
 SEARCH_FUNCTION = {"type": "function", "function": {**FILE_SEARCH["function"], "description":
                    "Search the files of the vector stores given to this response; returns the most relevant passages."}}
 
 
+def unavailable(kind: str, param: str):
+    return invalid_request(f"The {kind} tool is not available: no upstream provider serves it.", param=param, code="unsupported_tool")
+
+
 def check_tools(tools: list[dict]) -> list[dict]:
-    """The tools as the Response echoes them (defaults filled in); 400 for tools not served here."""
+    """The tools as the Response echoes them (defaults filled in)."""
     out = []
     for index, tool in enumerate(tools or ()):
         kind = tool.get("type")
@@ -32,13 +39,12 @@ def check_tools(tools: list[dict]) -> list[dict]:
                         "max_num_results": tool.get("max_num_results", 20),
                         "ranking_options": {"ranker": "auto", "score_threshold": 0.0, **(tool.get("ranking_options") or {})}})
         else:
-            name = kind if kind in _HOSTED else str(kind)
-            raise invalid_request(f"The {name} tool is not available: no upstream provider serves it.", param=f"tools[{index}].type",
-                                  code="unsupported_tool")
+            out.append(dict(tool))  # custom tools are offered to the model; hosted ones only echoed
     return out
 
 
-def chat_tools(tools: list[dict]) -> list[dict]:
+def chat_tools(tools: list[dict], custom: bool = True) -> list[dict]:
+    """Functions (and, for providers that take them, custom tools) as chat tools; file_search as a function."""
     out = []
     for tool in tools:
         if tool["type"] == "function":
@@ -49,6 +55,14 @@ def chat_tools(tools: list[dict]) -> list[dict]:
             out.append({"type": "function", "function": function})
         elif tool["type"] == "file_search":
             out.append(SEARCH_FUNCTION)
+        elif tool["type"] == "custom" and custom:
+            spec = {"name": tool["name"], **({"description": tool["description"]} if tool.get("description") else {})}
+            fmt = tool.get("format") or {"type": "text"}
+            if fmt.get("type") == "grammar":
+                spec["format"] = {"type": "grammar", "grammar": {"syntax": fmt.get("syntax"), "definition": fmt.get("definition")}}
+            else:
+                spec["format"] = {"type": "text"}
+            out.append({"type": "custom", "custom": spec})
     return out
 
 
@@ -63,7 +77,9 @@ def chat_tool_choice(choice):
         return {"type": "allowed_tools", "allowed_tools": {"mode": choice.get("mode", "auto"), "tools": names}}
     if kind == "file_search":
         return {"type": "function", "function": {"name": "file_search"}}
-    raise invalid_request(f"Invalid value for 'tool_choice': the tool type '{kind}' is not available here.", param="tool_choice")
+    if kind == "custom":
+        return {"type": "custom", "custom": {"name": choice["name"]}}
+    raise unavailable(kind, "tool_choice")
 
 
 def response_format(text: dict | None) -> dict | None:
@@ -80,9 +96,9 @@ def response_format(text: dict | None) -> dict | None:
     return None
 
 
-def chat_params(params: dict, tools: list[dict], messages: list[dict], max_tokens: int | None) -> dict:
+def chat_params(params: dict, tools: list[dict], messages: list[dict], max_tokens: int | None, custom: bool = True) -> dict:
     out: dict = {"model": params["model"], "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
-    functions = chat_tools(tools)
+    functions = chat_tools(tools, custom)
     if functions:
         out["tools"] = functions
         choice = chat_tool_choice(params.get("tool_choice"))

@@ -19,7 +19,7 @@ from app.core.tokens import count_chat_tokens
 from app.services.responses import items as build
 from app.services.responses.engine import Engine, Stopped, error_body
 from app.services.responses.events import TERMINAL, Events
-from app.services.responses.prompt import chat_tools, check_tools, new_response
+from app.services.responses.prompt import chat_tool_choice, chat_tools, check_tools, new_response
 from app.services.responses.store import ResponseStore
 
 log = logging.getLogger("understudy.responses")
@@ -69,6 +69,7 @@ class ResponsesService:
             raise invalid_request("Background mode requires 'store' to be true.", param="background")
         check_metadata(params.get("metadata"))
         tools = check_tools(params.get("tools") or [])
+        chat_tool_choice(params.get("tool_choice"))  # forcing a tool no provider serves is refused
         self._inference.provider_for(tenant_id, params["model"])  # an unknown model is a 404 now
         return tools
 
