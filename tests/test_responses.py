@@ -361,3 +361,46 @@ def test_background_survives_a_server_kill(slow_dir):
             assert chained.input_tokens == spelled.input_tokens
     finally:
         server.stop()
+
+
+# ---- upstream providers: a response is a chat-completions call to whichever provider serves the model ----
+
+UPSTREAM_KEY = "sk-upstream-fixed-key"
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    from tests.support.fake_upstream import FakeUpstream
+
+    with FakeUpstream(chunks=5, api_key=UPSTREAM_KEY) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def routed_server(upstream, tmp_path_factory):
+    providers = [{"name": "up-openai", "kind": "openai", "base_url": upstream.openai_url, "api_key": UPSTREAM_KEY},
+                 {"name": "up-anthropic", "kind": "anthropic", "base_url": upstream.url, "api_key": UPSTREAM_KEY}]
+    routes = [{"model": "gpt-*", "provider": "up-openai"}, {"model": "claude-*", "provider": "up-anthropic"}]
+    env = {"UNDERSTUDY_PROVIDERS": json.dumps(providers), "UNDERSTUDY_ROUTES": json.dumps(routes), "UNDERSTUDY_UPSTREAM_MAX_RETRIES": "0",
+           **{f"UNDERSTUDY_{kind}_{what}": "" for kind in ("OPENAI", "ANTHROPIC", "GEMINI") for what in ("BASE_URL", "API_KEY")}}
+    server = start_server(tmp_path_factory.mktemp("responses-routed"), env)
+    yield server
+    server.stop()
+
+
+def test_upstream_providers(routed_server, upstream):
+    upstream.reset()
+    with sdk(routed_server, new_key()) as client:
+        response = client.responses.create(model="gpt-4o", input="Hello", instructions="Be brief.", max_output_tokens=50)
+        assert response.status == "completed" and response.output_text == upstream.text()
+        sent = [r for r in upstream.requests if r.path.endswith("/chat/completions")][-1].json()
+        assert sent["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]
+        assert sent["stream"] is True and sent["max_completion_tokens"] == 50
+        called = client.responses.create(model="gpt-4o", input="Hello", tools=[WEATHER], tool_choice="required")
+        assert called.output[0].type == "function_call" and called.output[0].name == "get_weather"
+        with client.responses.stream(model="claude-sonnet-4-5", input="Hello") as stream:
+            final = stream.get_final_response()
+        assert final.output_text == upstream.text() and any(r.path.endswith("/messages") for r in upstream.requests)
+        upstream.fail_next(1, 500)
+        with pytest.raises(openai.InternalServerError):
+            client.responses.create(model="gpt-4o", input="Hello")
