@@ -323,7 +323,9 @@ def test_background_poll_and_replay(slow_server):
         assert live[-1].type == "response.completed" and "harbours" in live[-1].response.output_text.lower()
         # Streamed from the start in the background: the SDK's helper accumulates it.
         with client.responses.stream(model=MODEL, input="Describe a lighthouse.", background=True) as stream:
+            names = [e.type for e in stream]
             final = stream.get_final_response()
+        assert names[:3] == ["response.created", "response.queued", "response.in_progress"] and names[-1] == "response.completed"
         assert final.status == "completed" and final.background is True and "lighthouse" in final.output_text.lower()
 
 

@@ -76,6 +76,8 @@ class Engine:
         custom = self.inference.provider_for(tenant_id, params["model"]).info.kind in ("offline", "openai")
         stream = await self.inference.stream(tenant_id, "chat_stream", chat_params(params, offered(response, params, 0), messages, budget, custom))
         yield events.lifecycle("created", response)
+        if response["status"] == "queued":
+            yield events.lifecycle("queued", response)
         response["status"] = "in_progress"
         yield events.lifecycle("in_progress", response)
         checked = time.monotonic()
