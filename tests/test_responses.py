@@ -269,6 +269,9 @@ def test_conversation(client, http):
     assert first.conversation.id == conversation
     second = client.responses.create(model=MODEL, input="What is my dog called?", conversation={"id": conversation})
     assert second.usage.input_tokens > first.usage.input_tokens
+    listed = http.get(f"/conversations/{conversation}/items", params={"order": "asc"}).json()["data"]
+    assert [(i["type"], i.get("role")) for i in listed] == [("message", "user"), ("message", "assistant")] * 2
+    assert listed[3]["id"] == second.output[0].id
     with pytest.raises(openai.BadRequestError):
         client.responses.create(model=MODEL, input="x", conversation=conversation, previous_response_id=first.id)
 
