@@ -136,6 +136,19 @@ def test_custom_tool_items(client):
     assert kinds == ["message", "custom_tool_call", "custom_tool_call_output"]
 
 
+def test_logprobs(client, http):
+    response = client.responses.create(model=MODEL, input="Say something short.", include=["message.output_text.logprobs"], top_logprobs=2)
+    part = response.output[0].content[0]
+    assert part.logprobs and "".join(p.token for p in part.logprobs) == part.text
+    assert all(len(p.top_logprobs) == 2 and p.logprob <= 0 for p in part.logprobs)
+    assert response.top_logprobs == 2
+    assert_matches_schema(http.get(f"/responses/{response.id}").json(), "Response")
+    with client.responses.stream(model=MODEL, input="Say something short.", include=["message.output_text.logprobs"]) as stream:
+        deltas = [e for e in stream if e.type == "response.output_text.delta"]
+    assert all(e.logprobs for e in deltas)
+    assert client.responses.create(model=MODEL, input="Say something short.").output[0].content[0].logprobs == []
+
+
 def test_previous_response_chain(client):
     first = client.responses.create(model=MODEL, input="My favourite colour is turquoise.")
     second = client.responses.create(model=MODEL, input="I also like walruses.", previous_response_id=first.id)

@@ -54,6 +54,7 @@ class Turn:
     message: dict | None = None
     message_index: int = -1
     text: list[str] = field(default_factory=list)
+    logprobs: list[dict] = field(default_factory=list)
     calls: dict[int, Call] = field(default_factory=dict)
     finish: str | None = None
 
@@ -103,7 +104,7 @@ class Engine:
                     for choice in chunk.get("choices") or ():
                         delta = choice.get("delta") or {}
                         if delta.get("content"):
-                            for event in self.on_text(response, turn, delta["content"], events):
+                            for event in self.on_text(response, turn, delta["content"], events, build.logprobs(choice)):
                                 yield event
                         for piece in delta.get("tool_calls") or ():
                             for event in self.on_call(response, turn, piece, events):
@@ -145,7 +146,7 @@ class Engine:
 
     # ---- streaming pieces ----
 
-    def on_text(self, response: dict, turn: Turn, text: str, events: Events):
+    def on_text(self, response: dict, turn: Turn, text: str, events: Events, logprobs: list[dict]):
         if turn.message is None:
             turn.message = build.message_item(new_id("msg_"), "", "in_progress")
             turn.message_index = len(response["output"])
@@ -153,7 +154,8 @@ class Engine:
             yield events.item_added(turn.message_index, turn.message)
             yield events.part_added(turn.message["id"], turn.message_index, build.output_text(""))
         turn.text.append(text)
-        yield events.text_delta(turn.message["id"], turn.message_index, text)
+        turn.logprobs += logprobs
+        yield events.text_delta(turn.message["id"], turn.message_index, text, build.delta_logprobs(logprobs))
 
     def on_call(self, response: dict, turn: Turn, piece: dict, events: Events):
         position = piece.get("index", len(turn.calls))
@@ -180,9 +182,10 @@ class Engine:
     def close_turn(self, response: dict, turn: Turn, truncated: bool, searched: list[dict], events: Events):
         if turn.message is not None:
             text = "".join(turn.text)
-            item = build.message_item(turn.message["id"], text, "incomplete" if truncated else "completed", build.citations(text, searched))
+            item = build.message_item(turn.message["id"], text, "incomplete" if truncated else "completed", build.citations(text, searched),
+                                      turn.logprobs)
             response["output"][turn.message_index] = item
-            yield events.text_done(item["id"], turn.message_index, text)
+            yield events.text_done(item["id"], turn.message_index, text, build.delta_logprobs(turn.logprobs))
             yield events.part_done(item["id"], turn.message_index, item["content"][0])
             yield events.item_done(turn.message_index, item)
         for call in turn.calls.values():

@@ -33,11 +33,11 @@ class Events:
     def part_done(self, item_id: str, index: int, part: dict) -> tuple[str, dict]:
         return self._make("response.content_part.done", item_id=item_id, output_index=index, content_index=0, part=copy.deepcopy(part))
 
-    def text_delta(self, item_id: str, index: int, delta: str) -> tuple[str, dict]:
-        return self._make("response.output_text.delta", item_id=item_id, output_index=index, content_index=0, delta=delta, logprobs=[])
+    def text_delta(self, item_id: str, index: int, delta: str, logprobs: list[dict]) -> tuple[str, dict]:
+        return self._make("response.output_text.delta", item_id=item_id, output_index=index, content_index=0, delta=delta, logprobs=logprobs)
 
-    def text_done(self, item_id: str, index: int, text: str) -> tuple[str, dict]:
-        return self._make("response.output_text.done", item_id=item_id, output_index=index, content_index=0, text=text, logprobs=[])
+    def text_done(self, item_id: str, index: int, text: str, logprobs: list[dict]) -> tuple[str, dict]:
+        return self._make("response.output_text.done", item_id=item_id, output_index=index, content_index=0, text=text, logprobs=logprobs)
 
     def arguments_delta(self, item_id: str, index: int, delta: str) -> tuple[str, dict]:
         return self._make("response.function_call_arguments.delta", item_id=item_id, output_index=index, delta=delta)

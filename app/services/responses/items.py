@@ -104,13 +104,27 @@ async def to_messages(found: list[dict], file_bytes) -> list[dict]:
 
 # ---- output items ----
 
-def message_item(item_id: str, text: str, status: str, annotations: list[dict] | None = None) -> dict:
-    content = [output_text(text, annotations)] if status != "in_progress" else []
+def message_item(item_id: str, text: str, status: str, annotations: list[dict] | None = None, logprobs: list[dict] | None = None) -> dict:
+    content = [output_text(text, annotations, logprobs)] if status != "in_progress" else []
     return {"id": item_id, "type": "message", "status": status, "role": "assistant", "content": content}
 
 
-def output_text(text: str, annotations: list[dict] | None = None) -> dict:
-    return {"type": "output_text", "text": text, "annotations": annotations or [], "logprobs": []}
+def output_text(text: str, annotations: list[dict] | None = None, logprobs: list[dict] | None = None) -> dict:
+    return {"type": "output_text", "text": text, "annotations": annotations or [], "logprobs": logprobs or []}
+
+
+def logprobs(choice: dict) -> list[dict]:
+    """A chat chunk's token logprobs in the Responses shape (with bytes: the output_text part's)."""
+    return [{"token": e["token"], "bytes": e.get("bytes") or list(e["token"].encode()), "logprob": e["logprob"],
+             "top_logprobs": [{"token": t["token"], "bytes": t.get("bytes") or list(t["token"].encode()), "logprob": t["logprob"]}
+                              for t in e.get("top_logprobs") or ()]}
+            for e in ((choice.get("logprobs") or {}).get("content") or ())]
+
+
+def delta_logprobs(entries: list[dict]) -> list[dict]:
+    """The same, as a text delta event carries them (no bytes)."""
+    return [{"token": e["token"], "logprob": e["logprob"], "top_logprobs": [{"token": t["token"], "logprob": t["logprob"]} for t in e["top_logprobs"]]}
+            for e in entries]
 
 
 def function_call_item(item_id: str, call_id: str, name: str, arguments: str, status: str) -> dict:

@@ -114,6 +114,10 @@ def chat_params(params: dict, tools: list[dict], messages: list[dict], max_token
         out["response_format"] = fmt
     if max_tokens is not None:
         out["max_completion_tokens"] = max_tokens
+    if "message.output_text.logprobs" in (params.get("include") or ()) or params.get("top_logprobs"):
+        out["logprobs"] = True
+        if params.get("top_logprobs"):
+            out["top_logprobs"] = params["top_logprobs"]
     effort = (params.get("reasoning") or {}).get("effort")
     if effort:
         out["reasoning_effort"] = effort  # as asked: a model that takes no effort answers as OpenAI's would
