@@ -58,7 +58,8 @@ class ResponsesController(Controller):
         platform, tenant = caller(request)
         if stream:
             return sse_response(named_events(await platform.responses.replay(tenant, response_id, starting_after)))
-        return await platform.responses.get(tenant, response_id)
+        include = request.query_params.getall("include[]", []) + request.query_params.getall("include", [])
+        return await platform.responses.get(tenant, response_id, include)
 
     @delete("/{response_id:str}", status_code=200)
     async def delete_response(self, request: Request, response_id: str) -> dict:

@@ -65,10 +65,13 @@ class Engine:
         self.vector_search = vector_search
         self.files = files
 
-    async def run(self, tenant_id: str, response: dict, params: dict, messages: list[dict], *, events: Events | None = None, check=None):
+    async def run(self, tenant_id: str, response: dict, params: dict, messages: list[dict], *, events: Events | None = None, check=None,
+                  results: dict | None = None):
         """Yields (type, event); `response` ends completed, incomplete or failed (never raises after the
-        first event, except `Stopped`)."""
+        first event, except `Stopped`). `results` receives each file search's results by item id (kept
+        for a later `include`, whether or not this request included them)."""
         events = events or Events()
+        results = {} if results is None else results
         searched: list[dict] = []  # file search results so far (citations)
         searched_calls: list[Call] = []
         used_in = used_out = 0
@@ -128,7 +131,7 @@ class Engine:
                     {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in searches]})
                 searched_calls += searches
                 for call in searches:
-                    async for event in self.search(tenant_id, response, call, params, searched, messages, events):
+                    async for event in self.search(tenant_id, response, call, params, searched, messages, events, results):
                         yield event
             else:
                 response.update(status="failed", error={"code": "server_error", "message": f"The response stopped after {MAX_CALLS} model calls."})
@@ -200,7 +203,8 @@ class Engine:
                 yield events.arguments_done(call.item["id"], call.index, call.name, call.arguments)
             yield events.item_done(call.index, call.item)
 
-    async def search(self, tenant_id: str, response: dict, call: Call, params: dict, searched: list[dict], messages: list[dict], events: Events):
+    async def search(self, tenant_id: str, response: dict, call: Call, params: dict, searched: list[dict], messages: list[dict], events: Events,
+                     kept: dict):
         tool = next(t for t in response["tools"] if t["type"] == "file_search")
         query = build.query_of(call.arguments)
         item = build.file_search_item(new_id("fs_"), [], "in_progress", None)
@@ -211,6 +215,7 @@ class Engine:
         yield events.file_search("searching", item["id"], index)
         results = await self.file_search(tenant_id, tool, query)
         searched += results
+        kept[item["id"]] = results
         included = "file_search_call.results" in (params.get("include") or ())
         item.update(queries=[query], status="completed", results=results if included else None)
         yield events.file_search("completed", item["id"], index)

@@ -47,8 +47,14 @@ class ResponsesService:
             raise not_found(response_id)
         return row
 
-    async def get(self, tenant_id: str, response_id: str) -> dict:
-        return (await self._row(tenant_id, response_id)).data
+    async def get(self, tenant_id: str, response_id: str, include: list[str] = ()) -> dict:
+        row = await self._row(tenant_id, response_id)
+        response = row.data
+        if "file_search_call.results" in include:
+            kept = (row.request or {}).get("search_results") or {}
+            response["output"] = [{**item, "results": kept.get(item["id"], [])} if item["type"] == "file_search_call" else item
+                                  for item in response["output"]]
+        return response
 
     async def delete(self, tenant_id: str, response_id: str) -> dict:
         await self._row(tenant_id, response_id)
@@ -127,14 +133,15 @@ class ResponsesService:
             await self._queue.enqueue("execute_response", key=response["id"], response_id=response["id"])
             return self._replay(tenant_id, response["id"], -1) if streaming else response
         messages = await self._messages(tenant_id, params, context, inputs)
-        run = self.engine.run(tenant_id, response, params, messages)
+        found: dict = {}
+        run = self.engine.run(tenant_id, response, params, messages, results=found)
         first = await anext(run)  # the model's refusal of the request is an HTTP error, before any event
 
         async def events() -> AsyncIterator[tuple[str, dict]]:
             yield first
             async for name, event in run:
                 if name in TERMINAL:
-                    await self._finish_foreground(tenant_id, response, params, inputs)
+                    await self._finish_foreground(tenant_id, response, {"params": params, "search_results": found}, inputs)
                 yield name, event
 
         if streaming:
@@ -143,10 +150,10 @@ class ResponsesService:
             pass
         return response
 
-    async def _finish_foreground(self, tenant_id: str, response: dict, params: dict, inputs: list[dict]) -> None:
+    async def _finish_foreground(self, tenant_id: str, response: dict, request: dict, inputs: list[dict]) -> None:
         if response.get("store", True):
-            await self.store.insert(response, tenant_id, {"params": params}, inputs, response["output"])
-        await self._append_to_conversation(tenant_id, params, inputs, response)
+            await self.store.insert(response, tenant_id, request, inputs, response["output"])
+        await self._append_to_conversation(tenant_id, request["params"], inputs, response)
 
     async def _append_to_conversation(self, tenant_id: str, params: dict, inputs: list[dict], response: dict) -> None:
         conversation = _conversation_id(params)
@@ -179,7 +186,8 @@ class ResponsesService:
         try:
             context = await self._context(tenant_id, params)
             messages = await self._messages(tenant_id, params, context, inputs)
-            async for name, event in self.engine.run(tenant_id, response, params, messages, check=check):
+            found = request["search_results"] = {}
+            async for name, event in self.engine.run(tenant_id, response, params, messages, check=check, results=found):
                 if name in TERMINAL:
                     request["events"] = live + [(name, event)]
                     if not await self.store.finish(response, tenant_id, request, response["output"], expect="in_progress"):
