@@ -246,6 +246,8 @@ def test_file_search(client, tmp_path, http):
     assert names[2:6] == ["response.output_item.added", "response.file_search_call.in_progress", "response.file_search_call.searching",
                           "response.file_search_call.completed"]
     assert final.output[0].results is None and final.output[1].type == "message"
+    assert names[-5:] == ["response.output_text.annotation.added", "response.output_text.done", "response.content_part.done",
+                          "response.output_item.done", "response.completed"]
     later = client.responses.retrieve(final.id, include=["file_search_call.results"])
     assert "canteen" in " ".join(r.text for r in later.output[0].results)
     missing = client.responses.create(model=MODEL, input="What is X?", tools=[{"type": "file_search", "vector_store_ids": ["vs_nope"]}])

@@ -188,6 +188,8 @@ class Engine:
             item = build.message_item(turn.message["id"], text, "incomplete" if truncated else "completed", build.citations(text, searched),
                                       turn.logprobs)
             response["output"][turn.message_index] = item
+            for position, annotation in enumerate(item["content"][0]["annotations"]):
+                yield events.annotation_added(item["id"], turn.message_index, position, annotation)
             yield events.text_done(item["id"], turn.message_index, text, build.delta_logprobs(turn.logprobs))
             yield events.part_done(item["id"], turn.message_index, item["content"][0])
             yield events.item_done(turn.message_index, item)

@@ -39,6 +39,10 @@ class Events:
     def text_done(self, item_id: str, index: int, text: str, logprobs: list[dict]) -> tuple[str, dict]:
         return self._make("response.output_text.done", item_id=item_id, output_index=index, content_index=0, text=text, logprobs=logprobs)
 
+    def annotation_added(self, item_id: str, index: int, position: int, annotation: dict) -> tuple[str, dict]:
+        return self._make("response.output_text.annotation.added", item_id=item_id, output_index=index, content_index=0,
+                          annotation_index=position, annotation=dict(annotation))
+
     def arguments_delta(self, item_id: str, index: int, delta: str) -> tuple[str, dict]:
         return self._make("response.function_call_arguments.delta", item_id=item_id, output_index=index, delta=delta)
 
