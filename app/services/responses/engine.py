@@ -86,7 +86,7 @@ class Engine:
         yield events.lifecycle("in_progress", response)
         checked = time.monotonic()
         try:
-            for call_number in range(MAX_CALLS):
+            for _ in range(MAX_CALLS):
                 if stream is None:
                     left = None if budget is None else budget - used_out
                     if left is not None and left <= 0:
