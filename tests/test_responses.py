@@ -203,6 +203,9 @@ def test_limits_store_and_delete(client, http):
     assert_openai_error(http.post("/responses", json={"model": MODEL, "input": "x", "bogus": 1}), 400, param="bogus")
     with pytest.raises(openai.BadRequestError):
         client.responses.create(model=MODEL, input="x", background=True, store=False)
+    with pytest.raises(openai.BadRequestError) as templated:
+        client.responses.create(model=MODEL, input="x", prompt={"id": "pmpt_123"})
+    assert templated.value.body["param"] == "prompt"
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="no-such-model", input="x")
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from app.core.errors import APIError
 from app.core.ids import new_id
+from app.core.tokens import count_chat_tokens, count_tokens
 from app.services.responses import items as build
 from app.services.responses.events import Events
 from app.services.responses.prompt import chat_params, usage
@@ -57,6 +58,7 @@ class Turn:
     logprobs: list[dict] = field(default_factory=list)
     calls: dict[int, Call] = field(default_factory=dict)
     finish: str | None = None
+    usage: bool = False  # the provider reported the call's usage
 
 
 class Engine:
@@ -102,6 +104,7 @@ class Engine:
                         await check()
                         checked = time.monotonic()
                     if chunk.get("usage"):
+                        turn.usage = True
                         used_in += chunk["usage"].get("prompt_tokens") or 0
                         used_out += chunk["usage"].get("completion_tokens") or 0
                     for choice in chunk.get("choices") or ():
@@ -115,6 +118,9 @@ class Engine:
                         if choice.get("finish_reason"):
                             turn.finish = choice["finish_reason"]
                 stream = None
+                if not turn.usage:  # a provider that reports none: counted here
+                    used_in += count_chat_tokens(messages)
+                    used_out += count_tokens("".join(turn.text) + "".join(c.arguments for c in turn.calls.values()))
                 if check is not None:
                     await check()
                 truncated = turn.finish == "length"

@@ -71,6 +71,9 @@ class ResponsesService:
     def _check(self, tenant_id: str, params: dict) -> list[dict]:
         if params.get("previous_response_id") and params.get("conversation"):
             raise invalid_request("Parameters 'previous_response_id' and 'conversation' cannot be used together.", param="conversation")
+        if params.get("prompt") is not None:
+            raise invalid_request("The 'prompt' parameter is not available here: there are no stored prompt templates; send 'instructions' and 'input'.",
+                                  param="prompt")
         if params.get("background") and params.get("store") is False:
             raise invalid_request("Background mode requires 'store' to be true.", param="background")
         check_metadata(params.get("metadata"))
