@@ -372,6 +372,7 @@ def test_background_survives_a_server_kill(slow_dir):
             response = client.responses.create(model=MODEL, input="Tell a long tale of harbours and ships.", background=True)
             wait_for(client, response.id, ("in_progress",))
             time.sleep(0.3)  # mid-stream of the model's reply
+            assert client.responses.retrieve(response.id).status == "in_progress"
         server.stop(signal.SIGKILL)
         server = start_server(data_dir, SLOW_ENV)
         with sdk(server, key) as client:
