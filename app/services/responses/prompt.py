@@ -1,7 +1,10 @@
 """A Responses request as a chat-completions request, and the Response object's echo of the request.
 
-Tools: functions pass through as chat functions; `file_search` is offered as a function named
-`file_search` and executed by the engine; hosted tools with no upstream here are refused up front.
+Tools: functions (and custom tools) pass through as chat tools; `file_search` is offered as a function
+named `file_search` and executed by the engine. Hosted tools no provider here executes (web_search,
+image_generation, code_interpreter, mcp, tool_search, …) may be listed — Codex always sends web_search
+— and are echoed but not offered to the model, which answers without them as a model that chose not
+to use them would; a `tool_choice` that forces one is refused with a 400.
 """
 from __future__ import annotations
 
@@ -10,11 +13,6 @@ import time
 from app.core.errors import invalid_request
 from app.services.assistants.prompt import FILE_SEARCH
 
-# Hosted tools no provider here executes. A request may list them (Codex always sends web_search):
-# they are echoed but not offered to the model, which answers without them, as a model that chose not
-# to use them would; a `tool_choice` that forces one is refused.
-HOSTED = ("web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11", "image_generation",
-          "code_interpreter", "computer_use_preview", "computer_use", "computer", "mcp", "local_shell", "shell", "apply_patch", "tool_search")
 SEARCH_FUNCTION = {"type": "function", "function": {**FILE_SEARCH["function"], "description":
                    "Search the files of the vector stores given to this response; returns the most relevant passages."}}
 
