@@ -5,6 +5,11 @@ A foreground response executes inside the request and is written once, at its en
 written before its last event is sent, so a client that saw `response.completed` can retrieve it). A
 background one is a row first (`queued`) and then the `execute_response` job, which redoes it from
 scratch if a restart interrupted it: its output items are replaced in the transaction that ends it.
+
+A background response's events go out on the bus (`response:{id}`) and are kept with the row when it
+ends; while it executes, a replay (`GET ?stream=true&starting_after=N`) takes the ones already sent
+from the executing job's memory — which assumes the in-process runner. Workers in other processes
+would need those events on a bus that replays (e.g. a Redis stream) instead.
 """
 from __future__ import annotations
 
