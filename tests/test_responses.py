@@ -1,6 +1,6 @@
 """The Responses API end to end with the official SDK: text, streaming event order, function tools with
 previous_response_id, chains, structured output, limits, store/delete, input items and tokens,
-file_search, refused hosted tools, background (poll, cancel, replay, restart), tenancy, schema."""
+file_search, hosted tools echoed or refused, background (poll, cancel, replay, restart), tenancy, schema."""
 from __future__ import annotations
 
 import json
@@ -191,14 +191,17 @@ def test_limits_store_and_delete(client, http):
     assert_openai_error(http.delete(f"/responses/{kept.id}"), 404)
     with pytest.raises(openai.BadRequestError):
         client.responses.cancel(cut.id)  # not a background response
-    # Hosted tools nothing here serves are echoed, not offered (Codex always lists web_search); forcing one is refused.
-    listed = client.responses.create(model=MODEL, input="news?", tools=[{"type": "web_search"}, WEATHER])
+    # Hosted tools nothing here serves are echoed, not offered (Codex always lists a cache-only web_search); forcing one is refused.
+    # (Live web_search is refused outright and image_generation runs: tests/test_responses_tools.py.)
+    cache_only = {"type": "web_search", "external_web_access": False}
+    listed = client.responses.create(model=MODEL, input="news?", tools=[cache_only, WEATHER])
     assert listed.status == "completed" and [t.type for t in listed.tools] == ["web_search", "function"]
-    error = assert_openai_error(http.post("/responses", json={"model": MODEL, "input": "x", "tools": [{"type": "web_search_preview"}],
+    error = assert_openai_error(http.post("/responses", json={"model": MODEL, "input": "x", "tools": [cache_only],
                                                               "tool_choice": {"type": "web_search_preview"}}), 400, param="tool_choice")
     assert error["message"] == "The web_search_preview tool is not available: no upstream provider serves it."
     with pytest.raises(openai.BadRequestError) as refused:
-        client.responses.create(model=MODEL, input="draw", tools=[{"type": "image_generation"}], tool_choice={"type": "image_generation"})
+        client.responses.create(model=MODEL, input="run", tools=[{"type": "code_interpreter", "container": {"type": "auto"}}],
+                                tool_choice={"type": "code_interpreter"})
     assert "not available" in refused.value.message
     assert_openai_error(http.post("/responses", json={"model": MODEL, "input": "x", "bogus": 1}), 400, param="bogus")
     with pytest.raises(openai.BadRequestError):

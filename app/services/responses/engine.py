@@ -1,5 +1,6 @@
 """Executes one response: model calls (streamed) until a reply or a function call for the client, with
-file searches run in between — yielding OpenAI's stream events and filling in the Response as it goes.
+the built-in tools run in between (file searches; images drawn by the platform's image service) —
+yielding OpenAI's stream events and filling in the Response as it goes.
 
 The first model call is opened before the first event is yielded, so a request the model refuses is
 an ordinary HTTP error rather than a stream that fails. A cancel (background responses) is noticed
@@ -7,6 +8,8 @@ between chunks through `check`, which raises `Stopped`.
 """
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
 import time
 from dataclasses import dataclass, field
@@ -14,9 +17,12 @@ from dataclasses import dataclass, field
 from app.core.errors import APIError
 from app.core.ids import new_id
 from app.core.tokens import count_chat_tokens, count_tokens
+from app.inference.providers.offline import images as image_model
+from app.inference.providers.offline.text import content_text
+from app.services.images import ImagesService
 from app.services.responses import items as build
 from app.services.responses.events import Events
-from app.services.responses.prompt import chat_params, usage
+from app.services.responses.prompt import BUILTIN, chat_params, image_params, usage
 
 log = logging.getLogger("understudy.responses")
 MAX_CALLS = 8
@@ -28,11 +34,11 @@ def error_body(error: APIError) -> dict:
     return {"code": code, "message": error.message}
 
 
-def offered(response: dict, params: dict, searches: int) -> list[dict]:
-    """The tools offered to the model: without file_search once `max_tool_calls` searches were made."""
+def offered(response: dict, params: dict, calls: int) -> list[dict]:
+    """The tools offered to the model: without the built-in ones once `max_tool_calls` of them ran."""
     limit = params.get("max_tool_calls")
-    if limit is not None and searches >= limit:
-        return [t for t in response["tools"] if t["type"] != "file_search"]
+    if limit is not None and calls >= limit:
+        return [t for t in response["tools"] if t["type"] not in BUILTIN]
     return response["tools"]
 
 
@@ -45,7 +51,7 @@ class Call:
     id: str
     name: str = ""
     arguments: str = ""
-    item: dict | None = None  # the function_call / custom_tool_call output item (None for a built-in search)
+    item: dict | None = None  # the function_call / custom_tool_call output item (None for a built-in tool's call)
     index: int = -1
     custom: bool = False
 
@@ -66,6 +72,7 @@ class Engine:
         self.inference = inference
         self.vector_search = vector_search
         self.files = files
+        self.images = ImagesService(None, None)  # base64 answers only (no links to store); tool settings are checked by prompt.py
 
     async def run(self, tenant_id: str, response: dict, params: dict, messages: list[dict], *, events: Events | None = None, check=None,
                   results: dict | None = None):
@@ -75,7 +82,7 @@ class Engine:
         events = events or Events()
         results = {} if results is None else results
         searched: list[dict] = []  # file search results so far (citations)
-        searched_calls: list[Call] = []
+        ran: list[Call] = []  # built-in tool calls run so far (max_tool_calls)
         used_in = used_out = 0
         budget = params.get("max_output_tokens")
         # Custom (freeform) tools go to providers that speak them; the others' translators know functions only.
@@ -96,7 +103,7 @@ class Engine:
                         break
                     if params.get("tool_choice") not in (None, "auto", "none"):
                         params = {**params, "tool_choice": "auto"}  # a forced choice applies to the first call only
-                    tools = offered(response, params, len(searched_calls))
+                    tools = offered(response, params, len(ran))
                     stream = await self.inference.stream(tenant_id, "chat_stream", chat_params(params, tools, messages, left, custom))
                 turn = Turn()
                 async for chunk in stream:
@@ -129,15 +136,19 @@ class Engine:
                 if truncated:
                     response.update(status="incomplete", incomplete_details={"reason": "max_output_tokens"})
                     break
-                searches = [c for c in turn.calls.values() if c.item is None]
-                if not searches or len(searches) < len(turn.calls):
+                builtins = [c for c in turn.calls.values() if c.item is None]
+                if not builtins or len(builtins) < len(turn.calls):
                     response["status"] = "completed"  # a reply, or function calls for the client to run
                     break
                 messages.append({"role": "assistant", "content": "".join(turn.text) or None, "tool_calls": [
-                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in searches]})
-                searched_calls += searches
-                for call in searches:
-                    async for event in self.search(tenant_id, response, call, params, searched, messages, events, results):
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in builtins]})
+                ran += builtins
+                for call in builtins:
+                    if call.name == "image_generation":
+                        steps = self.image(response, call, messages, events)
+                    else:
+                        steps = self.search(tenant_id, response, call, params, searched, messages, events, results)
+                    async for event in steps:
                         yield event
             else:
                 response.update(status="failed", error={"code": "server_error", "message": f"The response stopped after {MAX_CALLS} model calls."})
@@ -173,7 +184,7 @@ class Engine:
         call = turn.calls.get(position)
         if call is None:
             call = turn.calls[position] = Call(id=piece.get("id") or new_id("call_"), name=function.get("name") or "", custom=custom)
-            builtin = call.name == "file_search" and not custom and any(t["type"] == "file_search" for t in response["tools"])
+            builtin = call.name in BUILTIN and not custom and any(t["type"] == call.name for t in response["tools"])
             if not builtin:
                 make = build.custom_call_item if custom else build.function_call_item
                 call.item = make(new_id("ctc_" if custom else "fc_"), call.id, call.name, "", "in_progress")
@@ -230,6 +241,44 @@ class Engine:
         yield events.item_done(index, item)
         passages = "\n\n".join(f"[{r['filename']}] {r['text']}" for r in results) or "No results."
         messages.append({"role": "tool", "tool_call_id": call.id, "content": passages})
+
+    async def image(self, response: dict, call: Call, messages: list[dict], events: Events):
+        """An image_generation call: the image drawn with the tool's settings (partial previews first when
+        it asks for them), kept as the item's base64 `result`; the model is told it was made."""
+        tool = next(t for t in response["tools"] if t["type"] == "image_generation")
+        prompt = build.prompt_of(call.arguments).strip()
+        if not prompt:  # a model that called with no prompt: what the user asked for
+            prompt = next((content_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "") or "An image."
+        item = build.image_call_item(new_id("ig_"), "in_progress")
+        index = len(response["output"])
+        response["output"].append(item)
+        yield events.item_added(index, item)
+        yield events.image_generation("in_progress", item["id"], index)
+        try:
+            plan = self.images.plan_generate("", image_params(tool, prompt))
+        except APIError as error:  # the tool's settings were checked: only the model's prompt can be refused here
+            item.update(status="failed", error={"code": error.code, "message": error.message, "param": error.param, "type": error.type})
+            yield events.item_done(index, item)
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": f"The image could not be generated: {error.message}"})
+            return
+        settings = {"background": plan.background, "output_format": plan.fmt, "quality": plan.quality, "size": f"{plan.width}x{plan.height}"}
+        item["status"] = "generating"
+        yield events.image_generation("generating", item["id"], index)
+        result = None
+        if plan.partial_images:
+            async for name, data in self.images.events(plan):
+                if name.endswith(".partial_image"):
+                    yield events.partial_image(item["id"], index, data["b64_json"], data["partial_image_index"], settings)
+                else:
+                    result = data["b64_json"]
+        else:
+            result = base64.b64encode(await asyncio.to_thread(image_model.render_bytes, plan, 0)).decode()
+        revised = image_model.revised_prompt(plan, 0)
+        item.update(status="completed", result=result, action="generate", revised_prompt=revised, **settings)
+        yield events.image_generation("completed", item["id"], index)
+        yield events.item_done(index, item)
+        messages.append({"role": "tool", "tool_call_id": call.id, "content":
+                         f"The image ({settings['size']}, {plan.fmt}) was generated and shown to the user. Revised prompt: {revised}"})
 
     async def file_search(self, tenant_id: str, tool: dict, query: str) -> list[dict]:
         """The tool's vector stores searched (with its filters and ranking options), best first."""

@@ -57,3 +57,11 @@ class Events:
 
     def file_search(self, phase: str, item_id: str, index: int) -> tuple[str, dict]:
         return self._make(f"response.file_search_call.{phase}", item_id=item_id, output_index=index)
+
+    def image_generation(self, phase: str, item_id: str, index: int) -> tuple[str, dict]:
+        return self._make(f"response.image_generation_call.{phase}", item_id=item_id, output_index=index)
+
+    def partial_image(self, item_id: str, index: int, b64: str, position: int, settings: dict) -> tuple[str, dict]:
+        """A coarse preview while the image is drawn (the tool's `partial_images` of them), with the settings used."""
+        return self._make("response.image_generation_call.partial_image", item_id=item_id, output_index=index, partial_image_b64=b64,
+                          partial_image_index=position, **settings)

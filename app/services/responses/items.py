@@ -2,7 +2,7 @@
 (the router's pivot: every provider speaks chat), and the output items a response is made of.
 
 Why chat: a response then works against the offline model and every upstream alike. Built-in tools
-(file_search) are offered to the model as functions and executed here; their calls are not replayed
+(file_search, image_generation) are offered to the model as functions and executed here; their calls are not replayed
 to the model from earlier responses (the reply that used them is).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 from app.core.ids import new_id
 
 _PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "file_search_call": "fs_", "reasoning": "rs_",
-           "custom_tool_call": "ctc_", "custom_tool_call_output": "ctco_"}
+           "custom_tool_call": "ctc_", "custom_tool_call_output": "ctco_", "image_generation_call": "ig_"}
 
 
 def input_items(value) -> list[dict]:
@@ -139,12 +139,27 @@ def file_search_item(item_id: str, queries: list[str], status: str, results: lis
     return {"id": item_id, "type": "file_search_call", "status": status, "queries": queries, "results": results}
 
 
+def image_call_item(item_id: str, status: str, **fields) -> dict:
+    """An image_generation_call: `result` (the image, base64) once completed, with the settings used."""
+    return {"id": item_id, "type": "image_generation_call", "status": status, "result": None, **fields}
+
+
 def query_of(arguments: str) -> str:
     try:
         value = json.loads(arguments or "{}")
     except json.JSONDecodeError:
         return arguments or ""
     found = value.get("query") if isinstance(value, dict) else None
+    return found if isinstance(found, str) else ""
+
+
+def prompt_of(arguments: str) -> str:
+    """The `prompt` argument of an image_generation call (its raw arguments if they are not JSON)."""
+    try:
+        value = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return arguments or ""
+    found = value.get("prompt") if isinstance(value, dict) else None
     return found if isinstance(found, str) else ""
 
 

@@ -1,20 +1,68 @@
 """A Responses request as a chat-completions request, and the Response object's echo of the request.
 
-Tools: functions (and custom tools) pass through as chat tools; `file_search` is offered as a function
-named `file_search` and executed by the engine. Hosted tools no provider here executes (web_search,
-image_generation, code_interpreter, mcp, tool_search, …) may be listed — Codex always sends web_search
-— and are echoed but not offered to the model, which answers without them as a model that chose not
-to use them would; a `tool_choice` that forces one is refused with a 400.
+Tools: functions (and custom tools) pass through as chat tools; `file_search` and `image_generation`
+are offered as functions of those names and executed by the engine (the image through the platform's
+image service). `web_search` needs the web, which this server has not: a web_search tool is refused with
+a 400 unless it is cache-only (`external_web_access: false`, what Codex always sends), which is echoed
+but not offered. Other hosted tools no provider here executes (code_interpreter, mcp, tool_search, …)
+may be listed and are echoed but not offered to the model, which answers without them as a model that
+chose not to use them would; a `tool_choice` that forces one is refused with a 400. (A request relayed
+whole to a Responses-speaking upstream never comes here: that upstream serves its own tools.)
 """
 from __future__ import annotations
 
 import time
 
-from app.core.errors import invalid_request
+from app.core.errors import APIError, invalid_request
 from app.services.assistants.prompt import FILE_SEARCH
+from app.services.images import ImagesService, family
 
 SEARCH_FUNCTION = {"type": "function", "function": {**FILE_SEARCH["function"], "description":
                    "Search the files of the vector stores given to this response; returns the most relevant passages."}}
+
+
+IMAGE_FUNCTION = {"type": "function", "function": {
+    "name": "image_generation", "description": "Generate an image from a description; the image is shown to the user.",
+    "parameters": {"type": "object", "properties": {"prompt": {"type": "string", "description": "A detailed description of the image."}},
+                   "required": ["prompt"], "additionalProperties": False}}}
+BUILTIN = ("file_search", "image_generation")  # hosted tools the engine runs itself (offered as functions)
+IMAGE_MODEL = "gpt-image-2.6-sunburst"  # the tool's default model (the SDK's documented default)
+_IMAGE_DEFAULTS = {"background": "auto", "model": IMAGE_MODEL, "moderation": "auto", "output_compression": 100, "output_format": "png",
+                   "partial_images": 0, "quality": "auto", "size": "auto"}
+_IMAGE_SETTINGS = ("size", "quality", "output_format", "output_compression", "background", "moderation", "partial_images",
+                   "frame_count", "frame_duration_ms")
+
+
+def image_params(tool: dict, prompt: str) -> dict:
+    """An image_generation tool's settings as a /v1/images/generations request for `prompt`."""
+    params = {"model": tool.get("model") or IMAGE_MODEL, "prompt": prompt, "n": 1}
+    params.update({k: tool[k] for k in _IMAGE_SETTINGS if tool.get(k) is not None})
+    if params.get("partial_images"):
+        params["stream"] = True
+    return params
+
+
+def _check_image_tool(tool: dict, index: int) -> dict:
+    """The tool with defaults filled in; its settings checked as the image service checks a generation."""
+    model_id = tool.get("model") or IMAGE_MODEL
+    models = [m for m in ImagesService._image_models() if family(m) == "gpt"]
+    if model_id not in models:
+        listed = ", ".join(f"'{m}'" for m in models)
+        raise invalid_request(f"Invalid value: '{model_id}'. Supported values are: {listed}.", param=f"tools[{index}].model", code="invalid_value")
+    try:
+        ImagesService(None, None).plan_generate("", image_params(tool, "check"))
+    except APIError as error:
+        error.param = f"tools[{index}].{error.param}" if error.param else f"tools[{index}]"
+        raise
+    return {**_IMAGE_DEFAULTS, **{k: v for k, v in tool.items() if v is not None}}
+
+
+def _check_web_search(tool: dict, index: int) -> dict:
+    """Cache-only web search (no live access: what Codex sends) is echoed, not offered; live search is refused."""
+    if tool.get("external_web_access") is False:
+        return dict(tool)
+    raise invalid_request(f"The {tool['type']} tool is not available: this server has no web access (no upstream provider serves it).",
+                          param=f"tools[{index}]", code="unsupported_tool")
 
 
 def unavailable(kind: str, param: str):
@@ -36,13 +84,18 @@ def check_tools(tools: list[dict]) -> list[dict]:
             out.append({"type": "file_search", "vector_store_ids": list(tool["vector_store_ids"]), "filters": tool.get("filters"),
                         "max_num_results": tool.get("max_num_results", 20),
                         "ranking_options": {"ranker": "auto", "score_threshold": 0.0, **(tool.get("ranking_options") or {})}})
+        elif kind == "image_generation":
+            out.append(_check_image_tool(tool, index))
+        elif isinstance(kind, str) and kind.startswith("web_search"):
+            out.append(_check_web_search(tool, index))
         else:
             out.append(dict(tool))  # custom tools are offered to the model; hosted ones only echoed
     return out
 
 
 def chat_tools(tools: list[dict], custom: bool = True) -> list[dict]:
-    """Functions (and, for providers that take them, custom tools) as chat tools; file_search as a function."""
+    """Functions (and, for providers that take them, custom tools) as chat tools; file_search and
+    image_generation as functions."""
     out = []
     for tool in tools:
         if tool["type"] == "function":
@@ -53,6 +106,8 @@ def chat_tools(tools: list[dict], custom: bool = True) -> list[dict]:
             out.append({"type": "function", "function": function})
         elif tool["type"] == "file_search":
             out.append(SEARCH_FUNCTION)
+        elif tool["type"] == "image_generation":
+            out.append(IMAGE_FUNCTION)
         elif tool["type"] == "custom" and custom:
             spec = {"name": tool["name"], **({"description": tool["description"]} if tool.get("description") else {})}
             fmt = tool.get("format") or {"type": "text"}
@@ -73,8 +128,8 @@ def chat_tool_choice(choice):
     if kind == "allowed_tools":
         names = [{"type": "function", "function": {"name": t.get("name") or t.get("type")}} for t in choice.get("tools") or ()]
         return {"type": "allowed_tools", "allowed_tools": {"mode": choice.get("mode", "auto"), "tools": names}}
-    if kind == "file_search":
-        return {"type": "function", "function": {"name": "file_search"}}
+    if kind in BUILTIN:
+        return {"type": "function", "function": {"name": kind}}
     if kind == "custom":
         return {"type": "custom", "custom": {"name": choice["name"]}}
     raise unavailable(kind, "tool_choice")

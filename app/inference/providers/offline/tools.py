@@ -4,8 +4,11 @@ A real model calls a tool when the conversation asks for it; the offline model's
 it" is that the last user message names the function (case-insensitive, `_` may be written as a space
 or a hyphen). `required` and a named `tool_choice` always produce a call; after tool results the model
 answers in text (unless a call is forced). A function named `file_search` is called for any user
-question (real models search attached files before answering). Arguments are generated from the function's `parameters`
-schema, so they validate, with strings drawn from the prompt's words.
+question (real models search attached files before answering); a function named `image_generation`
+(the Responses engine's image tool) is called instead when the user's message asks for a picture — it
+says image, picture, draw(ing), illustration or photo (or a plural), with that message as its `prompt`.
+Arguments are generated from the function's `parameters` schema, so they validate, with strings drawn
+from the prompt's words.
 """
 from __future__ import annotations
 
@@ -17,6 +20,9 @@ from dataclasses import dataclass
 from app.core.errors import invalid_request
 from app.inference.providers.offline.schema import value_for_schema
 from app.inference.providers.offline.text import content_text, last_user_message, words
+
+# What makes the offline model call a function named `image_generation` unprompted: a request for a picture.
+IMAGE_WORDS = re.compile(r"(?<![A-Za-z])(images?|pictures?|draw|drawings?|illustrations?|photos?)(?![A-Za-z])", re.IGNORECASE)
 
 
 @dataclass
@@ -106,9 +112,13 @@ def decide(params: dict, messages: list[dict]) -> ToolDecision:
     )
     chosen = [f for _, _, f in mentioned]
     if not chosen and isinstance(last, dict) and last.get("role") == "user":
-        # A real model consults attached files before answering a question: so does this one when it is
-        # offered the search the Assistants and Responses engines present as a function named file_search.
-        chosen = [f for f in functions if f.name == "file_search"]
+        # A real model draws when asked for a picture and consults attached files before answering a
+        # question: so does this one when it is offered the tools the Responses (and Assistants) engines
+        # present as functions named image_generation and file_search.
+        if IMAGE_WORDS.search(text):
+            chosen = [f for f in functions if f.name == "image_generation"]
+        if not chosen:
+            chosen = [f for f in functions if f.name == "file_search"]
     if mode == "required" and not chosen:
         chosen = [functions[0]]
     if legacy or params.get("parallel_tool_calls") is False:
@@ -128,6 +138,8 @@ def arguments(function: Function, rng: random.Random, messages: list[dict]) -> s
     code = _fenced_code(content_text(user.get("content")) if user else "")
     if code is not None and isinstance(value, dict) and isinstance(value.get("code"), str):
         value["code"] = code  # a `code` argument runs what the prompt's fenced block says, not random words
+    if function.name == "image_generation" and isinstance(value, dict) and isinstance(value.get("prompt"), str) and user:
+        value["prompt"] = content_text(user.get("content")).strip() or value["prompt"]  # the picture asked for, as asked
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
