@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
+import httpx
 import openai
 import pytest
 from PIL import Image
@@ -50,7 +52,7 @@ def test_image_generation(client, http):
     assert [item.type for item in plain.output] == ["message"]
 
 
-def test_image_generation_streamed(client):
+def test_image_generation_streamed(client, server, api_key):
     tool = {**IMAGE_TOOL, "partial_images": 1}
     with client.responses.stream(model=MODEL, input="Please generate an image of a red kite.", tools=[tool]) as stream:
         events = list(stream)
@@ -71,6 +73,27 @@ def test_image_generation_streamed(client):
     assert "response.output_text.delta" in kinds[start + 6:] and kinds[-1] == "response.completed"
     assert [item.type for item in final.output] == ["image_generation_call", "message"]
     assert final.output[0].result == done.item.result
+    # Raw SSE: every event (the image ones included) matches OpenAI's schema.
+    with httpx.stream("POST", f"{server.url}/v1/responses", headers={"Authorization": f"Bearer {api_key}"}, timeout=60,
+                      json={"model": MODEL, "input": "An illustration of a harbour, please.", "tools": [tool], "stream": True}) as raw:
+        body = raw.read().decode()
+    seen = set()
+    for line in body.split("\n"):
+        if line.startswith("data: "):
+            event = json.loads(line[6:])
+            seen.add(event["type"])
+            assert_matches_schema(event, "ResponseStreamEvent")
+    assert {"response.image_generation_call.partial_image", "response.image_generation_call.completed"} <= seen
+
+
+def test_image_generation_limits(client):
+    """`max_tool_calls` counts image generations; a prompt the image model refuses fails the call, not the response."""
+    limited = client.responses.create(model=MODEL, input="Draw a lighthouse.", tools=[IMAGE_TOOL], max_tool_calls=0)
+    assert [item.type for item in limited.output] == ["message"]
+    refused = client.responses.create(model=MODEL, input="Draw this picture: " + "waves " * 6000, tools=[IMAGE_TOOL])
+    call, message = refused.output
+    assert refused.status == "completed" and call.type == "image_generation_call" and call.status == "failed" and call.result is None
+    assert call.error.param == "prompt" and "too long" in call.error.message and message.type == "message"
 
 
 def test_image_generation_tool_settings_checked(http):
