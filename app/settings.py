@@ -55,6 +55,8 @@ class Settings:
     openai_base_url: str = ""
     openai_api_key: str = ""
     openai_models: tuple[str, ...] = ()
+    # Whether that upstream speaks the Responses API ("1"/"0"; empty: yes for OpenAI's own URL only).
+    openai_responses: str = ""
     anthropic_api_key: str = ""
     anthropic_base_url: str = ""
     gemini_api_key: str = ""

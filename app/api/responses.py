@@ -1,13 +1,19 @@
 """/v1/responses: create (answered, streamed or in the background), retrieve (or replay a background
-response's events), delete, cancel, input items, input token counts."""
+response's events), delete, cancel, input items, input token counts.
+
+A model routed to an upstream that speaks Responses is relayed there as it is (app/services/responses/
+relay.py); ids this server did not store then belong to that upstream, and requests about them go there."""
 from __future__ import annotations
+
+from typing import Awaitable
 
 from litestar import Controller, Request, delete, get, post
 from litestar.response import Stream
 from openai.types.responses import response_create_params as create_params
 
 from app.api.deps import caller
-from app.core.errors import invalid_request
+from app.api.relay import relay_response
+from app.core.errors import APIError, invalid_request
 from app.core.pagination import page_params
 from app.core.sse import named_events, sse_response
 from app.core.validation import decode_json_object, validate_params
@@ -28,13 +34,33 @@ def _lenient(body: dict) -> dict:
     return {**body, "tools": filled}
 
 
+async def _here_or_upstream(request: Request, response_id: str, local: Awaitable, suffix: str = "") -> dict | Stream:
+    """The local answer; for an id not stored here (404), the upstream's, when one speaks Responses."""
+    try:
+        return await local
+    except APIError as error:
+        if error.status_code != 404:
+            raise
+        platform, tenant = caller(request)
+        body = await request.body() if request.method == "POST" else b""
+        relayed = await platform.responses.relay_by_id(tenant, request.method, response_id, suffix, request.url.query or "",
+                                                       body, request.headers.get("content-type"))
+        if relayed is None:
+            raise
+        return relay_response(relayed)
+
+
 class ResponsesController(Controller):
     path = "/responses"
 
     @post("/", status_code=200)
     async def create(self, request: Request) -> dict | Stream:
         platform, tenant = caller(request)
-        body = decode_json_object(await request.body())
+        raw = await request.body()
+        body = decode_json_object(raw)
+        relayed = await platform.responses.relay(tenant, "/responses", body, raw)
+        if relayed is not None:
+            return relay_response(relayed)
         body.pop("client_metadata", None)  # Codex's request tags: accepted, not kept
         streaming = body.get("stream") is True
         validate_params(create_params.ResponseCreateParamsStreaming if streaming else create_params.ResponseCreateParamsNonStreaming, _lenient(body))
@@ -46,9 +72,13 @@ class ResponsesController(Controller):
         return sse_response(named_events(result)) if streaming else result
 
     @post("/input_tokens", status_code=200)
-    async def input_tokens(self, request: Request) -> dict:
+    async def input_tokens(self, request: Request) -> dict | Stream:
         platform, tenant = caller(request)
-        body = decode_json_object(await request.body())
+        raw = await request.body()
+        body = decode_json_object(raw)
+        relayed = await platform.responses.relay(tenant, "/responses/input_tokens", body, raw)
+        if relayed is not None:
+            return relay_response(relayed)
         if InputTokenCountParams is not None:
             validate_params(InputTokenCountParams, _lenient(body))
         return await platform.responses.input_tokens(tenant, body)
@@ -56,26 +86,32 @@ class ResponsesController(Controller):
     @get("/{response_id:str}")
     async def retrieve(self, request: Request, response_id: str, stream: bool = False, starting_after: int | None = None) -> dict | Stream:
         platform, tenant = caller(request)
-        if stream:
-            return sse_response(named_events(await platform.responses.replay(tenant, response_id, starting_after)))
-        include = request.query_params.getall("include[]", []) + request.query_params.getall("include", [])
-        return await platform.responses.get(tenant, response_id, include)
+
+        async def local() -> dict | Stream:
+            if stream:
+                return sse_response(named_events(await platform.responses.replay(tenant, response_id, starting_after)))
+            include = request.query_params.getall("include[]", []) + request.query_params.getall("include", [])
+            return await platform.responses.get(tenant, response_id, include)
+        return await _here_or_upstream(request, response_id, local())
 
     @delete("/{response_id:str}", status_code=200)
-    async def delete_response(self, request: Request, response_id: str) -> dict:
+    async def delete_response(self, request: Request, response_id: str) -> dict | Stream:
         platform, tenant = caller(request)
-        return await platform.responses.delete(tenant, response_id)
+        return await _here_or_upstream(request, response_id, platform.responses.delete(tenant, response_id))
 
     @post("/{response_id:str}/cancel", status_code=200)
-    async def cancel(self, request: Request, response_id: str) -> dict:
+    async def cancel(self, request: Request, response_id: str) -> dict | Stream:
         platform, tenant = caller(request)
-        return await platform.responses.cancel(tenant, response_id)
+        return await _here_or_upstream(request, response_id, platform.responses.cancel(tenant, response_id), "/cancel")
 
     @get("/{response_id:str}/input_items")
     async def input_items(self, request: Request, response_id: str, limit: int | None = None, order: str | None = None,
-                          after: str | None = None, before: str | None = None) -> dict:
+                          after: str | None = None, before: str | None = None) -> dict | Stream:
         platform, tenant = caller(request)
-        return await platform.responses.input_items(tenant, response_id, page_params(limit, order, after, before))
+
+        async def local() -> dict:
+            return await platform.responses.input_items(tenant, response_id, page_params(limit, order, after, before))
+        return await _here_or_upstream(request, response_id, local(), "/input_items")
 
 
 RESPONSES_HANDLERS: list = [ResponsesController]

@@ -10,6 +10,7 @@ Shortcuts, one upstream per kind:
     UNDERSTUDY_OPENAI_BASE_URL=https://api.openai.com/v1   # any OpenAI-compatible server, /v1 included
     UNDERSTUDY_OPENAI_API_KEY=sk-...
     UNDERSTUDY_OPENAI_MODELS=gpt-*,o*                       # globs routed there; default "*" (every model)
+    UNDERSTUDY_OPENAI_RESPONSES=1                           # it speaks /v1/responses (default: only OpenAI's URL)
     UNDERSTUDY_ANTHROPIC_API_KEY=sk-ant-...                 # routes claude-*
     UNDERSTUDY_ANTHROPIC_BASE_URL=https://api.anthropic.com # optional
     UNDERSTUDY_GEMINI_API_KEY=...                           # routes gemini-*
@@ -32,6 +33,9 @@ Or, in the TOML file named by UNDERSTUDY_CONFIG, any number of providers and rou
     max_retries = 1                  # optional retries after the first attempt
     models = ["llama*"]              # optional: shorthand for [[routes]] to this provider
     headers = { "x-team" = "a" }     # optional extra request headers
+    responses = true                 # kind "openai" only: the upstream speaks the Responses API, so
+                                     # /v1/responses is relayed as it is (default: true for OpenAI's
+                                     # own base URL, false elsewhere: translated to chat completions)
 
     [[routes]]
     model = "gpt-4o-mini"            # an exact id or an fnmatch glob (*, ?, [..]); a list also works
@@ -61,7 +65,7 @@ from app.inference.providers.gemini import GeminiProvider
 from app.inference.providers.openai_compat import OpenAICompatProvider
 
 KINDS = {"openai": OpenAICompatProvider, "anthropic": AnthropicProvider, "gemini": GeminiProvider}
-_PROVIDER_KEYS = {"name", "kind", "base_url", "api_key", "api_key_env", "timeout", "max_retries", "models", "headers"}
+_PROVIDER_KEYS = {"name", "kind", "base_url", "api_key", "api_key_env", "timeout", "max_retries", "models", "headers", "responses"}
 _CACHE_LIMIT = 4096  # model ids come from clients: bound what they can make us remember
 
 
@@ -76,6 +80,10 @@ class InferenceRouter:
         self.default = default
         self.client = client  # the upstream client shared by every provider, closed with the router
         self._cache: dict[str, Provider] = {}
+
+    def responses_provider(self) -> Provider | None:
+        """The first provider that speaks the Responses API: response ids no one stored here are its."""
+        return next((p for p in self.providers.values() if getattr(p, "speaks_responses", False)), None)
 
     def route(self, model: str) -> Provider:
         provider = self._cache.get(model)
@@ -98,6 +106,13 @@ def _matches(pattern: str, model: str) -> bool:
     return pattern == model or (any(c in pattern for c in "*?[") and fnmatchcase(model, pattern))
 
 
+def _flag(value) -> bool | None:
+    """UNDERSTUDY_OPENAI_RESPONSES: unset or empty means the default (by base URL)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    return value.strip().lower() in {"1", "true", "yes", "on"} if value.strip() else None
+
+
 def _patterns(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value or ())
 
@@ -118,10 +133,17 @@ def make_provider(spec: dict, client: http.UpstreamClient, *, timeout: float, ma
         if not api_key:
             raise ValueError(f"provider {name!r}: the environment variable {spec['api_key_env']} is not set")
     retries = int(spec.get("max_retries", max_retries))
+    options = {}
+    if spec.get("responses") is not None:
+        if kind != "openai":
+            raise ValueError(f"provider {name!r}: 'responses' applies to kind 'openai' only")
+        if not isinstance(spec["responses"], bool):
+            raise ValueError(f"provider {name!r}: 'responses' must be true or false")
+        options["responses"] = spec["responses"]
     return KINDS[kind](
         name, spec.get("base_url"), api_key, client,
         timeout=float(spec.get("timeout", timeout)), retry=http.RetryPolicy(max_attempts=max(retries, 0) + 1),
-        headers=spec.get("headers"),
+        headers=spec.get("headers"), **options,
     )
 
 
@@ -139,6 +161,8 @@ def build_router(settings, offline: Provider, *, environ: Mapping[str, str] | No
     for kind, key, base_url, patterns in shortcuts:
         if key or (kind == "openai" and base_url):
             specs[kind] = {"name": kind, "kind": kind, "base_url": base_url or None, "api_key": key}
+            if kind == "openai":
+                specs[kind]["responses"] = _flag(getattr(settings, "openai_responses", ""))
             routes += [(pattern, kind) for pattern in patterns]
     client = http.new_client(settings.upstream_timeout) if specs else None
     providers: dict[str, Provider] = {"offline": offline}

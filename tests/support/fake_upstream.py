@@ -12,6 +12,7 @@ In-process (a background thread)::
         fake.drop_next(1, after_chunks=3)           # the next request's connection drops mid-body
         fake.requests[-1].json(), fake.requests[-1].headers["authorization"]
         fake.text()       # the reply text every endpoint sends: "tok0 tok1 ... tok{chunks-1} "
+        fake.responses    # the Responses objects POST /v1/responses made, by id (GET /v1/responses/{id})
 
 As a process (benchmarks; control over HTTP: GET /_fake/requests, POST /_fake/reset|fail|drop|config
 with the same arguments as JSON)::
@@ -28,6 +29,7 @@ import argparse
 import asyncio
 import base64
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -83,6 +85,8 @@ class FakeUpstream:
         self.chunks, self.chunk_delay = chunks, chunk_delay
         self.api_key = api_key  # when set, requests must carry it (Bearer, x-api-key or x-goog-api-key)
         self.requests: list[Recorded] = []
+        self.responses: dict[str, dict] = {}  # made by POST /v1/responses, for GET /v1/responses/{id}
+        self._ids = itertools.count()
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
         self._socket = socket.create_server((host, port))
@@ -123,6 +127,7 @@ class FakeUpstream:
     def reset(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.responses.clear()
             self._faults.clear()
         self.chunks, self.chunk_delay = self.defaults["chunks"], self.defaults["chunk_delay"]
 
@@ -251,7 +256,10 @@ class _Exchange:
         self.drop_after = fault.drop_after if fault else None
         path = record.path
         handler = {"/v1/chat/completions": self.chat, "/v1/completions": self.completions, "/v1/embeddings": self.embeddings,
-                   "/v1/moderations": self.moderations, "/v1/messages": self.messages, "/v1/messages/count_tokens": self.count_tokens}.get(path)
+                   "/v1/moderations": self.moderations, "/v1/messages": self.messages, "/v1/messages/count_tokens": self.count_tokens,
+                   "/v1/responses": self.response}.get(path)
+        if handler is None and path.startswith("/v1/responses/") and record.method in ("GET", "DELETE"):
+            handler = self.stored_response
         if handler is None and path.startswith("/v1beta/models/") and ":" in path:
             model, action = path.removeprefix("/v1beta/models/").rsplit(":", 1)
             handler = {"generateContent": self.gemini, "streamGenerateContent": self.gemini, "batchEmbedContents": self.gemini_embed}.get(action)
@@ -352,6 +360,45 @@ class _Exchange:
                             "category_scores": {c: 0.9 if flagged and c == "violence" else 0.001 for c in categories},
                             "category_applied_input_types": {c: ["text"] for c in categories}})
         await self.reply({"id": "modr-fake", "model": self.params.get("model") or "omni-moderation-latest", "results": results})
+
+    async def response(self) -> None:
+        """A Responses API answer: one assistant message with text() (streamed: OpenAI's event sequence)."""
+        number = next(self.fake._ids)
+        response_id, p, item_id = f"resp_fake{number}", self.params, f"msg_fake{number}"
+        usage = {"input_tokens": self.prompt_tokens, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}, "output_tokens": self.chunks,
+                 "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": self.prompt_tokens + self.chunks}
+        part = {"type": "output_text", "text": self.text, "annotations": [], "logprobs": []}
+        message = {"id": item_id, "type": "message", "status": "completed", "role": "assistant", "content": [part]}
+        started = {"id": response_id, "object": "response", "created_at": int(time.time()), "status": "in_progress", "background": False,
+                   "error": None, "incomplete_details": None, "instructions": p.get("instructions"), "max_output_tokens": p.get("max_output_tokens"),
+                   "model": p.get("model", ""), "output": [], "parallel_tool_calls": True, "previous_response_id": p.get("previous_response_id"),
+                   "store": p.get("store", True), "temperature": p.get("temperature", 1.0), "text": {"format": {"type": "text"}},
+                   "tool_choice": "auto", "tools": [], "top_p": p.get("top_p", 1.0), "truncation": "disabled",
+                   "metadata": p.get("metadata") or {}}
+        done = {**started, "status": "completed", "output": [message], "usage": usage}
+        if done["store"]:
+            self.fake.responses[response_id] = done
+        if not p.get("stream"):
+            return await self.reply(done)
+        at = {"item_id": item_id, "output_index": 0, "content_index": 0}
+        events = [("response.created", {"response": started}), ("response.in_progress", {"response": started}),
+                  ("response.output_item.added", {"output_index": 0, "item": {**message, "status": "in_progress", "content": []}}),
+                  ("response.content_part.added", {**at, "part": {**part, "text": ""}})]
+        events += [("response.output_text.delta", {**at, "delta": _piece(i), "logprobs": []}) for i in range(self.chunks)]
+        events += [("response.output_text.done", {**at, "text": self.text, "logprobs": []}), ("response.content_part.done", {**at, "part": part}),
+                   ("response.output_item.done", {"output_index": 0, "item": message}), ("response.completed", {"response": done})]
+        await self.stream([f"event: {name}\ndata: {json.dumps({'type': name, 'sequence_number': n, **data})}\n\n".encode()
+                           for n, (name, data) in enumerate(events)])
+
+    async def stored_response(self) -> None:
+        response_id = self.record.path.removeprefix("/v1/responses/")
+        stored = self.fake.responses.get(response_id)
+        if stored is None:
+            return await _send_json(self.send, 404, error_body("openai", 404, f"Response with id '{response_id}' not found."))
+        if self.record.method == "DELETE":
+            del self.fake.responses[response_id]
+            return await self.reply({"id": response_id, "object": "response", "deleted": True})
+        await self.reply(stored)
 
     # ---- Anthropic ----
 

@@ -22,6 +22,7 @@ _decode = msgspec.json.decode
 class HTTPProvider:
     kind = "openai"
     default_base_url = "https://api.openai.com/v1"
+    speaks_responses = False  # whether /v1/responses is relayed here as it is (else translated to chat)
 
     def __init__(
         self,
@@ -151,6 +152,12 @@ class OpenAICompatProvider(HTTPProvider):
     """An OpenAI-compatible upstream; base_url includes the version prefix, like the SDK's (…/v1)."""
 
     kind = "openai"
+
+    def __init__(self, *args, responses: bool | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Whether the upstream speaks the Responses API too: OpenAI does; most compatible servers
+        # (vLLM, Ollama, LiteLLM...) only speak chat completions, so elsewhere it is opt-in.
+        self.speaks_responses = self.base_url == self.default_base_url if responses is None else bool(responses)
 
     async def _stream(self, path: str, params: dict) -> AsyncIterator[dict]:
         async with aclosing(self.post_sse(path, {**params, "stream": True})) as events:

@@ -21,7 +21,9 @@ from app.core.ids import new_id
 from app.core.metadata import check_metadata
 from app.core.pagination import Page, list_body
 from app.core.tokens import count_chat_tokens
+from app.inference.base import RelayResponse
 from app.services.responses import items as build
+from app.services.responses import relay as relaying
 from app.services.responses.engine import Engine, Stopped, error_body
 from app.services.responses.events import TERMINAL, Events
 from app.services.responses.prompt import chat_tool_choice, chat_tools, check_tools, new_response
@@ -70,6 +72,19 @@ class ResponsesService:
         await self._row(tenant_id, response_id)
         data, has_more = await self.store.input_page(tenant_id, response_id, page)
         return list_body(data, has_more)
+
+    # ---- relayed to an upstream that speaks Responses (app/services/responses/relay.py) ----
+
+    async def relay(self, tenant_id: str, path: str, body: dict, raw: bytes) -> RelayResponse | None:
+        """`raw` relayed as it is when the body's model routes to a provider that speaks Responses;
+        None when the request is answered here (offline model, or translated to chat completions)."""
+        return await relaying.create(self._inference, path, body, raw)
+
+    async def relay_by_id(self, tenant_id: str, method: str, response_id: str, suffix: str = "", query: str = "",
+                          body: bytes = b"", content_type: str | None = None) -> RelayResponse | None:
+        """A request about an id not stored here, relayed to the first provider that speaks Responses
+        (whose ids those are); None when there is none."""
+        return await relaying.by_id(self._inference, method, response_id, suffix, query, body, content_type)
 
     # ---- what a request means ----
 
