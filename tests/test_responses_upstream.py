@@ -117,6 +117,16 @@ def test_ids_not_stored_here_are_the_upstreams(oa, raw, fake, key):
     assert raw.post("/responses/resp_x/cancel").status_code == 404 and fake.requests[-1].path == "/v1/responses/resp_x/cancel"
 
 
+def test_input_tokens_are_counted_by_the_upstream(raw, fake):
+    body = {"model": "gpt-4o", "input": "Hello there", "instructions": "Be brief."}
+    counted = raw.post("/responses/input_tokens", json=body)
+    [sent] = fake.requests
+    assert (sent.path, sent.json()) == ("/v1/responses/input_tokens", body) and sent.headers["authorization"] == f"Bearer {KEY}"
+    assert counted.json() == {"object": "response.input_tokens", "input_tokens": max(1, len(sent.body) // 16)}
+    # a model answered here is counted here
+    assert raw.post("/responses/input_tokens", json={**body, "model": "o3-mini"}).json()["input_tokens"] > 0 and len(fake.requests) == 1
+
+
 def test_responses_stored_here_stay_here(oa, fake):
     # A model the routes leave to the offline model answers and stores here; its id is not relayed.
     mine = oa.responses.create(model="o3-mini", input="Tell me about lighthouses.")

@@ -257,7 +257,7 @@ class _Exchange:
         path = record.path
         handler = {"/v1/chat/completions": self.chat, "/v1/completions": self.completions, "/v1/embeddings": self.embeddings,
                    "/v1/moderations": self.moderations, "/v1/messages": self.messages, "/v1/messages/count_tokens": self.count_tokens,
-                   "/v1/responses": self.response}.get(path)
+                   "/v1/responses": self.response, "/v1/responses/input_tokens": self.input_tokens}.get(path)
         if handler is None and path.startswith("/v1/responses/") and record.method in ("GET", "DELETE"):
             handler = self.stored_response
         if handler is None and path.startswith("/v1beta/models/") and ":" in path:
@@ -389,6 +389,9 @@ class _Exchange:
                    ("response.output_item.done", {"output_index": 0, "item": message}), ("response.completed", {"response": done})]
         await self.stream([f"event: {name}\ndata: {json.dumps({'type': name, 'sequence_number': n, **data})}\n\n".encode()
                            for n, (name, data) in enumerate(events)])
+
+    async def input_tokens(self) -> None:
+        await self.reply({"object": "response.input_tokens", "input_tokens": self.prompt_tokens})
 
     async def stored_response(self) -> None:
         response_id = self.record.path.removeprefix("/v1/responses/")
