@@ -106,15 +106,23 @@ def test_ids_not_stored_here_are_the_upstreams(oa, raw, fake, key):
     sent = fake.requests[-1]
     assert (sent.method, sent.path) == ("GET", f"/v1/responses/{made.id}")
     assert sent.headers["authorization"] == f"Bearer {KEY}" and key not in json.dumps(sent.headers)
-    # the upstream's 404 is the client's
-    with pytest.raises(openai.NotFoundError, match="resp_nowhere"):
+    # sub-resources and query strings are passed on as they are
+    assert raw.get(f"/responses/{made.id}/input_items", params={"limit": 2}).status_code == 404  # the fake keeps no items
+    assert (fake.requests[-1].path, fake.requests[-1].query) == (f"/v1/responses/{made.id}/input_items", "limit=2")
+    assert raw.post(f"/responses/{made.id}/cancel").status_code == 404 and fake.requests[-1].path == f"/v1/responses/{made.id}/cancel"
+    # an id this tenant never created here is not asked about upstream (one key upstream serves every tenant)
+    asked = len(fake.requests)
+    with pytest.raises(openai.NotFoundError):
         oa.responses.retrieve("resp_nowhere")
+    other = oa.responses.create(model="gpt-4o", input="Hello again")
+    with openai.OpenAI(base_url=str(oa.base_url), api_key=new_key(), max_retries=0, timeout=10) as stranger:
+        with pytest.raises(openai.NotFoundError):
+            stranger.responses.retrieve(other.id)
+        with pytest.raises(openai.NotFoundError):
+            stranger.responses.delete(other.id)
+    assert len(fake.requests) == asked + 1  # only the create
     assert oa.responses.delete(made.id) is None
     assert (fake.requests[-1].method, fake.requests[-1].path) == ("DELETE", f"/v1/responses/{made.id}") and made.id not in fake.responses
-    # sub-resources and query strings are passed on as they are
-    assert raw.get("/responses/resp_x/input_items", params={"limit": 2}).status_code == 404
-    assert (fake.requests[-1].path, fake.requests[-1].query) == ("/v1/responses/resp_x/input_items", "limit=2")
-    assert raw.post("/responses/resp_x/cancel").status_code == 404 and fake.requests[-1].path == "/v1/responses/resp_x/cancel"
 
 
 def test_input_tokens_are_counted_by_the_upstream(raw, fake):

@@ -78,12 +78,17 @@ class ResponsesService:
     async def relay(self, tenant_id: str, path: str, body: dict, raw: bytes) -> RelayResponse | None:
         """`raw` relayed as it is when the body's model routes to a provider that speaks Responses;
         None when the request is answered here (offline model, or translated to chat completions)."""
-        return await relaying.create(self._inference, path, body, raw)
+        async def bind(response_id: str) -> None:
+            await self.store.record_relayed(response_id, tenant_id)
+
+        return await relaying.create(self._inference, path, body, raw, on_id=bind if path == "/responses" else None)
 
     async def relay_by_id(self, tenant_id: str, method: str, response_id: str, suffix: str = "", query: str = "",
                           body: bytes = b"", content_type: str | None = None) -> RelayResponse | None:
         """A request about an id not stored here, relayed to the first provider that speaks Responses
         (whose ids those are); None when there is none."""
+        if not await self.store.relayed_by(response_id, tenant_id):
+            return None  # never relayed for this tenant: not theirs to ask about
         return await relaying.by_id(self._inference, method, response_id, suffix, query, body, content_type)
 
     # ---- what a request means ----

@@ -7,13 +7,17 @@ transaction as the final status, so a retried job never duplicates them.
 """
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.core.pagination import Page, fetch_page
 from storage.db import Database
 from storage.models import Response, ResponseItem
 from storage.prepared import Prepared
 
+RELAYED = "relayed"  # the status of a row that only records which tenant created an upstream's response
 responses = Response.__table__
 items = ResponseItem.__table__
 
@@ -37,11 +41,27 @@ class ResponseStore:
         self.db = db
 
     async def get(self, response_id: str, tenant_id: str | None = None):
-        """The row (data, tenant_id, request, status), or None (also for another tenant's)."""
+        """The row (data, tenant_id, request, status), or None (also for another tenant's, and for the
+        record of a response an upstream holds)."""
         row = await self.db.fetch_one(_GET, {"id": response_id})
-        if row is None or (tenant_id is not None and row.tenant_id != tenant_id):
+        if row is None or row.status == RELAYED or (tenant_id is not None and row.tenant_id != tenant_id):
             return None
         return row
+
+    async def relayed_by(self, response_id: str, tenant_id: str) -> bool:
+        """Whether `tenant_id` created `response_id` through the relay (its id is the upstream's)."""
+        row = await self.db.fetch_one(_GET, {"id": response_id})
+        return row is not None and row.status == RELAYED and row.tenant_id == tenant_id
+
+    async def record_relayed(self, response_id: str, tenant_id: str) -> None:
+        """Binds an upstream's response id to the tenant that created it: only that tenant's requests
+        about it are relayed (the upstream sees one key, ours, for every tenant)."""
+        try:
+            await self.db.write([(_INSERT, {"id": response_id, "tenant_id": tenant_id, "created_at": int(time.time()), "status": RELAYED,
+                                            "previous_response_id": None, "conversation_id": None,
+                                            "data": {"id": response_id, "object": "response"}, "request": None})])
+        except IntegrityError:
+            pass  # recorded already
 
     async def insert(self, response: dict, tenant_id: str, request: dict, input_items: list[dict], output_items: list[dict] = ()) -> None:
         ops = [(_INSERT, {
