@@ -11,6 +11,22 @@ from app.services.models import ModelsService
 DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
 
 
+def streamed_chat_request(model: str, messages: list[dict], tools: list[dict], tool_choice, source: dict) -> dict:
+    """The streamed chat-completions request (usage included) the Assistants and Responses engines make:
+    their tools and tool choice already in chat's shape; parallel_tool_calls and sampling from `source`."""
+    params: dict = {"model": model, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+    if tools:
+        params["tools"] = tools
+        if tool_choice is not None:
+            params["tool_choice"] = tool_choice
+        if source.get("parallel_tool_calls") is False:
+            params["parallel_tool_calls"] = False
+    for name in ("temperature", "top_p"):
+        if source.get(name) is not None:
+            params[name] = source[name]
+    return params
+
+
 class InferenceService:
     def __init__(self, router, models: ModelsService) -> None:
         self.router = router

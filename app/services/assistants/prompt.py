@@ -11,6 +11,7 @@ import base64
 import json
 
 from app.core.tokens import count_chat_tokens as _tokens
+from app.services.inference import streamed_chat_request
 
 FILE_SEARCH = {
     "type": "function",
@@ -132,18 +133,7 @@ async def build_request(run: dict, thread_messages: list[dict], steps: list[dict
             turns.pop(0)
         fits = bool(turns) and total <= budget
     messages = system + turns + tail
-    params: dict = {"model": run["model"], "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
-    tools = model_tools(run.get("tools") or [])
-    if tools:
-        params["tools"] = tools
-        choice = model_tool_choice(run.get("tool_choice"))
-        if choice is not None:
-            params["tool_choice"] = choice
-        if run.get("parallel_tool_calls") is False:
-            params["parallel_tool_calls"] = False
-    for name in ("temperature", "top_p"):
-        if run.get(name) is not None:
-            params[name] = run[name]
+    params = streamed_chat_request(run["model"], messages, model_tools(run.get("tools") or []), model_tool_choice(run.get("tool_choice")), run)
     if isinstance(run.get("response_format"), dict) and run["response_format"].get("type") != "text":
         params["response_format"] = run["response_format"]
     if run.get("reasoning_effort"):

@@ -15,6 +15,7 @@ import time
 
 from app.core.errors import APIError, invalid_request
 from app.services.assistants.prompt import FILE_SEARCH
+from app.services.inference import streamed_chat_request
 from app.services.images import ImagesService, family
 
 SEARCH_FUNCTION = {"type": "function", "function": {**FILE_SEARCH["function"], "description":
@@ -150,18 +151,8 @@ def response_format(text: dict | None) -> dict | None:
 
 
 def chat_params(params: dict, tools: list[dict], messages: list[dict], max_tokens: int | None, custom: bool = True) -> dict:
-    out: dict = {"model": params["model"], "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
     functions = chat_tools(tools, custom)
-    if functions:
-        out["tools"] = functions
-        choice = chat_tool_choice(params.get("tool_choice"))
-        if choice is not None:
-            out["tool_choice"] = choice
-        if params.get("parallel_tool_calls") is False:
-            out["parallel_tool_calls"] = False
-    for name in ("temperature", "top_p"):
-        if params.get(name) is not None:
-            out[name] = params[name]
+    out = streamed_chat_request(params["model"], messages, functions, chat_tool_choice(params.get("tool_choice")) if functions else None, params)
     fmt = response_format(params.get("text"))
     if fmt is not None:
         out["response_format"] = fmt
