@@ -21,7 +21,9 @@ from app.api.headers import OpenAIHeaders
 from app.api.health import healthz
 from app.api.images import ImagesController, image_content
 from app.api.models import ModelsController
+from app.api.batches import BATCHES_HANDLERS
 from app.api.conversations import CONVERSATIONS_HANDLERS
+from app.api.fine_tuning import FINE_TUNING_HANDLERS
 from app.api.responses import RESPONSES_HANDLERS
 from app.api.runs import RunsController
 from app.api.threads import ThreadsController
@@ -33,7 +35,7 @@ from app.settings import Settings
 
 log = logging.getLogger("understudy")
 
-API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController, *RESPONSES_HANDLERS, *CONVERSATIONS_HANDLERS]
+API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController, *RESPONSES_HANDLERS, *CONVERSATIONS_HANDLERS, *BATCHES_HANDLERS, *FINE_TUNING_HANDLERS]
 
 
 async def _sweep_periodically(platform: Platform) -> None:

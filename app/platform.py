@@ -18,9 +18,11 @@ from app.services.assistants.run_store import RunStore
 from app.services.assistants.runs import RunsService
 from app.services.assistants.thread_messages import ThreadMessagesService
 from app.services.assistants.threads import ThreadsService
+from app.services.batches.service import BatchesService
 from app.services.chat import ChatService
 from app.services.conversations import ConversationsService
 from app.services.files import FilesService
+from app.services.fine_tuning.service import FineTuningService
 from app.services.gemini import GeminiService
 from app.services.inference import InferenceService
 from app.services.messages import MessagesService
@@ -70,6 +72,8 @@ class Platform:
     run_executor: RunExecutor
     conversations: ConversationsService
     responses: ResponsesService
+    batches: BatchesService
+    fine_tuning: FineTuningService
 
     async def close(self) -> None:
         await self.queue.stop()
@@ -136,6 +140,9 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         run_executor=RunExecutor(run_store, bus, inference, files, vector_search, lambda: platform),
         conversations=conversations,
         responses=ResponsesService(db, bus, queue, inference, conversations, vector_search, files, settings),
+        # Batch lines run through the live endpoints' services: they reach them through the platform.
+        batches=BatchesService(db, blobs, files, queue, lambda: platform, settings),
+        fine_tuning=FineTuningService(db, files, queue, models, settings),
     )
     ctx["platform"] = platform
     if run_jobs:

@@ -294,6 +294,78 @@ class ConversationItem(SQLModel, table=True):
     data: dict = json_field(nullable=False)
 
 
+# ---- Batches and fine-tuning ----
+
+class Batch(SQLModel, table=True):
+    __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_tenant_seq", "tenant_id", "seq"),)
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    status: str = Field(max_length=16)
+    data: dict = json_field(nullable=False)
+
+
+class BatchResult(SQLModel, table=True):
+    """One finished line of a batch: written once per custom_id (the unique index makes a resumed
+    batch unable to duplicate a line)."""
+
+    __tablename__ = "batch_results"
+    __table_args__ = (Index("ux_batch_results_batch_custom_id", "batch_id", "custom_id", unique=True),)
+    seq: Optional[int] = seq_field()
+    batch_id: str = Field(max_length=64)
+    custom_id: str = Field(max_length=512)
+    line: int  # position in the input file, from 1
+    ok: bool
+    data: dict = json_field(nullable=False)
+
+
+class FineTuningJob(SQLModel, table=True):
+    __tablename__ = "fine_tuning_jobs"
+    __table_args__ = (Index("ix_fine_tuning_jobs_tenant_seq", "tenant_id", "seq"),)
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    status: str = Field(max_length=24)
+    data: dict = json_field(nullable=False)
+
+
+class FineTuningEvent(SQLModel, table=True):
+    __tablename__ = "fine_tuning_events"
+    __table_args__ = (Index("ix_fine_tuning_events_job_seq", "job_id", "seq"),)
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    job_id: str = Field(max_length=64)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    data: dict = json_field(nullable=False)
+
+
+class FineTuningCheckpoint(SQLModel, table=True):
+    __tablename__ = "fine_tuning_checkpoints"
+    __table_args__ = (Index("ix_fine_tuning_checkpoints_job_seq", "job_id", "seq"),)
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    job_id: str = Field(max_length=64)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    data: dict = json_field(nullable=False)
+
+
+class FineTunedModel(SQLModel, table=True):
+    """A model a fine-tuning job produced, visible to its tenant only."""
+
+    __tablename__ = "fine_tuned_models"
+    __table_args__ = (Index("ux_fine_tuned_models_tenant_id", "tenant_id", "id", unique=True),)
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=256)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    data: dict = json_field(nullable=False)
+
+
 class Job(SQLModel, table=True):
     """A unit of background work. Its arguments are ids only; the truth lives in the objects' rows."""
 

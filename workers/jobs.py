@@ -35,4 +35,14 @@ async def execute_response(ctx, response_id: str) -> None:
     await ctx["platform"].responses.execute(response_id)
 
 
-JOBS = {"sweep_expired": sweep_expired, "ingest_file": ingest_file, "execute_run": execute_run, "execute_response": execute_response}
+async def execute_batch(ctx, batch_id: str) -> None:
+    """Runs a batch's remaining lines and writes its output and error files."""
+    await ctx["platform"].batches.execute(batch_id)
+
+
+async def train_fine_tune(ctx, job_id: str) -> None:
+    """Runs (or resumes) a fine-tuning job's emulated training."""
+    await ctx["platform"].fine_tuning.execute(job_id)
+
+
+JOBS = {"sweep_expired": sweep_expired, "ingest_file": ingest_file, "execute_run": execute_run, "execute_batch": execute_batch, "train_fine_tune": train_fine_tune, "execute_response": execute_response}

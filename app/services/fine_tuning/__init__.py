@@ -1,0 +1,1 @@
+"""Fine-tuning jobs: validated files, an emulated training run with a real lifecycle, fine-tuned models."""
