@@ -1,0 +1,103 @@
+"""A batch's input lines: parsed and checked as OpenAI does (every problem named by its line), and each
+one run through the same service path as the live endpoint it names."""
+from __future__ import annotations
+
+import msgspec
+from openai.types import completion_create_params, embedding_create_params, moderation_create_params
+from openai.types.chat import completion_create_params as chat_params
+
+from app.core.errors import invalid_request
+from app.core.validation import validate_params
+
+ENDPOINTS = ("/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations")
+MAX_LINES = 50_000
+MAX_BYTES = 200 * 1024 * 1024
+MAX_ERRORS = 100
+
+
+def _error(code: str, message: str, line: int | None, param: str | None = None) -> dict:
+    return {"code": code, "message": message, "param": param, "line": line}
+
+
+def parse_lines(data: bytes, endpoint: str) -> tuple[list[dict], list[dict], str | None]:
+    """(lines, errors, model): each line {"line", "custom_id", "body"}; errors name line numbers (from 1)."""
+    if len(data) > MAX_BYTES:
+        return [], [_error("file_too_large", f"The input file is larger than {MAX_BYTES} bytes.", None)], None
+    lines: list[dict] = []
+    errors: list[dict] = []
+    seen: set[str] = set()
+    model = None
+    raw_lines = data.split(b"\n")
+    for number, raw in enumerate(raw_lines, start=1):
+        if len(errors) >= MAX_ERRORS:
+            break
+        if not raw.strip():
+            continue
+        try:
+            item = msgspec.json.decode(raw)
+        except (msgspec.DecodeError, ValueError, RecursionError):
+            errors.append(_error("invalid_json_line", "This line is not parseable as valid JSON.", number))
+            continue
+        if not isinstance(item, dict):
+            errors.append(_error("invalid_json_line", "Each line must be a JSON object.", number))
+            continue
+        custom_id = item.get("custom_id")
+        if not isinstance(custom_id, str) or not custom_id:
+            errors.append(_error("missing_required_parameter", "Missing required parameter: 'custom_id'.", number, "custom_id"))
+            continue
+        if custom_id in seen:
+            errors.append(_error("duplicate_custom_id", f"The custom_id '{custom_id}' is used by more than one request; it must be unique.",
+                                 number, "custom_id"))
+            continue
+        seen.add(custom_id)
+        if item.get("method") != "POST":
+            errors.append(_error("invalid_method", f"Invalid value: '{item.get('method')}'. Supported values are: 'POST'.", number, "method"))
+            continue
+        if item.get("url") != endpoint:
+            errors.append(_error("invalid_url", f"The URL '{item.get('url')}' does not match the batch's endpoint '{endpoint}'.", number, "url"))
+            continue
+        body = item.get("body")
+        if not isinstance(body, dict):
+            errors.append(_error("missing_required_parameter", "Missing required parameter: 'body' (an object).", number, "body"))
+            continue
+        line_model = body.get("model")
+        if isinstance(line_model, str):
+            if model is None:
+                model = line_model
+            elif line_model != model:
+                errors.append(_error("mismatched_model", f"The model '{line_model}' differs from the model '{model}' of the batch's other "
+                                     "requests: a batch uses one model.", number, "body.model"))
+                continue
+        lines.append({"line": number, "custom_id": custom_id, "body": body})
+    if not errors and len(lines) > MAX_LINES:
+        errors.append(_error("too_many_requests", f"A batch can hold at most {MAX_LINES} requests; this file has {len(lines)}.", None))
+    if not errors and not lines:
+        errors.append(_error("empty_file", "The input file has no requests.", None))
+    return lines, errors, model
+
+
+async def call_line(platform, tenant: str, endpoint: str, body: dict) -> dict:
+    if endpoint == "/v1/chat/completions":
+        if body.get("stream"):
+            raise invalid_request("Streaming is not supported in a batch.", param="stream", code="invalid_value")
+        validate_params(chat_params.CompletionCreateParamsNonStreaming, body)
+        return await platform.chat.create(tenant, body)
+    if endpoint == "/v1/embeddings":
+        validate_params(embedding_create_params.EmbeddingCreateParams, body)
+        return await platform.inference.call(tenant, "embeddings", body)
+    if endpoint == "/v1/completions":
+        if body.get("stream"):
+            raise invalid_request("Streaming is not supported in a batch.", param="stream", code="invalid_value")
+        validate_params(completion_create_params.CompletionCreateParamsNonStreaming, body)
+        return await platform.inference.call(tenant, "completions", body)
+    if endpoint == "/v1/moderations":
+        validate_params(moderation_create_params.ModerationCreateParams, body)
+        return await platform.inference.moderations(tenant, body)
+    if endpoint == "/v1/responses":
+        if body.get("stream") or body.get("background"):
+            raise invalid_request("Streaming and background responses are not supported in a batch.", param="stream", code="invalid_value")
+        if "model" not in body:
+            raise invalid_request("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+        params = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+        return await platform.responses.create(tenant, params, False)
+    raise invalid_request(f"Unsupported endpoint '{endpoint}'.", param="url")
