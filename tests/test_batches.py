@@ -26,6 +26,12 @@ def chat_line(i: int, url: str = "/v1/chat/completions", model: str = MODEL, **b
             "body": {"model": model, "messages": [{"role": "user", "content": f"Say something about item {i}."}], **body}}
 
 
+def response_line(i: int) -> dict:
+    """Through /v1/responses: the engine streams from the model, so UNDERSTUDY_OFFLINE_CHUNK_DELAY_MS slows each line."""
+    return {"custom_id": f"req-{i}", "method": "POST", "url": "/v1/responses",
+            "body": {"model": MODEL, "input": f"Tell a tale about item {i}.", "max_output_tokens": 16, "store": False}}
+
+
 def upload(client, lines: list[dict]):
     return client.files.create(file=("batch.jsonl", io.BytesIO(jsonl(lines))), purpose="batch")
 
@@ -139,8 +145,8 @@ def test_cancel_keeps_what_finished(slow_dir):
     server = start_server(slow_dir / "cancel", SLOW_ENV)
     try:
         with sdk(server, new_key()) as client:
-            lines = [chat_line(i, max_tokens=30) for i in range(200)]
-            batch = client.batches.create(input_file_id=upload(client, lines).id, endpoint="/v1/chat/completions", completion_window="24h")
+            lines = [response_line(i) for i in range(200)]
+            batch = client.batches.create(input_file_id=upload(client, lines).id, endpoint="/v1/responses", completion_window="24h")
             wait_batch(client, batch.id, ("in_progress",))
             time.sleep(0.5)
             cancelling = client.batches.cancel(batch.id)
@@ -160,8 +166,8 @@ def test_batch_survives_a_server_kill(slow_dir):
     key = new_key()
     try:
         with sdk(server, key) as client:
-            lines = [chat_line(i, max_tokens=20) for i in range(120)]
-            batch = client.batches.create(input_file_id=upload(client, lines).id, endpoint="/v1/chat/completions", completion_window="24h")
+            lines = [response_line(i) for i in range(120)]
+            batch = client.batches.create(input_file_id=upload(client, lines).id, endpoint="/v1/responses", completion_window="24h")
             deadline = time.monotonic() + 20
             while client.batches.retrieve(batch.id).request_counts.completed < 20:
                 assert time.monotonic() < deadline
