@@ -70,6 +70,8 @@ class Settings:
     embedding_model: str = "text-embedding-3-small"
     # Pause between the offline model's stream chunks (0: as fast as possible).
     offline_chunk_delay_ms: int = 0
+    # Emulated fine-tuning: seconds per training step.
+    fine_tune_step_seconds: float = 0.05
     extra: dict = field(default_factory=dict)
 
     @property

@@ -1,4 +1,4 @@
-"""/v1/models: the catalogue."""
+"""/v1/models: the catalogue, and the tenant's fine-tuned models."""
 from __future__ import annotations
 
 from litestar import Controller, Request, delete, get
@@ -13,7 +13,7 @@ class ModelsController(Controller):
     @get("/")
     async def list_models(self, request: Request) -> dict:
         platform, tenant = caller(request)
-        models = platform.models.list(tenant)
+        models = await platform.models.list_all(tenant)
         if "anthropic-version" in request.headers:  # the Anthropic SDK lists models on the same path
             return anthropic_list(models["data"])
         return models
@@ -22,10 +22,10 @@ class ModelsController(Controller):
     @get("/{model:path}")
     async def retrieve(self, request: Request, model: str) -> dict:
         platform, tenant = caller(request)
-        found = platform.models.get(tenant, model.lstrip("/"))
+        found = await platform.models.lookup(tenant, model.lstrip("/"))
         return anthropic_model(found) if "anthropic-version" in request.headers else found
 
     @delete("/{model:path}", status_code=200)
     async def delete_model(self, request: Request, model: str) -> dict:
         platform, tenant = caller(request)
-        return platform.models.delete(tenant, model.lstrip("/"))
+        return await platform.models.remove(tenant, model.lstrip("/"))

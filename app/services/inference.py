@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
+from app.core.errors import APIError
 from app.inference.base import Provider, RelayResponse, UpstreamError
+from app.inference.providers.offline.style import STYLE_KEY
 from app.services.inference_errors import api_error, started
 from app.services.models import ModelsService
 
@@ -27,19 +29,46 @@ def streamed_chat_request(model: str, messages: list[dict], tools: list[dict], t
     return params
 
 
+def base_model(model: str) -> str:
+    """`ft:gpt-4o-mini-2024-07-18:org:suffix:id` -> `gpt-4o-mini-2024-07-18`; other ids unchanged."""
+    if model.startswith("ft:"):
+        parts = model.split(":")
+        if len(parts) > 1 and parts[1]:
+            return parts[1]
+    return model
+
+
 class InferenceService:
     def __init__(self, router, models: ModelsService) -> None:
         self.router = router
         self._models = models
 
     def provider_for(self, tenant_id: str, model: str) -> Provider:
-        provider = self.router.route(model)
+        """A fine-tuned model (`ft:{base}:…`) goes where its base model goes; whether the tenant owns
+        it is checked (asynchronously) when it is called."""
+        base = base_model(model)
+        provider = self.router.route(base)
         if provider.info.kind == "offline":
-            self._models.get(tenant_id, model)  # 404 model_not_found for ids outside the catalogue
+            self._models.get(tenant_id, base)  # 404 model_not_found for ids outside the catalogue
         return provider
+
+    async def _fine_tuned(self, tenant_id: str, provider: Provider, params: dict) -> dict:
+        """A fine-tuned model must be the tenant's; on the offline model its training examples ride along."""
+        model = params.get("model")
+        if not isinstance(model, str) or not model.startswith("ft:"):
+            return params
+        found = await self._models.fine_tuned(tenant_id, model)
+        if found is None:
+            if provider.info.kind != "offline":
+                return params  # an upstream's own fine-tuned model
+            raise APIError(
+                f"The model '{model}' does not exist or you do not have access to it.", status_code=404, param="model", code="model_not_found"
+            )
+        return {**params, STYLE_KEY: found.get("examples") or []} if provider.info.kind == "offline" else params
 
     async def call(self, tenant_id: str, method: str, params: dict) -> dict:
         provider = self.provider_for(tenant_id, params["model"])
+        params = await self._fine_tuned(tenant_id, provider, params)
         try:
             return await getattr(provider, method)(params)
         except UpstreamError as error:
@@ -47,6 +76,7 @@ class InferenceService:
 
     async def stream(self, tenant_id: str, method: str, params: dict) -> AsyncIterator[dict]:
         provider = self.provider_for(tenant_id, params["model"])
+        params = await self._fine_tuned(tenant_id, provider, params)
         return await started(getattr(provider, method)(params))
 
     async def relay(self, tenant_id: str, model: str, path: str, raw_body: bytes, *, stream: bool) -> RelayResponse | None:

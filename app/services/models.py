@@ -68,10 +68,41 @@ def anthropic_list(models: list[dict]) -> dict:
     return {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
 
 
+def _wire(model: dict) -> dict:
+    return {k: model[k] for k in ("id", "object", "created", "owned_by")}
+
+
 class ModelsService:
     def __init__(self, extra_models: tuple[str, ...] = ()) -> None:
         # Ids added by configuration (UNDERSTUDY_EXTRA_MODELS), e.g. a model newer than the SDKs.
         self._extra = {m: {"id": m, "object": "model", "created": _CREATED["openai"], "owned_by": "understudy"} for m in extra_models}
+        self._fine_tuned = None  # the tenant's fine-tuned models (attached by the fine-tuning service)
+
+    def attach_fine_tuned(self, store) -> None:
+        self._fine_tuned = store
+
+    async def fine_tuned(self, tenant_id: str, model_id: str) -> dict | None:
+        """The row data of a tenant's fine-tuned model (base_model, examples), or None."""
+        if self._fine_tuned is None or not model_id.startswith("ft:"):
+            return None
+        return await self._fine_tuned.get(tenant_id, model_id)
+
+    async def list_all(self, tenant_id: str) -> dict:
+        listed = self.list(tenant_id)
+        if self._fine_tuned is not None:
+            own = [_wire(m) for m in await self._fine_tuned.list(tenant_id)]
+            if own:
+                listed = {"object": "list", "data": listed["data"] + own}
+        return listed
+
+    async def lookup(self, tenant_id: str, model_id: str) -> dict:
+        found = await self.fine_tuned(tenant_id, model_id)
+        return _wire(found) if found is not None else self.get(tenant_id, model_id)
+
+    async def remove(self, tenant_id: str, model_id: str) -> dict:
+        if self._fine_tuned is not None and model_id.startswith("ft:") and await self._fine_tuned.delete(tenant_id, model_id):
+            return {"id": model_id, "object": "model", "deleted": True}
+        return self.delete(tenant_id, model_id)
 
     def _all(self) -> dict[str, dict]:
         return {**catalogue(), **self._extra} if self._extra else catalogue()

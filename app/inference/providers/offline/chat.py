@@ -13,7 +13,7 @@ from typing import Iterator
 from app.core.errors import invalid_request
 from app.core.tokens import count_chat_tokens, count_tokens
 from app.inference.providers.offline import logprobs as lp
-from app.inference.providers.offline import output, seeding, text, tools
+from app.inference.providers.offline import output, seeding, style, text, tools
 from app.inference.providers.offline.schema import value_for_schema
 
 FINGERPRINT = "fp_offline"
@@ -80,6 +80,11 @@ def _response_text(params: dict, messages: list[dict], r) -> str:
         return json.dumps(value_for_schema(schema if isinstance(schema, dict) else {}, r, words=hints), ensure_ascii=False)
     if kind != "text":
         raise invalid_request(f"Invalid value for 'response_format.type': '{kind}'. Supported values are: 'text', 'json_object' and 'json_schema'.", param="response_format.type")
+    if params.get(style.STYLE_KEY):
+        user = text.last_user_message(messages)
+        reply = style.closest_reply(params[style.STYLE_KEY], text.content_text(user.get("content")) if user else "")
+        if reply:
+            return reply
     return text.reply_text(messages, r)
 
 
