@@ -11,8 +11,9 @@ import time
 import openai
 import pytest
 
-from tests.conftest import new_key, start_server
+from tests.conftest import assert_openai_error, new_key, start_server
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.openapi import assert_matches_schema
 
 MODEL = "gpt-4o-mini"
 
@@ -52,7 +53,7 @@ def read_lines(client, file_id: str | None) -> list[dict]:
     return [json.loads(line) for line in client.files.content(file_id).text.splitlines() if line.strip()]
 
 
-def test_chat_batch_with_bad_lines(client):
+def test_chat_batch_with_bad_lines(client, http):
     lines = [chat_line(i) for i in range(100)]
     bad = {7, 33, 81}
     for i in bad:
@@ -79,6 +80,9 @@ def test_chat_batch_with_bad_lines(client):
     assert meta.purpose == "batch_output" and meta.filename == f"{batch.id}_output.jsonl"
     listed = client.batches.list(limit=10)
     assert listed.data[0].id == batch.id
+    assert_matches_schema(http.get(f"/batches/{batch.id}").json(), "Batch")
+    assert_matches_schema(http.get("/batches").json(), "ListBatchesResponse")
+    assert_openai_error(http.get("/batches", params={"limit": 0}), 400, param="limit")
 
 
 def test_embeddings_batch(client):

@@ -295,10 +295,9 @@ def _usage(lines: list[dict]) -> dict:
             "output_tokens_details": {"reasoning_tokens": reasoning}, "total_tokens": into + out}
 
 
+# Optional and non-nullable in OpenAI's schema: absent rather than null (the SDK reads either as None).
+_ABSENT_WHEN_NULL = ("usage", "model", "errors", "failed_at", "expired_at", "cancelling_at", "cancelled_at")
+
+
 def _wire(batch: dict) -> dict:
-    body = dict(batch)
-    if body.get("usage") is None:
-        body.pop("usage", None)
-    if body.get("model") is None:
-        body.pop("model", None)
-    return body
+    return {k: v for k, v in batch.items() if v is not None or k not in _ABSENT_WHEN_NULL}
