@@ -11,7 +11,10 @@ import time
 import openai
 import pytest
 
+import httpx
+
 from tests.conftest import new_key, start_server
+from tests.support.openapi import assert_matches_schema
 
 BASE = "gpt-4o-mini-2024-07-18"
 TOPICS = [
@@ -64,7 +67,10 @@ def wait_job(client, job_id: str, statuses=("succeeded", "failed", "cancelled"),
 
 def test_fine_tune_succeeds_and_model_answers_in_style(client):
     train = training_file(client, [example(p, r) for p, r in TOPICS])
-    job = client.fine_tuning.jobs.create(model=BASE, training_file=train.id, suffix="pierre", seed=7, metadata={"team": "a"})
+    valid = training_file(client, [example(p, r) for p, r in TOPICS[:3]])
+    job = client.fine_tuning.jobs.create(
+        model=BASE, training_file=train.id, validation_file=valid.id, suffix="pierre", seed=7, metadata={"team": "a"}
+    )
     assert job.id.startswith("ftjob-") and job.object == "fine_tuning.job"
     assert job.status == "validating_files" and job.fine_tuned_model is None and job.result_files == []
     job = wait_job(client, job.id)
@@ -88,7 +94,7 @@ def test_fine_tune_succeeds_and_model_answers_in_style(client):
 
     content = client.files.content(job.result_files[0]).text
     rows = list(csv.DictReader(io.StringIO(content)))
-    assert len(rows) == 30 and set(rows[0]) == {"step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"}
+    assert len(rows) == 30 and float(rows[-1]["valid_loss"]) > 0 and set(rows[0]) == {"step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"}
 
     ids = [m.id for m in client.models.list().data]
     assert job.fine_tuned_model in ids
@@ -103,6 +109,28 @@ def test_fine_tune_succeeds_and_model_answers_in_style(client):
 
     listed = client.fine_tuning.jobs.list(limit=10)
     assert listed.data[0].id == job.id
+    assert [j.id for j in client.fine_tuning.jobs.list(metadata={"team": "b"}).data] == []
+
+    # Wire shapes against OpenAI's spec.
+    headers = {"Authorization": f"Bearer {client.api_key}"}
+    raw = httpx.get(f"{client.base_url}fine_tuning/jobs/{job.id}", headers=headers).json()
+    assert_matches_schema(raw, "FineTuningJob")
+    raw = httpx.get(f"{client.base_url}fine_tuning/jobs/{job.id}/events", headers=headers).json()
+    for event in raw["data"]:
+        assert_matches_schema(event, "FineTuningJobEvent")
+    raw = httpx.get(f"{client.base_url}fine_tuning/jobs/{job.id}/checkpoints", headers=headers).json()
+    assert_matches_schema(raw["data"][0], "FineTuningJobCheckpoint")
+
+    # The fine-tuned model serves the Responses API and Assistants runs too.
+    response = client.responses.create(model=job.fine_tuned_model, input="Which time zone is Tokyo in?")
+    assert response.output_text == "Japan Standard Time, mon ami, UTC+9."
+    assistant = client.beta.assistants.create(model=job.fine_tuned_model)
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "how many legs on a spider"}]}, poll_interval_ms=50
+    )
+    assert run.status == "completed"
+    reply = client.beta.threads.messages.list(run.thread_id).data[0]
+    assert reply.content[0].text.value == "Eight legs, mon ami, huit!"
 
     # Tenancy: another key sees neither the job nor the model.
     with openai.OpenAI(base_url=str(client.base_url), api_key=new_key(), max_retries=0) as other:
@@ -168,3 +196,47 @@ def test_pause_resume_cancel(client):
     assert job.status == "cancelled" and job.fine_tuned_model is None
     with pytest.raises(openai.BadRequestError):
         client.fine_tuning.jobs.cancel(job.id)
+
+
+def test_dpo_file(client):
+    lines = [json.dumps({
+        "input": {"messages": [{"role": "user", "content": p}]},
+        "preferred_output": [{"role": "assistant", "content": r}],
+        "non_preferred_output": [{"role": "assistant", "content": "No."}],
+    }) for p, r in TOPICS]
+    train = training_file(client, lines)
+    job = client.fine_tuning.jobs.create(model=BASE, training_file=train.id, method={"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 1, "beta": 0.2}}})
+    job = wait_job(client, job.id)
+    assert job.status == "succeeded", job.error
+    assert job.method.type == "dpo" and job.method.dpo.hyperparameters.n_epochs == 1
+    lines[4] = json.dumps({"input": {"messages": [{"role": "user", "content": "x"}]}, "preferred_output": []})
+    bad = training_file(client, lines)
+    job = wait_job(client, client.fine_tuning.jobs.create(model=BASE, training_file=bad.id, method={"type": "dpo"}).id)
+    assert job.status == "failed" and "Line 5" in job.error.message
+
+
+def test_restart_mid_training_continues_from_the_stored_step(tmp_path):
+    env = {"UNDERSTUDY_FINE_TUNE_STEP_SECONDS": "0.02"}
+    srv = start_server(tmp_path / "ft-restart", env)
+    key = new_key()
+    try:
+        with openai.OpenAI(base_url=f"{srv.url}/v1", api_key=key, max_retries=0) as sdk:
+            train = training_file(sdk, [example(p, r) for p, r in TOPICS])
+            job = sdk.fine_tuning.jobs.create(
+                model=BASE, training_file=train.id, method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 10, "batch_size": 1}}}
+            )
+            wait_job(sdk, job.id, ("running",))
+            time.sleep(0.3)
+    finally:
+        srv.stop()
+    srv = start_server(tmp_path / "ft-restart", env)
+    try:
+        with openai.OpenAI(base_url=f"{srv.url}/v1", api_key=key, max_retries=0) as sdk:
+            job = wait_job(sdk, job.id)
+            assert job.status == "succeeded"
+            events = list(sdk.fine_tuning.jobs.list_events(job.id, limit=100))  # every page
+            steps = sorted(e.data["step"] for e in events if e.type == "metrics")
+            assert steps == list(range(1, 101))  # every step once, across the restart
+            assert len(sdk.fine_tuning.jobs.checkpoints.list(job.id, limit=100).data) == 10
+    finally:
+        srv.stop()

@@ -193,14 +193,19 @@ class FineTuningService:
         if job["status"] in TERMINAL:
             return
         kind = job["method"]["type"]
-        try:
-            parsed = training.parse(await self._files.read_all(tenant_id, job["training_file"]), kind)
-        except (training.InvalidFile, APIError) as error:
-            message = error.message if isinstance(error, APIError) else str(error)
-            job.update(status="failed", finished_at=int(time.time()), error={"code": "invalid_training_file", "message": message, "param": "training_file"})
-            if await self._save(job, ("validating_files", "queued", "running", "paused")):
-                await self._event(job, tenant_id, f"Training file validation failed: {message}")
-            return
+        parsed = None
+        for name in ("training_file", "validation_file"):
+            if not job.get(name):
+                continue
+            try:
+                checked = training.parse(await self._files.read_all(tenant_id, job[name]), kind, minimum=training.MIN_EXAMPLES if name == "training_file" else 1)
+            except (training.InvalidFile, APIError) as error:
+                message = error.message if isinstance(error, APIError) else str(error)
+                job.update(status="failed", finished_at=int(time.time()), error={"code": f"invalid_{name}", "message": message, "param": name})
+                if await self._save(job, ("validating_files", "queued", "running", "paused")):
+                    await self._event(job, tenant_id, f"{name.replace('_', ' ').capitalize()} validation failed: {message}")
+                return
+            parsed = parsed or checked
         if job["status"] == "validating_files":
             job["status"] = "queued"
             if not await self._save(job, ("validating_files",)):
@@ -228,7 +233,7 @@ class FineTuningService:
                 continue
             await asyncio.sleep(self._settings.fine_tune_step_seconds)
             step += 1
-            m = training.metrics(seed_text, step, total)
+            m = training.metrics(seed_text, step, total, bool(job.get("validation_file")))
             await self._event(job, tenant_id, f"Step {step}/{total}: training loss={m['train_loss']:.4f}", type_="metrics", data={**m, "total_steps": total})
             if step % per_epoch == 0:
                 await self._checkpoint(job, tenant_id, step, m)
@@ -249,9 +254,11 @@ class FineTuningService:
         ckpt = {
             "id": new_id("ftckpt_"), "object": "fine_tuning.job.checkpoint", "created_at": int(time.time()),
             "fine_tuned_model_checkpoint": self._model_name(job, step), "fine_tuning_job_id": job["id"], "step_number": step,
-            "metrics": {"step": float(step), "train_loss": m["train_loss"], "train_mean_token_accuracy": m["train_mean_token_accuracy"],
-                        "valid_loss": None, "valid_mean_token_accuracy": None, "full_valid_loss": None, "full_valid_mean_token_accuracy": None},
+            "metrics": {"step": float(step), "train_loss": m["train_loss"], "train_mean_token_accuracy": m["train_mean_token_accuracy"]},
         }
+        if "valid_loss" in m:
+            ckpt["metrics"].update(valid_loss=m["valid_loss"], valid_mean_token_accuracy=m["valid_mean_token_accuracy"],
+                                   full_valid_loss=m["valid_loss"], full_valid_mean_token_accuracy=m["valid_mean_token_accuracy"])
         async with self._db.begin() as conn:
             await conn.execute(insert(checkpoints).values(id=ckpt["id"], job_id=job["id"], tenant_id=tenant_id, created_at=ckpt["created_at"], data=ckpt))
 
@@ -263,8 +270,8 @@ class FineTuningService:
         csv = io.StringIO()
         csv.write("step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\n")
         for step in range(1, total + 1):
-            m = training.metrics(seed_text, step, total)
-            csv.write(f"{step},{m['train_loss']},{m['train_mean_token_accuracy']},,\n")
+            m = training.metrics(seed_text, step, total, bool(job.get("validation_file")))
+            csv.write(f"{step},{m['train_loss']},{m['train_mean_token_accuracy']},{m.get('valid_loss', '')},{m.get('valid_mean_token_accuracy', '')}\n")
         result = await self._files.create_from_bytes(tenant_id, csv.getvalue().encode(), filename="step_metrics.csv", purpose="fine-tune-results", mime_type="text/csv")
         now = int(time.time())
         name = self._model_name(job)

@@ -51,7 +51,7 @@ def _last_user(messages: list) -> str:
     return next((_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
 
 
-def parse(raw: bytes, method: str) -> Parsed:
+def parse(raw: bytes, method: str, minimum: int = MIN_EXAMPLES) -> Parsed:
     """Raises InvalidFile naming the line."""
     examples = tokens = 0
     style: list[dict] = []
@@ -87,8 +87,8 @@ def parse(raw: bytes, method: str) -> Parsed:
             reply = _text(messages[-1].get("content"))
             if reply:
                 style.append({"prompt": _last_user(messages), "reply": reply})
-    if examples < MIN_EXAMPLES:
-        raise InvalidFile(f"Training file has {examples} example(s), but must have at least {MIN_EXAMPLES} examples.")
+    if examples < minimum:
+        raise InvalidFile(f"Training file has {examples} example(s), but must have at least {minimum} examples.")
     return Parsed(examples, tokens, style)
 
 
@@ -109,10 +109,14 @@ def steps_per_epoch(examples: int, batch_size: int) -> int:
     return max(1, math.ceil(examples / batch_size))
 
 
-def metrics(seed_text: str, step: int, total: int) -> dict:
-    """A plausibly decreasing loss with a little deterministic noise."""
+def metrics(seed_text: str, step: int, total: int, validation: bool = False) -> dict:
+    """A plausibly decreasing loss with a little deterministic noise (and a slightly higher validation
+    loss when there is a validation file)."""
     r = random.Random(int.from_bytes(hashlib.sha256(f"{seed_text}:{step}".encode()).digest()[:8], "big"))
     progress = step / max(total, 1)
     loss = 2.2 * math.exp(-3.0 * progress) + 0.15 + r.uniform(-0.08, 0.08)
     accuracy = min(0.99, 0.45 + 0.5 * (1 - math.exp(-3.5 * progress)) + r.uniform(-0.03, 0.03))
-    return {"step": step, "train_loss": round(loss, 5), "train_mean_token_accuracy": round(accuracy, 5)}
+    out = {"step": step, "train_loss": round(loss, 5), "train_mean_token_accuracy": round(accuracy, 5)}
+    if validation:
+        out.update(valid_loss=round(loss * 1.08 + r.uniform(0, 0.05), 5), valid_mean_token_accuracy=round(accuracy * 0.97, 5))
+    return out
