@@ -92,14 +92,16 @@ class FineTuningService:
             return False
         return True
 
-    async def _event(self, job: dict, tenant_id: str, message: str, *, type_: str = "message", data: dict | None = None) -> None:
+    async def _event(self, job: dict, tenant_id: str, message: str) -> None:
+        async with self._db.begin() as conn:
+            await conn.execute(self._event_insert(job, tenant_id, message))
+
+    def _event_insert(self, job: dict, tenant_id: str, message: str, type_: str = "message", data: dict | None = None):
         event = {
             "id": new_id("ftevent-"), "object": "fine_tuning.job.event", "created_at": int(time.time()), "level": "info",
             "message": message, "data": data or {}, "type": type_,
         }
-        values = {"id": event["id"], "job_id": job["id"], "tenant_id": tenant_id, "created_at": event["created_at"], "data": event}
-        async with self._db.begin() as c:
-            await c.execute(insert(events).values(**values))
+        return insert(events).values(id=event["id"], job_id=job["id"], tenant_id=tenant_id, created_at=event["created_at"], data=event)
 
     # ---- API ----
     async def create(self, tenant_id: str, params: dict) -> dict:
@@ -225,18 +227,22 @@ class FineTuningService:
         seed_text = f"{job['seed']}:{job['training_file']}:{parsed.tokens}"
         step = await self._steps_done(job_id)
         while step < total:
+            # The step's time passes first: a pause or cancel that arrives meanwhile stops it being written.
+            await asyncio.sleep(self._settings.fine_tune_step_seconds)
             status = await self._status(job_id)
             if status in TERMINAL:
                 return
             if status != "running":
-                await asyncio.sleep(max(self._settings.fine_tune_step_seconds, 0.05))
+                await asyncio.sleep(0.05)
                 continue
-            await asyncio.sleep(self._settings.fine_tune_step_seconds)
             step += 1
             m = training.metrics(seed_text, step, total, bool(job.get("validation_file")))
-            await self._event(job, tenant_id, f"Step {step}/{total}: training loss={m['train_loss']:.4f}", type_="metrics", data={**m, "total_steps": total})
-            if step % per_epoch == 0:
-                await self._checkpoint(job, tenant_id, step, m)
+            statements = [self._event_insert(job, tenant_id, f"Step {step}/{total}: training loss={m['train_loss']:.4f}", "metrics", {**m, "total_steps": total})]
+            if step % per_epoch == 0:  # a checkpoint per epoch, written with its step
+                statements.append(self._checkpoint_insert(job, tenant_id, step, m))
+            async with self._db.begin() as conn:
+                for statement in statements:
+                    await conn.execute(statement)
         await self._finish(job_id, tenant_id, parsed, hyper, total, seed_text)
 
     async def _steps_done(self, job_id: str) -> int:
@@ -250,7 +256,7 @@ class FineTuningService:
         name = f"ft:{job['model']}:{ORG}:{job.get('suffix') or ''}:{job['id'][-8:]}"
         return name if step is None else f"{name}:ckpt-step-{step}"
 
-    async def _checkpoint(self, job: dict, tenant_id: str, step: int, m: dict) -> None:
+    def _checkpoint_insert(self, job: dict, tenant_id: str, step: int, m: dict):
         ckpt = {
             "id": new_id("ftckpt_"), "object": "fine_tuning.job.checkpoint", "created_at": int(time.time()),
             "fine_tuned_model_checkpoint": self._model_name(job, step), "fine_tuning_job_id": job["id"], "step_number": step,
@@ -259,8 +265,7 @@ class FineTuningService:
         if "valid_loss" in m:
             ckpt["metrics"].update(valid_loss=m["valid_loss"], valid_mean_token_accuracy=m["valid_mean_token_accuracy"],
                                    full_valid_loss=m["valid_loss"], full_valid_mean_token_accuracy=m["valid_mean_token_accuracy"])
-        async with self._db.begin() as conn:
-            await conn.execute(insert(checkpoints).values(id=ckpt["id"], job_id=job["id"], tenant_id=tenant_id, created_at=ckpt["created_at"], data=ckpt))
+        return insert(checkpoints).values(id=ckpt["id"], job_id=job["id"], tenant_id=tenant_id, created_at=ckpt["created_at"], data=ckpt)
 
     async def _finish(self, job_id: str, tenant_id: str, parsed, hyper: dict, total: int, seed_text: str) -> None:
         row = await self._row(job_id)
