@@ -13,6 +13,7 @@ import io
 import time
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.core.errors import APIError, invalid_request, not_found
 from app.core.ids import new_id
@@ -28,6 +29,11 @@ tuned = FineTunedModel.__table__
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 ORG = "understudy"
+
+
+def _step_id(prefix: str, job_id: str, step: int) -> str:
+    """A step's event and checkpoint ids are fixed by the job and step, so a step is written once."""
+    return prefix + hashlib.sha256(f"{job_id}:{step}".encode()).hexdigest()[:24]
 
 
 class _Unchanged(Exception):
@@ -98,7 +104,7 @@ class FineTuningService:
 
     def _event_insert(self, job: dict, tenant_id: str, message: str, type_: str = "message", data: dict | None = None):
         event = {
-            "id": new_id("ftevent-"), "object": "fine_tuning.job.event", "created_at": int(time.time()), "level": "info",
+            "id": _step_id("ftevent-", job["id"], data["step"]) if type_ == "metrics" else new_id("ftevent-"), "object": "fine_tuning.job.event", "created_at": int(time.time()), "level": "info",
             "message": message, "data": data or {}, "type": type_,
         }
         return insert(events).values(id=event["id"], job_id=job["id"], tenant_id=tenant_id, created_at=event["created_at"], data=event)
@@ -240,9 +246,12 @@ class FineTuningService:
             statements = [self._event_insert(job, tenant_id, f"Step {step}/{total}: training loss={m['train_loss']:.4f}", "metrics", {**m, "total_steps": total})]
             if step % per_epoch == 0:  # a checkpoint per epoch, written with its step
                 statements.append(self._checkpoint_insert(job, tenant_id, step, m))
-            async with self._db.begin() as conn:
-                for statement in statements:
-                    await conn.execute(statement)
+            try:
+                async with self._db.begin() as conn:
+                    for statement in statements:
+                        await conn.execute(statement)
+            except IntegrityError:  # another attempt wrote this step (ids are per job and step): catch up
+                step = await self._steps_done(job_id)
         await self._finish(job_id, tenant_id, parsed, hyper, total, seed_text)
 
     async def _steps_done(self, job_id: str) -> int:
@@ -258,7 +267,7 @@ class FineTuningService:
 
     def _checkpoint_insert(self, job: dict, tenant_id: str, step: int, m: dict):
         ckpt = {
-            "id": new_id("ftckpt_"), "object": "fine_tuning.job.checkpoint", "created_at": int(time.time()),
+            "id": _step_id("ftckpt_", job["id"], step), "object": "fine_tuning.job.checkpoint", "created_at": int(time.time()),
             "fine_tuned_model_checkpoint": self._model_name(job, step), "fine_tuning_job_id": job["id"], "step_number": step,
             "metrics": {"step": float(step), "train_loss": m["train_loss"], "train_mean_token_accuracy": m["train_mean_token_accuracy"]},
         }
