@@ -96,6 +96,20 @@ def test_embeddings_batch(client):
     assert output[0]["response"]["body"]["data"][0]["embedding"]
 
 
+@pytest.mark.parametrize("endpoint, body", [
+    ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "Once upon a time", "max_tokens": 8}),
+    ("/v1/moderations", {"model": "omni-moderation-latest", "input": "a kind word"}),
+    ("/v1/responses", {"model": MODEL, "input": "Hello there", "max_output_tokens": 16}),
+])
+def test_other_endpoints(client, endpoint, body):
+    lines = [{"custom_id": f"x{i}", "method": "POST", "url": endpoint, "body": body} for i in range(3)]
+    batch = client.batches.create(input_file_id=upload(client, lines).id, endpoint=endpoint, completion_window="24h")
+    done = wait_batch(client, batch.id)
+    assert done.status == "completed" and done.request_counts.completed == 3, done
+    output = read_lines(client, done.output_file_id)
+    assert [o["custom_id"] for o in output] == ["x0", "x1", "x2"] and all(o["response"]["status_code"] == 200 for o in output)
+
+
 def test_invalid_files_fail_naming_lines(client):
     lines = [chat_line(i) for i in range(10)]
     lines[4]["custom_id"] = "req-1"  # duplicate
@@ -176,6 +190,7 @@ def test_batch_survives_a_server_kill(slow_dir):
             while client.batches.retrieve(batch.id).request_counts.completed < 20:
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
+            assert client.batches.retrieve(batch.id).status == "in_progress"  # killed mid-batch
         server.stop(signal.SIGKILL)
         server = start_server(data_dir, SLOW_ENV)
         with sdk(server, key) as client:
