@@ -184,7 +184,7 @@ def test_batch_survives_a_server_kill(slow_dir):
     key = new_key()
     try:
         with sdk(server, key) as client:
-            lines = [response_line(i) for i in range(120)]
+            lines = [response_line(i) for i in range(80)]
             batch = client.batches.create(input_file_id=upload(client, lines).id, endpoint="/v1/responses", completion_window="24h")
             deadline = time.monotonic() + 20
             while client.batches.retrieve(batch.id).request_counts.completed < 20:
@@ -195,9 +195,9 @@ def test_batch_survives_a_server_kill(slow_dir):
         server = start_server(data_dir, SLOW_ENV)
         with sdk(server, key) as client:
             done = wait_batch(client, batch.id, timeout=60)
-            assert done.status == "completed" and done.request_counts.completed == 120
+            assert done.status == "completed" and done.request_counts.completed == 80
             output = read_lines(client, done.output_file_id)
-            assert [o["custom_id"] for o in output] == [f"req-{i}" for i in range(120)]
+            assert [o["custom_id"] for o in output] == [f"req-{i}" for i in range(80)]
     finally:
         server.stop()
 
