@@ -92,6 +92,11 @@ def test_fine_tune_succeeds_and_model_answers_in_style(client):
     assert [c.step_number for c in ckpts] == [30, 20, 10]
     assert ckpts[0].id.startswith("ftckpt_") and ckpts[0].fine_tuned_model_checkpoint.endswith(":ckpt-step-30")
 
+    # Training continues from a fine-tuned model.
+    again = wait_job(client, client.fine_tuning.jobs.create(model=job.fine_tuned_model, training_file=train.id, method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}}).id)
+    assert again.status == "succeeded" and again.fine_tuned_model.startswith(f"ft:{BASE}:understudy::")
+    assert again.fine_tuned_model != job.fine_tuned_model
+
     content = client.files.content(job.result_files[0]).text
     rows = list(csv.DictReader(io.StringIO(content)))
     assert len(rows) == 30 and float(rows[-1]["valid_loss"]) > 0 and set(rows[0]) == {"step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"}
@@ -108,7 +113,7 @@ def test_fine_tune_succeeds_and_model_answers_in_style(client):
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "Boil it nine minutes, mon ami! Magnifique."
 
     listed = client.fine_tuning.jobs.list(limit=10)
-    assert listed.data[0].id == job.id
+    assert [j.id for j in listed.data] == [again.id, job.id]
     assert [j.id for j in client.fine_tuning.jobs.list(metadata={"team": "b"}).data] == []
 
     # Wire shapes against OpenAI's spec.
@@ -172,6 +177,9 @@ def test_create_errors(client):
     train = training_file(client, [example(p, r) for p, r in TOPICS])
     with pytest.raises(openai.BadRequestError) as error:
         client.fine_tuning.jobs.create(model="no-such-model", training_file=train.id)
+    assert error.value.body["param"] == "model"
+    with pytest.raises(openai.BadRequestError) as error:
+        client.fine_tuning.jobs.create(model="text-embedding-3-small", training_file=train.id)
     assert error.value.body["param"] == "model"
     with pytest.raises(openai.BadRequestError) as error:
         client.fine_tuning.jobs.create(model=BASE, training_file=train.id, suffix="x" * 65)

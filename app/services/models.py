@@ -57,6 +57,12 @@ def catalogue() -> dict[str, dict]:
     return models
 
 
+@cache
+def chat_models() -> frozenset[str]:
+    """OpenAI's chat model ids (the ones a fine-tuning job may start from)."""
+    return frozenset(_literals(openai.types.ChatModel))
+
+
 def anthropic_model(model: dict) -> dict:
     """The Anthropic SDK's shape of a model (its `client.models` calls the same /v1/models path)."""
     created = datetime.fromtimestamp(model["created"], tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -80,6 +86,9 @@ class ModelsService:
 
     def attach_fine_tuned(self, store) -> None:
         self._fine_tuned = store
+
+    def fine_tunable(self, model_id: str) -> bool:
+        return model_id in chat_models() or model_id in self._extra
 
     async def fine_tuned(self, tenant_id: str, model_id: str) -> dict | None:
         """The row data of a tenant's fine-tuned model (base_model, examples), or None."""

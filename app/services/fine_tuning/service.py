@@ -20,6 +20,7 @@ from app.core.ids import new_id
 from app.core.metadata import check_metadata
 from app.core.pagination import Page, fetch_page, list_body
 from app.services.fine_tuning import training
+from app.services.inference import base_model
 from storage.models import FineTunedModel, FineTuningCheckpoint, FineTuningEvent, FineTuningJob
 
 jobs = FineTuningJob.__table__
@@ -112,11 +113,9 @@ class FineTuningService:
     # ---- API ----
     async def create(self, tenant_id: str, params: dict) -> dict:
         model = params.get("model")
-        try:
-            base = self._models.get(tenant_id, model)
-        except APIError:
-            base = None
-        if base is None or base["owned_by"] != "openai":
+        # A chat model of the catalogue, or one of the tenant's fine-tuned models (training continues from it).
+        known = isinstance(model, str) and (self._models.fine_tunable(model) or await self._models.fine_tuned(tenant_id, model) is not None)
+        if not known:
             raise invalid_request(f"Model {model} is not available for fine-tuning or does not exist.", param="model", code="model_not_available")
         suffix = params.get("suffix")
         if suffix is not None and len(suffix) > 64:
@@ -262,7 +261,7 @@ class FineTuningService:
         return (await self._db.fetch_one(select(jobs.c.status).where(jobs.c.id == job_id))).status
 
     def _model_name(self, job: dict, step: int | None = None) -> str:
-        name = f"ft:{job['model']}:{ORG}:{job.get('suffix') or ''}:{job['id'][-8:]}"
+        name = f"ft:{base_model(job['model'])}:{ORG}:{job.get('suffix') or ''}:{job['id'][-8:]}"
         return name if step is None else f"{name}:ckpt-step-{step}"
 
     def _checkpoint_insert(self, job: dict, tenant_id: str, step: int, m: dict):
@@ -291,7 +290,7 @@ class FineTuningService:
         name = self._model_name(job)
         job.update(status="succeeded", finished_at=now, fine_tuned_model=name, result_files=[result["id"]],
                    trained_tokens=parsed.tokens * hyper["n_epochs"], estimated_finish=None)
-        model = {"id": name, "object": "model", "created": now, "owned_by": ORG, "base_model": job["model"], "job_id": job_id, "examples": parsed.style}
+        model = {"id": name, "object": "model", "created": now, "owned_by": ORG, "base_model": base_model(job["model"]), "job_id": job_id, "examples": parsed.style}
         # The model row lands with the status change, or not at all (a cancel won the race).
         if await self._save(job, ("running",), [insert(tuned).values(id=name, tenant_id=tenant_id, created_at=now, data=model)]):
             await self._event(job, tenant_id, f"New fine-tuned model created: {name}")
