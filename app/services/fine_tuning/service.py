@@ -231,6 +231,18 @@ class FineTuningService:
             await self._event(job, tenant_id, "Fine-tuning job started")
         seed_text = f"{job['seed']}:{job['training_file']}:{parsed.tokens}"
         step = await self._steps_done(job_id)
+        while True:
+            await self._train(job, tenant_id, step, total, per_epoch, seed_text)
+            if await self._finish(job_id, tenant_id, parsed, hyper, total, seed_text):
+                return
+            status = await self._status(job_id)
+            if status in TERMINAL:
+                return
+            await asyncio.sleep(0.05)  # paused after the last step: finishing waits for the resume
+            step = total
+
+    async def _train(self, job: dict, tenant_id: str, step: int, total: int, per_epoch: int, seed_text: str) -> None:
+        job_id = job["id"]
         while step < total:
             # The step's time passes first: a pause or cancel that arrives meanwhile stops it being written.
             await asyncio.sleep(self._settings.fine_tune_step_seconds)
@@ -251,7 +263,6 @@ class FineTuningService:
                         await conn.execute(statement)
             except IntegrityError:  # another attempt wrote this step (ids are per job and step): catch up
                 step = await self._steps_done(job_id)
-        await self._finish(job_id, tenant_id, parsed, hyper, total, seed_text)
 
     async def _steps_done(self, job_id: str) -> int:
         rows = await self._db.fetch_all(select(events.c.data).where(events.c.job_id == job_id))
@@ -275,11 +286,12 @@ class FineTuningService:
                                    full_valid_loss=m["valid_loss"], full_valid_mean_token_accuracy=m["valid_mean_token_accuracy"])
         return insert(checkpoints).values(id=ckpt["id"], job_id=job["id"], tenant_id=tenant_id, created_at=ckpt["created_at"], data=ckpt)
 
-    async def _finish(self, job_id: str, tenant_id: str, parsed, hyper: dict, total: int, seed_text: str) -> None:
+    async def _finish(self, job_id: str, tenant_id: str, parsed, hyper: dict, total: int, seed_text: str) -> bool:
+        """True once the job has ended (succeeded here, or cancelled meanwhile); False while it is paused."""
         row = await self._row(job_id)
         job = dict(row.data)
         if job["status"] != "running":
-            return
+            return job["status"] in TERMINAL
         csv = io.StringIO()
         csv.write("step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy\n")
         for step in range(1, total + 1):
@@ -295,8 +307,9 @@ class FineTuningService:
         if await self._save(job, ("running",), [insert(tuned).values(id=name, tenant_id=tenant_id, created_at=now, data=model)]):
             await self._event(job, tenant_id, f"New fine-tuned model created: {name}")
             await self._event(job, tenant_id, "The job has successfully completed")
-        else:
-            await self._files.delete(tenant_id, result["id"])
+            return True
+        await self._files.delete(tenant_id, result["id"])
+        return await self._status(job_id) in TERMINAL
 
 
 def wire(job: dict) -> dict:
