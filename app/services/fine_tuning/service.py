@@ -12,7 +12,7 @@ import hashlib
 import io
 import time
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.core.errors import APIError, invalid_request, not_found
@@ -20,13 +20,13 @@ from app.core.ids import new_id
 from app.core.metadata import check_metadata
 from app.core.pagination import Page, fetch_page, list_body
 from app.services.fine_tuning import training
+from app.services.fine_tuning.tuned_models import FineTunedModels, tuned
 from app.services.inference import base_model
-from storage.models import FineTunedModel, FineTuningCheckpoint, FineTuningEvent, FineTuningJob
+from storage.models import FineTuningCheckpoint, FineTuningEvent, FineTuningJob
 
 jobs = FineTuningJob.__table__
 events = FineTuningEvent.__table__
 checkpoints = FineTuningCheckpoint.__table__
-tuned = FineTunedModel.__table__
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 ORG = "understudy"
@@ -43,30 +43,6 @@ class _Unchanged(Exception):
 
 def organization_id(tenant_id: str) -> str:
     return "org-" + hashlib.sha256(tenant_id.encode()).hexdigest()[:24]
-
-
-class FineTunedModels:
-    """The tenant's fine-tuned models, as the model catalogue and the inference path read them."""
-
-    def __init__(self, db) -> None:
-        self._db = db
-
-    async def get(self, tenant_id: str, model_id: str) -> dict | None:
-        row = await self._db.fetch_one(select(tuned.c.data).where(tuned.c.tenant_id == tenant_id, tuned.c.id == model_id))
-        return row.data if row is not None else None
-
-    async def list(self, tenant_id: str) -> list[dict]:
-        rows = await self._db.fetch_all(select(tuned.c.data).where(tuned.c.tenant_id == tenant_id).order_by(tuned.c.seq))
-        return [row.data for row in rows]
-
-    async def delete(self, tenant_id: str, model_id: str) -> bool:
-        async with self._db.begin() as conn:
-            result = await conn.execute(delete(tuned).where(tuned.c.tenant_id == tenant_id, tuned.c.id == model_id))
-        return result.rowcount > 0
-
-
-def wire_model(data: dict) -> dict:
-    return {k: data[k] for k in ("id", "object", "created", "owned_by")}
 
 
 class FineTuningService:
