@@ -155,8 +155,7 @@ class FineTuningService:
             job["status"] = status
             if status == "cancelled":
                 job["finished_at"] = int(time.time())
-            if await self._save(job, (row.status,)):
-                await self._event(job, tenant_id, message)
+            if await self._save(job, (row.status,), [self._event_insert(job, tenant_id, message)]):
                 return wire(job)
         raise invalid_request("The job changed while this request ran; try again.", param="fine_tuning_job_id")
 
@@ -185,8 +184,8 @@ class FineTuningService:
             except (training.InvalidFile, APIError) as error:
                 message = error.message if isinstance(error, APIError) else str(error)
                 job.update(status="failed", finished_at=int(time.time()), error={"code": f"invalid_{name}", "message": message, "param": name})
-                if await self._save(job, ("validating_files", "queued", "running", "paused")):
-                    await self._event(job, tenant_id, f"{name.replace('_', ' ').capitalize()} validation failed: {message}")
+                event = self._event_insert(job, tenant_id, f"{name.replace('_', ' ').capitalize()} validation failed: {message}")
+                await self._save(job, ("validating_files", "queued", "running", "paused"), [event])
                 return
             parsed = parsed or checked
         if job["status"] == "validating_files":
@@ -280,9 +279,13 @@ class FineTuningService:
                    trained_tokens=parsed.tokens * hyper["n_epochs"], estimated_finish=None)
         model = {"id": name, "object": "model", "created": now, "owned_by": ORG, "base_model": base_model(job["model"]), "job_id": job_id, "examples": parsed.style}
         # The model row lands with the status change, or not at all (a cancel won the race).
-        if await self._save(job, ("running",), [insert(tuned).values(id=name, tenant_id=tenant_id, created_at=now, data=model)]):
-            await self._event(job, tenant_id, f"New fine-tuned model created: {name}")
-            await self._event(job, tenant_id, "The job has successfully completed")
+        # ... with its closing events, so a reader who sees `succeeded` sees them too.
+        closing = [
+            insert(tuned).values(id=name, tenant_id=tenant_id, created_at=now, data=model),
+            self._event_insert(job, tenant_id, f"New fine-tuned model created: {name}"),
+            self._event_insert(job, tenant_id, "The job has successfully completed"),
+        ]
+        if await self._save(job, ("running",), closing):
             return True
         await self._files.delete(tenant_id, result["id"])
         return await self._status(job_id) in TERMINAL
