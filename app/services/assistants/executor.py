@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from app.core.errors import APIError
 from app.core.ids import new_id
+from app.core.tokens import count_chat_tokens
 from app.services.assistants import builtin_tools as builtins
 from app.services.assistants import run_objects as objects
 from app.services.assistants.prompt import build_request
@@ -97,7 +98,7 @@ class RunExecutor:
         """One model call and what follows from it; True when another turn should follow."""
         steps = await self.store.steps(run["id"])
         thread_messages = await self.store.thread_messages(run["thread_id"])
-        params, prompt_tokens, fits = await build_request(run, thread_messages, steps, lambda file_id: self.image(tenant_id, file_id))
+        params, fits = await build_request(run, thread_messages, steps, lambda file_id: self.image(tenant_id, file_id))
         if not fits:
             await self.finish(run, "incomplete", incomplete={"reason": "max_prompt_tokens"})
             return False
@@ -125,7 +126,8 @@ class RunExecutor:
                 if choice.get("finish_reason"):
                     turn.finish = choice["finish_reason"]
         await self.check_running(run)
-        turn.usage = turn.usage or objects.usage(prompt_tokens, 0)
+        # Counted here only when the provider reported no usage (tiktoken over the whole prompt is not free).
+        turn.usage = turn.usage or objects.usage(count_chat_tokens(params["messages"]), 0)
         run["usage"] = objects.add_usage(run.get("usage"), turn.usage)
         truncated = turn.finish == "length"
         has_text = turn.message is not None or turn.tool_step is None

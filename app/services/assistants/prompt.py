@@ -112,8 +112,8 @@ def _call_output(call: dict) -> str:
     return call["file_search"].get("text") or "No results."
 
 
-async def build_request(run: dict, thread_messages: list[dict], steps: list[dict], image_bytes) -> tuple[dict, int, bool]:
-    """(chat-completions params, prompt tokens estimate, fits): messages are dropped oldest first to
+async def build_request(run: dict, thread_messages: list[dict], steps: list[dict], image_bytes) -> tuple[dict, bool]:
+    """(chat-completions params, fits): messages are dropped oldest first to
     honour `truncation_strategy` and `max_prompt_tokens`; `fits` is False when even the newest cannot."""
     run_messages = {m["id"]: m for m in thread_messages if m.get("run_id") == run["id"]}
     history = [m for m in thread_messages if m.get("run_id") != run["id"]]
@@ -138,4 +138,4 @@ async def build_request(run: dict, thread_messages: list[dict], steps: list[dict
         params["response_format"] = run["response_format"]
     if run.get("reasoning_effort"):
         params["reasoning_effort"] = run["reasoning_effort"]
-    return params, _tokens(messages), fits
+    return params, fits
