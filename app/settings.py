@@ -68,8 +68,12 @@ class Settings:
     extra_models: tuple[str, ...] = ()
     # The model that embeds vector-store chunks (and queries) unless a store names its own.
     embedding_model: str = "text-embedding-3-small"
-    # Pause between the offline model's stream chunks (0: as fast as possible).
+    # Pause between the offline model's stream chunks (0: as fast as possible); a non-streamed answer
+    # takes as long as its stream would.
     offline_chunk_delay_ms: int = 0
+    # Batches: requests of one batch in flight at once, and the completion window ("24h"; shorter in tests).
+    batch_concurrency: int = 16
+    batch_window_seconds: int = 24 * 3600
     # Emulated fine-tuning: seconds per training step.
     fine_tune_step_seconds: float = 0.05
     extra: dict = field(default_factory=dict)

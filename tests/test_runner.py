@@ -59,7 +59,7 @@ async def test_a_job_runs_with_its_args_and_ctx_and_ends_succeeded(db):
     await runner.wait_idle(LIVENESS)
 
     assert len(calls) == 1
-    assert calls[0][0] is ctx
+    assert calls[0][0] == {**ctx, "job_try": 1, "max_tries": 3}  # the shared context, and which attempt this is
     assert calls[0][1] == {"file_id": "file_abc", "count": 3}
     job = await row(db, job_id)
     assert (job.name, job.status, job.attempts, job.last_error) == ("record", "succeeded", 1, None)

@@ -373,9 +373,10 @@ def test_chat_completion_becomes_a_message():
     message = ta.chat_completion_to_message(oc.ChatCompletion.model_validate(completion).model_dump(), model="claude-sonnet-5")
     at.Message.model_validate(message)
     assert message["id"] == "msg_B9MHDbslfkBeAs8l4bebGdFOJ6PeG" and message["stop_reason"] == "tool_use"
-    assert message["content"][0] == {"type": "text", "text": "Checking both."}
-    assert message["content"][2] == {"type": "tool_use", "id": "call_B2", "name": "get_time", "input": {"tz": "Europe/Paris"}}
-    assert message["usage"] == {"input_tokens": 20, "output_tokens": 42, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 100}
+    assert message["content"][0] == {"type": "text", "text": "Checking both.", "citations": None}
+    assert message["content"][2] == {"type": "tool_use", "id": "call_B2", "name": "get_time", "input": {"tz": "Europe/Paris"}, "caller": {"type": "direct"}}
+    usage = message["usage"]
+    assert (usage["input_tokens"], usage["output_tokens"], usage["cache_creation_input_tokens"], usage["cache_read_input_tokens"]) == (20, 42, 0, 100)
     broken = copy.deepcopy(completion)
     broken["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] = '{"location": "Par'
     assert ta.chat_completion_to_message(broken, model="m")["content"][1]["input"] == {}
@@ -385,7 +386,7 @@ def test_refusal_becomes_a_refusal_message():
     completion = {"id": "chatcmpl-9", "choices": [{"index": 0, "message": {"role": "assistant", "content": None, "refusal": "I can't help with that."}, "finish_reason": "stop"}]}
     message = ta.chat_completion_to_message(completion, model="m")
     at.Message.model_validate(message)
-    assert message["content"] == [{"type": "text", "text": "I can't help with that."}] and message["stop_reason"] == "refusal"
+    assert message["content"] == [{"type": "text", "text": "I can't help with that.", "citations": None}] and message["stop_reason"] == "refusal"
 
 
 @pytest.mark.parametrize("finish, stop_reason", [("stop", "end_turn"), ("length", "max_tokens"), ("tool_calls", "tool_use"), ("content_filter", "refusal")])
@@ -436,7 +437,7 @@ def test_chat_stream_of_text_only_without_usage():
 def test_openai_error_becomes_anthropic_error(status, kind):
     body = ta.openai_error_to_anthropic(status, {"error": {"message": "Nope.", "type": "x", "param": None, "code": None}})
     AnthropicErrorResponse.model_validate(body)
-    assert body == {"type": "error", "error": {"type": kind, "message": "Nope."}}
+    assert body == {"type": "error", "error": {"type": kind, "message": "Nope."}, "request_id": None}
     assert ta.openai_error_to_anthropic(status, json.dumps({"error": {"message": "Nope."}}).encode())["error"]["message"] == "Nope."
 
 

@@ -116,7 +116,9 @@ class InProcessRunner:
                 return  # another attempt or process has it
             row = await self._db.fetch_one(_CLAIMED, {"id": job_id})
             try:
-                await self._registry[row.name](self.ctx, **row.args)
+                # arq's names: which attempt this is, and how many there are (a job can fail cleanly on its last).
+                ctx = {**self.ctx, "job_try": row.attempts, "max_tries": self._max_attempts}
+                await self._registry[row.name](ctx, **row.args)
             except asyncio.CancelledError:
                 raise  # stopping: the row stays "running" and the next start resumes it
             except Exception as error:

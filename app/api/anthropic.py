@@ -1,4 +1,4 @@
-"""/v1/messages and /v1/messages/count_tokens: the Anthropic Messages API, in Anthropic's shapes.
+"""/v1/messages, /v1/messages/count_tokens and /v1/messages/batches: the Anthropic Messages API, in Anthropic's shapes.
 
 Errors here are Anthropic's `{"type": "error", "error": {"type", "message"}}`, not OpenAI's: the
 router carries its own exception handlers. `?beta=true` (what Claude Code sends) is accepted.
@@ -8,6 +8,7 @@ from __future__ import annotations
 from litestar import Request, Router, post
 from litestar.response import Stream
 
+from app.api.batches import ANTHROPIC_BATCHES_HANDLERS
 from app.api.deps import AuthMiddleware, caller
 from app.api.errors import translated_handlers
 from app.api.relay import relay_response
@@ -39,7 +40,7 @@ async def count_tokens(request: Request) -> dict:
 
 anthropic_router = Router(
     path="/v1/messages",
-    route_handlers=[create_message, count_tokens],
+    route_handlers=[create_message, count_tokens, *ANTHROPIC_BATCHES_HANDLERS],
     middleware=[AuthMiddleware],
-    exception_handlers=translated_handlers(openai_error_to_anthropic),
+    exception_handlers=translated_handlers(openai_error_to_anthropic, with_request_id=True),
 )

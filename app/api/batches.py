@@ -1,7 +1,8 @@
-"""/v1/batches: create, retrieve, list (newest first), cancel. Execution is the `execute_batch` job."""
+"""/v1/batches: create, retrieve, list (newest first), cancel; and Anthropic's /v1/messages/batches
+(create, retrieve, list, cancel, delete, results). Both run as the `execute_batch` job."""
 from __future__ import annotations
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, delete, get, post
 
 from app.api.deps import caller
 from app.core.errors import APIError
@@ -40,4 +41,50 @@ class BatchesController(Controller):
 
 
 BATCHES_HANDLERS: list = [BatchesController]
-ANTHROPIC_BATCHES_HANDLERS: list = []  # mounted beside /v1/messages (Anthropic's auth and errors)
+
+
+def _base_url(request: Request) -> str:
+    """Where the client reached us: a Message Batch's `results_url` points back here."""
+    return str(request.base_url).rstrip("/")
+
+
+class MessageBatchesController(Controller):
+    """Mounted inside the /v1/messages router, so Anthropic's auth headers and error bodies apply.
+    `?beta=true` (the SDK's beta namespace) is accepted and changes nothing."""
+
+    path = "/batches"
+
+    @post("/", status_code=200)
+    async def create(self, request: Request) -> dict:
+        platform, tenant = caller(request)
+        return await platform.batches.create_messages(tenant, decode_json_object(await request.body()), _base_url(request))
+
+    @get("/")
+    async def list_batches(self, request: Request, limit: int | None = None, after_id: str | None = None,
+                           before_id: str | None = None) -> dict:
+        platform, tenant = caller(request)
+        page = page_params(limit, "desc", after_id, before_id, max_limit=1000)
+        return await platform.batches.list_messages(tenant, page, _base_url(request))
+
+    @get("/{batch_id:str}")
+    async def retrieve(self, request: Request, batch_id: str) -> dict:
+        platform, tenant = caller(request)
+        return await platform.batches.get_messages(tenant, batch_id, _base_url(request))
+
+    @post("/{batch_id:str}/cancel", status_code=200)
+    async def cancel(self, request: Request, batch_id: str) -> dict:
+        platform, tenant = caller(request)
+        return await platform.batches.cancel_messages(tenant, batch_id, _base_url(request))
+
+    @delete("/{batch_id:str}", status_code=200)
+    async def delete_batch(self, request: Request, batch_id: str) -> dict:
+        platform, tenant = caller(request)
+        return await platform.batches.delete_messages(tenant, batch_id)
+
+    @get("/{batch_id:str}/results")
+    async def results(self, request: Request, batch_id: str) -> Response:
+        platform, tenant = caller(request)
+        return Response(await platform.batches.messages_results(tenant, batch_id), media_type="application/x-jsonl")
+
+
+ANTHROPIC_BATCHES_HANDLERS: list = [MessageBatchesController]

@@ -70,17 +70,23 @@ def unexpected_error_handler(request: Request, exc: Exception) -> Response:
     return _response(server_error())
 
 
-def translated_handlers(translate) -> dict:
+def translated_handlers(translate, *, with_request_id: bool = False) -> dict:
     """The same handlers for a router of another protocol (Anthropic, Gemini): the OpenAI body each one
-    builds is rewritten by `translate(status, body)`; status and headers (Retry-After…) are kept."""
+    builds is rewritten by `translate(status, body)` (`translate(status, body, request_id)` for a protocol
+    whose error body names the request); status and headers (Retry-After…) are kept."""
 
-    def _translated(response: Response) -> Response:
-        return Response(content=translate(response.status_code, response.content), status_code=response.status_code, headers=dict(response.headers))
+    def _translated(request: Request, response: Response) -> Response:
+        if with_request_id:
+            rid = request.scope.get("state", {}).get("request_id")
+            content = translate(response.status_code, response.content, rid.decode() if rid else None)
+        else:
+            content = translate(response.status_code, response.content)
+        return Response(content=content, status_code=response.status_code, headers=dict(response.headers))
 
     return {
-        APIError: lambda request, exc: _translated(api_error_handler(request, exc)),
-        HTTPException: lambda request, exc: _translated(http_exception_handler(request, exc)),
-        Exception: lambda request, exc: _translated(unexpected_error_handler(request, exc)),
+        APIError: lambda request, exc: _translated(request, api_error_handler(request, exc)),
+        HTTPException: lambda request, exc: _translated(request, http_exception_handler(request, exc)),
+        Exception: lambda request, exc: _translated(request, unexpected_error_handler(request, exc)),
     }
 
 

@@ -165,7 +165,9 @@ class FilesService:
             raise
         return file_object(Row(values))
 
-    async def create_from_bytes(self, tenant_id: str, data: bytes, *, filename: str, purpose: str, mime_type: str | None = None) -> dict:
+    async def create_from_bytes(
+        self, tenant_id: str, data: bytes, *, filename: str, purpose: str, mime_type: str | None = None, expires_after: dict | None = None
+    ) -> dict:
         """For files Understudy writes itself (batch output, fine-tuning results)."""
 
         async def one_chunk():
@@ -173,7 +175,8 @@ class FilesService:
 
         staged = await self.stage(tenant_id, one_chunk(), max_bytes=max(len(data), 1))
         return await self.commit(
-            tenant_id, staged, filename=filename, purpose=purpose, mime_type=mime_type, allowed_purposes=PURPOSES + OUTPUT_PURPOSES
+            tenant_id, staged, filename=filename, purpose=purpose, mime_type=mime_type, expires_after=expires_after,
+            allowed_purposes=PURPOSES + OUTPUT_PURPOSES,
         )
 
     async def get_row(self, tenant_id: str, file_id: str, query: Prepared = _GET_ROW):

@@ -1,4 +1,4 @@
-"""Validate response bodies against the official OpenAI OpenAPI spec in ../shared/openai-openapi."""
+"""Validate response bodies against the official OpenAPI specs in ../shared: OpenAI's, and Anthropic's mirror."""
 from __future__ import annotations
 
 from functools import cache
@@ -9,7 +9,8 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "openai-openapi" / "openapi.yaml"
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+SPEC_PATHS = {"openai": SHARED / "openai-openapi" / "openapi.yaml", "anthropic": SHARED / "anthropic-openapi" / "openapi.yaml"}
 
 
 def _fix_nullable(node):
@@ -25,20 +26,20 @@ def _fix_nullable(node):
 
 
 @cache
-def _spec() -> dict:
+def _spec(which: str) -> dict:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with SPEC_PATH.open() as fh:
+    with SPEC_PATHS[which].open() as fh:
         return _fix_nullable(yaml.load(fh, Loader=loader))
 
 
 @cache
-def _validator(schema_name: str) -> jsonschema.Draft202012Validator:
-    spec = _spec()
-    registry = Registry().with_resource("urn:openai-spec", Resource.from_contents(spec, default_specification=DRAFT202012))
-    schema = {"$ref": f"urn:openai-spec#/components/schemas/{schema_name}"}
+def _validator(schema_name: str, which: str) -> jsonschema.Draft202012Validator:
+    spec = _spec(which)
+    registry = Registry().with_resource("urn:spec", Resource.from_contents(spec, default_specification=DRAFT202012))
+    schema = {"$ref": f"urn:spec#/components/schemas/{schema_name}"}
     return jsonschema.Draft202012Validator(schema, registry=registry)
 
 
-def assert_matches_schema(body: dict, schema_name: str) -> None:
-    errors = sorted(_validator(schema_name).iter_errors(body), key=lambda e: list(e.path))
+def assert_matches_schema(body: dict, schema_name: str, spec: str = "openai") -> None:
+    errors = sorted(_validator(schema_name, spec).iter_errors(body), key=lambda e: list(e.path))
     assert not errors, f"{schema_name}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:5])

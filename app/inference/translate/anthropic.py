@@ -382,11 +382,18 @@ def _message_id(completion_id: Any) -> str:
     return "msg_" + (str(completion_id).removeprefix("chatcmpl-") if completion_id else secrets.token_hex(12))
 
 
+# The fields Anthropic's Usage and Message always carry (null or zero when nothing applies).
+_USAGE_EXTRAS = {"cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 0}, "server_tool_use": None,
+                 "service_tier": "standard", "inference_geo": None}
+_MESSAGE_EXTRAS = {"stop_details": None, "container": None}
+_DIRECT = {"type": "direct"}  # who called a tool: the model itself
+
+
 def _anthropic_usage(usage: dict | None) -> dict:
     usage = usage or {}
     cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
     return {"input_tokens": (usage.get("prompt_tokens") or 0) - cached, "output_tokens": usage.get("completion_tokens") or 0,
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached, **_USAGE_EXTRAS}
 
 
 def chat_completion_to_message(completion: dict, *, model: str) -> dict:
@@ -394,14 +401,14 @@ def chat_completion_to_message(completion: dict, *, model: str) -> dict:
     reply = choice.get("message") or {}
     content: list[dict] = []
     if text := reply.get("content") or reply.get("refusal"):
-        content.append({"type": "text", "text": text})
+        content.append({"type": "text", "text": text, "citations": None})
     for call in reply.get("tool_calls") or ():
         function = call.get("function") or {}
         content.append({"type": "tool_use", "id": call.get("id") or _message_id(None).replace("msg_", "toolu_"),
-                        "name": function.get("name", ""), "input": json_object(function.get("arguments"))})
+                        "name": function.get("name", ""), "input": json_object(function.get("arguments")), "caller": _DIRECT})
     stop = "refusal" if reply.get("refusal") and not reply.get("content") else _STOP.get(choice.get("finish_reason"), "end_turn")
     return {"id": _message_id(completion.get("id")), "type": "message", "role": "assistant", "model": model,
-            "content": content, "stop_reason": stop, "stop_sequence": None, "usage": _anthropic_usage(completion.get("usage"))}
+            "content": content, "stop_reason": stop, "stop_sequence": None, **_MESSAGE_EXTRAS, "usage": _anthropic_usage(completion.get("usage"))}
 
 
 class _MessageEvents:
@@ -440,13 +447,14 @@ class _MessageEvents:
             delta = choice.get("delta") or {}
             if text := delta.get("content") or delta.get("refusal"):
                 if self.open != "text":
-                    events += self._start({"type": "text", "text": ""}, "text")
+                    events += self._start({"type": "text", "text": "", "citations": None}, "text")
                 events.append(self._delta({"type": "text_delta", "text": text}))
             for call in delta.get("tool_calls") or ():
                 tool, function = call.get("index", 0), call.get("function") or {}
                 if tool not in self.started:
                     self.started.add(tool)
-                    block = {"type": "tool_use", "id": call.get("id") or "toolu_" + secrets.token_hex(12), "name": function.get("name") or "", "input": {}}
+                    block = {"type": "tool_use", "id": call.get("id") or "toolu_" + secrets.token_hex(12), "name": function.get("name") or "", "input": {},
+                             "caller": _DIRECT}
                     events += self._start(block, ("tool", tool))
                 if function.get("arguments") and self.open == ("tool", tool):
                     events.append(self._delta({"type": "input_json_delta", "partial_json": function["arguments"]}))
@@ -470,8 +478,9 @@ async def chat_chunks_to_messages_stream(chunks: AsyncIterator[dict], *, model: 
     iterator = chunks.__aiter__()
     first = await anext(iterator, None)
     message = {"id": _message_id(first.get("id") if first else None), "type": "message", "role": "assistant", "model": model,
-               "content": [], "stop_reason": None, "stop_sequence": None,
-               "usage": {"input_tokens": input_tokens, "output_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
+               "content": [], "stop_reason": None, "stop_sequence": None, **_MESSAGE_EXTRAS,
+               "usage": {"input_tokens": input_tokens, "output_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                         **_USAGE_EXTRAS}}
     yield "message_start", {"type": "message_start", "message": message}
     events = _MessageEvents()
     if first is not None:
@@ -494,10 +503,10 @@ _STATUS_BY_TYPE = {"invalid_request_error": 400, "authentication_error": 401, "b
                    "timeout_error": 504, "overloaded_error": 529}
 
 
-def openai_error_to_anthropic(status: int, body: Any) -> dict:
+def openai_error_to_anthropic(status: int, body: Any, request_id: str | None = None) -> dict:
     """OpenAI's error body (a dict, or its JSON bytes) -> Anthropic's, typed by status."""
     kind = _TYPE_BY_STATUS.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
-    return {"type": "error", "error": {"type": kind, "message": error_message(body)}}
+    return {"type": "error", "error": {"type": kind, "message": error_message(body)}, "request_id": request_id}
 
 
 def anthropic_error_to_openai(status: int, body: Any) -> dict:

@@ -6,8 +6,10 @@ import msgspec
 from openai.types import completion_create_params, embedding_create_params, moderation_create_params
 from openai.types.chat import completion_create_params as chat_params
 
-from app.core.errors import invalid_request
+from app.core.errors import APIError, invalid_request
 from app.core.validation import validate_params
+from app.inference.translate.anthropic import error_message
+from app.services.messages import check_message_params
 
 ENDPOINTS = ("/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations")
 MAX_LINES = 50_000
@@ -100,4 +102,24 @@ async def call_line(platform, tenant: str, endpoint: str, body: dict) -> dict:
             raise invalid_request("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
         params = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         return await platform.responses.create(tenant, params, False)
+    if endpoint == "/v1/messages":
+        return await _message(platform, tenant, body)
     raise invalid_request(f"Unsupported endpoint '{endpoint}'.", param="url")
+
+
+# What an Anthropic upstream is sent with a relayed batch request (its auth is the provider's own).
+_ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01", "content-type": "application/json"}
+
+
+async def _message(platform, tenant: str, body: dict) -> dict:
+    """An Anthropic Message Batch request: relayed as it is to an Anthropic upstream, translated for any other."""
+    check_message_params(body)
+    if body.get("stream"):
+        raise invalid_request("stream: Streaming is not supported in a Message Batch.", param="stream")
+    relayed = await platform.messages.relay(tenant, body, msgspec.json.encode(body), path="/v1/messages", headers=_ANTHROPIC_HEADERS)
+    if relayed is None:
+        return await platform.messages.create(tenant, body)
+    raw = b"".join([chunk async for chunk in relayed.body])
+    if relayed.status_code >= 400:
+        raise APIError(error_message(raw), status_code=relayed.status_code, type="server_error" if relayed.status_code >= 500 else "invalid_request_error")
+    return msgspec.json.decode(raw)

@@ -34,7 +34,8 @@ class OfflineProvider:
     info = ProviderInfo(name="offline", kind="offline")
 
     def __init__(self, chunk_delay_ms: float | None = None) -> None:
-        """`chunk_delay_ms`: a pause between streamed chunks (None: `UNDERSTUDY_OFFLINE_CHUNK_DELAY_MS`, else 0)."""
+        """`chunk_delay_ms`: a pause between streamed chunks (None: `UNDERSTUDY_OFFLINE_CHUNK_DELAY_MS`, else 0).
+        A non-streamed answer takes as long as its stream would: a slow model is slow either way."""
         self.chunk_delay_ms = _env_delay() if chunk_delay_ms is None else max(float(chunk_delay_ms), 0.0)
 
     @staticmethod
@@ -50,8 +51,14 @@ class OfflineProvider:
             first = False
             yield item
 
+    async def _as_slow_as_a_stream(self, chunks: Iterator[dict]) -> None:
+        if self.chunk_delay_ms:
+            await asyncio.sleep(max(sum(1 for _ in chunks) - 1, 0) * self.chunk_delay_ms / 1000)
+
     async def chat(self, params: dict) -> dict:
-        return chat.completion(chat.plan(params), self._meta(params, "chatcmpl-"))
+        plan, meta = chat.plan(params), self._meta(params, "chatcmpl-")
+        await self._as_slow_as_a_stream(chat.chunks(plan, meta, False))
+        return chat.completion(plan, meta)
 
     async def chat_stream(self, params: dict) -> AsyncIterator[dict]:
         plan = chat.plan(params)  # errors surface on the first anext(), before any chunk
@@ -60,7 +67,9 @@ class OfflineProvider:
 
     async def completions(self, params: dict) -> dict:
         choices, usage = legacy.plan(params)
-        return legacy.completion(choices, usage, self._meta(params, "cmpl-"))
+        meta = self._meta(params, "cmpl-")
+        await self._as_slow_as_a_stream(legacy.chunks(choices, usage, meta, False))
+        return legacy.completion(choices, usage, meta)
 
     async def completions_stream(self, params: dict) -> AsyncIterator[dict]:
         choices, usage = legacy.plan(params)
