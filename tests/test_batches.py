@@ -94,6 +94,8 @@ def test_embeddings_batch(client):
     output = read_lines(client, done.output_file_id)
     assert [o["custom_id"] for o in output] == [f"e{i}" for i in range(20)]
     assert output[0]["response"]["body"]["data"][0]["embedding"]
+    with pytest.raises(openai.ConflictError):  # as OpenAI: a finished batch cannot be cancelled
+        client.batches.cancel(batch.id)
 
 
 @pytest.mark.parametrize("endpoint, body", [
