@@ -1,4 +1,4 @@
-"""`understudy serve | migrate`."""
+"""`understudy serve | worker | migrate`."""
 from __future__ import annotations
 
 import asyncio
@@ -25,7 +25,9 @@ def main() -> None:
 @click.option("--host", default=None, help="Interface to bind (UNDERSTUDY_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (UNDERSTUDY_PORT, default 8000).")
 @click.option("--data-dir", default=None, help="Where SQLite and blobs live (UNDERSTUDY_DATA_DIR, default ./data).")
-def serve(host: str | None, port: int | None, data_dir: str | None) -> None:
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="API processes sharing the port (team mode: PostgreSQL, Redis and S3 make any of them able to serve any request).")
+def serve(host: str | None, port: int | None, data_dir: str | None, workers: int) -> None:
     """Serve the API in the foreground; Ctrl-C stops it."""
     import uvicorn
 
@@ -35,6 +37,9 @@ def serve(host: str | None, port: int | None, data_dir: str | None) -> None:
             os.environ[f"UNDERSTUDY_{name}"] = str(value)
     settings = Settings.from_env()
     _configure_logging(settings.log_level)
+    if workers > 1 and not settings.redis_url:
+        # Jobs and their events would stay inside the process that started them.
+        raise click.UsageError("--workers above 1 needs team mode: set UNDERSTUDY_REDIS_URL (and a shared database and blob store)")
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -42,7 +47,20 @@ def serve(host: str | None, port: int | None, data_dir: str | None) -> None:
         port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
+        workers=workers if workers > 1 else None,
     )
+
+
+@main.command()
+@click.option("--data-dir", default=None, help="Where local files live (UNDERSTUDY_DATA_DIR).")
+def worker(data_dir: str | None) -> None:
+    """Run jobs from Redis (team mode: UNDERSTUDY_REDIS_URL) in the foreground; Ctrl-C stops it."""
+    from workers.arq_worker import run_worker
+
+    settings = Settings.from_env(data_dir=data_dir)
+    _configure_logging(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    run_worker(settings)
 
 
 @main.command()

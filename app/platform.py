@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from app.core.auth import Authenticator
-from app.events import EventBus, InMemoryEventBus
+from app.events import EventBus, InMemoryEventBus, RedisEventBus
 from app.inference.providers.offline import OfflineProvider
 from app.inference.router import InferenceRouter, build_router
 from app.services.assistants.assistants import AssistantsService
@@ -96,7 +96,16 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     router = build_router(settings, OfflineProvider(chunk_delay_ms=settings.offline_chunk_delay_ms))
     inference = InferenceService(router, models)
     ctx: dict = {}
-    queue = InProcessRunner(db, JOBS, ctx, concurrency=settings.job_concurrency)
+    queue: JobQueue
+    bus: EventBus
+    if settings.redis_url:  # team mode: jobs run in arq workers, their events cross processes through Redis
+        from workers.arq_queue import ArqQueue
+
+        queue = await ArqQueue(settings.redis_url).connect()
+        bus = RedisEventBus(settings.redis_url)
+    else:
+        queue = InProcessRunner(db, JOBS, ctx, concurrency=settings.job_concurrency)
+        bus = InMemoryEventBus()
     vector_index = VectorIndex(db, blobs)
     vector_stores = VectorStoresService(db, vector_index, embedding_model=settings.embedding_model)
     vector_store_files = VectorStoreFilesService(db, vector_index, files, vector_stores, queue)
@@ -105,7 +114,6 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     thread_messages = ThreadMessagesService(db, files, vector_stores)
     assistants = AssistantsService(db, models, vector_stores, files, inference)  # inference: models are checked as a run resolves them
     threads = ThreadsService(db, thread_messages, vector_stores, files)
-    bus = InMemoryEventBus()
     vector_search = SearchService(db, vector_stores, vector_index, inference)
     run_store = RunStore(db)
     conversations = ConversationsService(db)

@@ -40,8 +40,14 @@ class Settings:
     max_upload_bytes: int = 8 * 1024 * 1024 * 1024
     max_part_bytes: int = 64 * 1024 * 1024
     upload_ttl_seconds: int = 3600
-    # Jobs at once in the in-process runner: runs spend most of their time waiting on a model.
+    # Jobs at once in the in-process runner, or in each arq worker: runs spend most of their time waiting
+    # on a model.
     job_concurrency: int = 32
+    # Team mode (arq): attempts per job, the longest one attempt may run, and how soon a job held by a
+    # worker that died is taken up by another.
+    job_max_tries: int = 5
+    job_timeout_seconds: int = 2 * 24 * 3600
+    job_lease_seconds: float = 10.0
     # How long a run waits in `requires_action` for tool outputs before it expires (OpenAI: 10 minutes).
     run_expiry_seconds: int = 600
     sweep_interval_seconds: float = 60.0
