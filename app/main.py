@@ -8,7 +8,10 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
 
+from app.api.admin import ADMIN_HANDLERS
 from app.api.deps import AuthMiddleware
+from app.api.rate_limits import RateLimitMiddleware
+from app.api.usage import USAGE_HANDLERS
 from app.api.errors import EXCEPTION_HANDLERS
 from app.api.anthropic import anthropic_router
 from app.api.assistants import AssistantsController
@@ -67,7 +70,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             healthz,
             image_content,  # unauthenticated, like OpenAI's temporary image URLs
-            Router(path="/v1", route_handlers=API_CONTROLLERS, middleware=[AuthMiddleware]),
+            Router(path="/v1", route_handlers=API_CONTROLLERS, middleware=[AuthMiddleware, RateLimitMiddleware]),
+            # The admin API: its handlers check the admin key themselves (app/api/admin_auth.py).
+            Router(path="/v1/organization", route_handlers=[*ADMIN_HANDLERS, *USAGE_HANDLERS]),
             anthropic_router,
             *gemini_routers,
         ],

@@ -35,6 +35,8 @@ class Settings:
     s3_region: str = ""
     # "open": any sk- key is its own tenant. "keys": only issued keys (team mode).
     auth: str = "open"
+    # Guards the admin API (/v1/organization/*); empty: the admin API is closed.
+    admin_key: str = ""
     # OpenAI's limits: 512 MB for one file, 8 GB for an Upload, 64 MB for one of its parts.
     max_file_bytes: int = 512 * 1024 * 1024
     max_upload_bytes: int = 8 * 1024 * 1024 * 1024

@@ -391,3 +391,6 @@ def is_keyword_index(name: str | None) -> bool:
     """The keyword index over chunks lives outside this metadata (an FTS5 table on SQLite, a GIN
     expression index on PostgreSQL; migration 0003): schema comparisons leave it alone."""
     return bool(name) and (name.startswith("chunks_fts") or name == "ix_chunks_text_fts")
+
+
+from storage.usage_tables import *  # noqa: E402,F401,F403  (usage and rate-limit tables, in their own module)

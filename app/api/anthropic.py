@@ -10,6 +10,7 @@ from litestar.response import Stream
 
 from app.api.batches import ANTHROPIC_BATCHES_HANDLERS
 from app.api.deps import AuthMiddleware, caller
+from app.api.rate_limits import RateLimitMiddleware
 from app.api.errors import translated_handlers
 from app.api.relay import relay_response
 from app.core.sse import named_events, sse_response
@@ -41,6 +42,6 @@ async def count_tokens(request: Request) -> dict:
 anthropic_router = Router(
     path="/v1/messages",
     route_handlers=[create_message, count_tokens, *ANTHROPIC_BATCHES_HANDLERS],
-    middleware=[AuthMiddleware],
+    middleware=[AuthMiddleware, RateLimitMiddleware],
     exception_handlers=translated_handlers(openai_error_to_anthropic, with_request_id=True),
 )
