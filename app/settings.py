@@ -84,6 +84,10 @@ class Settings:
     batch_window_seconds: int = 24 * 3600
     # Emulated fine-tuning: seconds per training step.
     fine_tune_step_seconds: float = 0.05
+    # Per-project rate limits (requests and estimated tokens per minute; 0: unlimited), unless a project has
+    # its own (/v1/organization/projects/{id}/rate_limits). Shared through Redis when redis_url is set.
+    rate_limit_rpm: int = 0
+    rate_limit_tpm: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
