@@ -393,4 +393,33 @@ def is_keyword_index(name: str | None) -> bool:
     return bool(name) and (name.startswith("chunks_fts") or name == "ix_chunks_text_fts")
 
 
+class Project(SQLModel, table=True):
+    """A project (team mode): in keys mode its id is the tenant id of every request made with its keys."""
+
+    __tablename__ = "projects"
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    name: str = Field(max_length=256, index=True)
+    created_at: int
+    archived_at: Optional[int] = None
+    external_key_id: Optional[str] = Field(default=None, max_length=256)
+
+
+class ApiKey(SQLModel, table=True):
+    """An issued key: `project` keys (bound to a project) and `admin` keys. Only the sha256 is stored."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_kind_project_seq", "kind", "project_id", "seq"),)
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    kind: str = Field(max_length=16)  # project | admin
+    project_id: Optional[str] = Field(default=None, max_length=64)
+    name: Optional[str] = Field(default=None, max_length=256)
+    key_hash: str = Field(max_length=64, unique=True)
+    redacted_value: str = Field(max_length=64)
+    created_at: int
+    expires_at: Optional[int] = None
+    last_used_at: Optional[int] = None
+
+
 from storage.usage_tables import *  # noqa: E402,F401,F403  (usage and rate-limit tables, in their own module)
