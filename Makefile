@@ -12,7 +12,7 @@ TOOLS_STAMP := $(TOOLS)/.claude-code-$(CLAUDE_CODE_VERSION)
 CODEX_VERSION := 0.171.0
 CODEX_STAMP := $(TOOLS)/.codex-$(CODEX_VERSION)
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench clean team
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/understudy serve
+
+# Team mode on one machine: S3 (weed mini), `understudy serve --workers 2` and two `understudy worker`s
+# against the machine's Redis and PostgreSQL (UNDERSTUDY_REDIS_URL / UNDERSTUDY_DATABASE_URL override);
+# Ctrl-C stops them all. See README "Team mode".
+team: $(STAMP)
+	UNDERSTUDY_DATA_DIR=$${UNDERSTUDY_DATA_DIR:-data/team} exec $(BIN)/python scripts/team.py
 
 $(TOOLS_STAMP):
 	@if command -v npm >/dev/null 2>&1; then \
