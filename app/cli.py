@@ -1,4 +1,4 @@
-"""`understudy serve | worker | migrate`."""
+"""`understudy serve | worker | migrate | keys`."""
 from __future__ import annotations
 
 import asyncio
@@ -83,6 +83,104 @@ def migrate(data_dir: str | None) -> None:
             await db.dispose()
 
     asyncio.run(run())
+
+
+@main.group()
+def keys() -> None:
+    """Issue, list and revoke API keys (keys mode: UNDERSTUDY_AUTH=keys). Works on the database directly."""
+
+
+def _run_with_keys(data_dir: str | None, action):
+    """Runs `action(ApiKeysService)` against the configured database; revocations are broadcast on Redis
+    when UNDERSTUDY_REDIS_URL is set (otherwise API processes forget a revoked key within a second)."""
+    settings = Settings.from_env(data_dir=data_dir)
+    logging.basicConfig(level="WARNING")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    async def run():
+        from app.events import RedisEventBus
+        from app.services.api_keys import ApiKeysService
+        from storage.db import Database
+
+        db = Database(settings.resolved_database_url)
+        bus = RedisEventBus(settings.redis_url) if settings.redis_url else None
+        try:
+            await db.migrate()
+            return await action(ApiKeysService(db, bus))
+        finally:
+            if bus is not None:
+                await bus.close()
+            await db.dispose()
+
+    from app.core.errors import APIError
+
+    try:
+        return asyncio.run(run())
+    except APIError as error:
+        raise click.ClickException(error.message) from None
+
+
+@keys.command("create")
+@click.option("--project", default=None, help="Project name (created if new) or id (proj_…).")
+@click.option("--name", default=None, help="A name for the key.")
+@click.option("--admin", is_flag=True, help="Issue an admin key (for /v1/organization/*) instead of a project key.")
+@click.option("--data-dir", default=None, help="Where SQLite lives (UNDERSTUDY_DATA_DIR).")
+def keys_create(project: str | None, name: str | None, admin: bool, data_dir: str | None) -> None:
+    """Issue a key and print it (only here, only once: just its hash is stored)."""
+    if admin == (project is not None):
+        raise click.UsageError("give either --project NAME or --admin")
+
+    async def action(service):
+        if admin:
+            body, secret = await service.issue_admin(name or "Admin key")
+            click.echo(f"admin key {body['id']} ({body['name']})", err=True)
+        else:
+            project_body, body, secret = await service.issue_for_project(project, name)
+            click.echo(f"key {body['id']} for project {project_body['name']} ({project_body['id']})", err=True)
+        click.echo(secret)
+
+    _run_with_keys(data_dir, action)
+
+
+@keys.command("list")
+@click.option("--data-dir", default=None, help="Where SQLite lives (UNDERSTUDY_DATA_DIR).")
+def keys_list(data_dir: str | None) -> None:
+    """Every issued key: id, kind, project, name, redacted value, creation and last use."""
+    import datetime
+
+    def when(ts):
+        return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ") if ts else "-"
+
+    async def action(service):
+        rows = await service.all_keys()
+        names = {}
+        for row in rows:
+            if row.project_id and row.project_id not in names:
+                try:
+                    names[row.project_id] = (await service.projects.get(row.project_id))["name"]
+                except Exception:  # noqa: BLE001 — a key of a vanished project still lists
+                    names[row.project_id] = "?"
+        click.echo("\t".join(("ID", "KIND", "PROJECT", "PROJECT_ID", "NAME", "KEY", "CREATED", "LAST_USED")))
+        for row in rows:
+            click.echo("\t".join((row.id, row.kind, names.get(row.project_id, "-"), row.project_id or "-", row.name or "-",
+                                   row.redacted_value, when(row.created_at), when(row.last_used_at))))
+
+    _run_with_keys(data_dir, action)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.option("--data-dir", default=None, help="Where SQLite lives (UNDERSTUDY_DATA_DIR).")
+def keys_revoke(key_id: str, data_dir: str | None) -> None:
+    """Revoke (delete) a key by id (key_…); it stops working in every API process within a second."""
+
+    async def action(service):
+        if not await service.revoke(key_id):
+            raise click.ClickException(f"no such key: {key_id}")
+        click.echo(f"revoked {key_id}")
+
+    _run_with_keys(data_dir, action)
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         blobs=blobs,
         bus=bus,
         queue=queue,
-        auth=Authenticator(db, settings.auth),
+        auth=Authenticator(db, settings.auth, bus),
         files=files,
         uploads=UploadsService(
             db, blobs, files, max_upload_bytes=settings.max_upload_bytes, max_part_bytes=settings.max_part_bytes, ttl_seconds=settings.upload_ttl_seconds

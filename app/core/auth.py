@@ -3,21 +3,44 @@
 Open mode (the default): any key that starts with `sk-` is accepted and each distinct key is its own
 tenant, created on first use. Only the key's sha256 is stored. Resolved keys are cached in memory: this
 runs on every request.
+
+Keys mode (teams): only project keys issued by `understudy keys` or the admin API work, and a key's tenant
+is its project's id (`proj_…`), so every key of a project sees the project's objects. A resolved key is
+cached for at most `KEYS_TTL` seconds, and revocations (key deleted, project archived) are broadcast on the
+event bus so every API process forgets the key at once: a warm cache costs no query, and a revoked key
+is refused everywhere within a second even if the broadcast is lost (or the CLI revoked it without Redis).
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import time
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.core.errors import APIError
 from app.core.ids import new_id
 from storage.db import Database
-from storage.models import Tenant
+from storage.models import ApiKey, Project, Tenant
+from storage.prepared import Prepared
 
+log = logging.getLogger("understudy.auth")
 _CACHE_LIMIT = 100_000
+# The event-bus channel of revocations: {"key_id": …} or {"project_id": …}.
+REVOCATIONS = "auth.revocations"
+KEYS_TTL = 1.0
+LAST_USED_RESOLUTION = 60
+MODES = ("open", "keys")
+
+_keys, _projects = ApiKey.__table__, Project.__table__
+_PROJECT_KEY = Prepared(
+    select(_keys.c.id, _keys.c.project_id, _keys.c.expires_at, _keys.c.last_used_at)
+    .select_from(_keys.join(_projects, _projects.c.id == _keys.c.project_id))
+    .where(_keys.c.key_hash == bindparam("key_hash"), _keys.c.kind == "project", _projects.c.archived_at.is_(None))
+)
+_TOUCH = Prepared(update(_keys).where(_keys.c.id == bindparam("b_id")).values(last_used_at=bindparam("now")))
 
 MISSING_KEY = (
     "You didn't provide an API key. You need to provide your API key in an Authorization header using "
@@ -42,14 +65,34 @@ def _redacted(key: str) -> str:
     return key[:3] + "*" * 6 + key[-4:] if len(key) > 8 else "*" * len(key)
 
 
+def _incorrect(key: str) -> APIError:
+    return APIError(
+        f"Incorrect API key provided: {_redacted(key)}. Ask your Understudy administrator for a key "
+        "(`understudy keys create --project NAME`).",
+        status_code=401,
+        code="invalid_api_key",
+    )
+
+
 class Authenticator:
-    def __init__(self, db: Database, mode: str = "open") -> None:
-        if mode != "open":
-            raise ValueError(f"auth mode {mode!r} is not available yet (only 'open')")
+    def __init__(self, db: Database, mode: str = "open", bus=None, *, keys_ttl: float = KEYS_TTL) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown auth mode {mode!r} (expected 'open' or 'keys')")
+        self.mode = mode
         self._db = db
+        self._bus = bus
+        self._keys_ttl = keys_ttl
         self._tenants: dict[str, str] = {}
+        # keys mode: key -> (project id, monotonic deadline, key id)
+        self._project_keys: dict[str, tuple[str, float, str]] = {}
+        self._listener: asyncio.Task | None = None
 
     async def tenant_for_key(self, key: str) -> str:
+        if self.mode == "keys":
+            entry = self._project_keys.get(key)
+            if entry is not None and entry[1] > time.monotonic():
+                return entry[0]
+            return await self._project_for_key(key)
         tenant = self._tenants.get(key)
         if tenant is not None:
             return tenant
@@ -80,3 +123,52 @@ class Authenticator:
         except IntegrityError:  # another request (or process) provisioned the same key first
             async with self._db.connect() as conn:
                 return (await conn.execute(lookup)).scalar_one()
+
+    # -- keys mode ------------------------------------------------------------------------------------
+    async def _project_for_key(self, key: str) -> str:
+        if self._listener is None and self._bus is not None:
+            self._listener = asyncio.create_task(self._listen(), name="auth-revocations")
+        self._project_keys.pop(key, None)
+        if not key.startswith("sk-"):
+            raise _incorrect(key)
+        now = int(time.time())
+        # Read after taking the deadline: an entry never outlives a revocation committed after this read
+        # by more than the TTL.
+        deadline = time.monotonic() + self._keys_ttl
+        row = await self._db.fetch_one(_PROJECT_KEY, {"key_hash": hashlib.sha256(key.encode()).hexdigest()})
+        if row is None or (row.expires_at is not None and row.expires_at <= now):
+            raise _incorrect(key)
+        if row.last_used_at is None or row.last_used_at <= now - LAST_USED_RESOLUTION:
+            try:
+                await self._db.write([(_TOUCH, {"b_id": row.id, "now": now})])
+            except Exception:  # noqa: BLE001 — bookkeeping must not fail a request
+                log.exception("could not record a key's last use")
+        if len(self._project_keys) >= _CACHE_LIMIT:
+            self._project_keys.clear()
+        self._project_keys[key] = (row.project_id, deadline, row.id)
+        return row.project_id
+
+    def forget(self, event: dict) -> None:
+        """Drops cached keys matching a revocation event ({"key_id"} and/or {"project_id"})."""
+        key_id, project_id = event.get("key_id"), event.get("project_id")
+        stale = [k for k, (project, _, kid) in self._project_keys.items() if kid == key_id or (project_id and project == project_id)]
+        for key in stale:
+            self._project_keys.pop(key, None)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self._bus.subscribe(REVOCATIONS) as subscription:
+                    async for event in subscription:
+                        if isinstance(event, dict):
+                            self.forget(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 — the TTL still bounds how long a revoked key lives
+                log.exception("auth: listening for revocations failed; retrying")
+                await asyncio.sleep(1)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            self._listener = None
