@@ -1,0 +1,280 @@
+"""Team mode end to end: the topology `make team` starts (scripts/team.py: weed mini for S3, `understudy
+serve --workers 2`, two `understudy worker`s, the machine's Redis and a fresh PostgreSQL database),
+driven by the official SDK — a streamed run, a batch surviving a SIGKILLed worker, vector-store
+ingestion with its blobs in S3, and a background response resumed from another API process."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import ROOT, free_port, new_key, start_server
+
+REDIS_URL = "redis://127.0.0.1:6379/13"  # this module's own Redis database, flushed first
+PG = dict(host="127.0.0.1", port=5432, database="test")
+LEASE_SECONDS = 3  # how soon a killed worker's job is taken up again
+CHUNK_DELAY_MS = 20  # the offline model's pace: a batch line takes ~ chunks x delay
+
+pytestmark = [pytest.mark.postgres, pytest.mark.s3]
+
+
+def _redis_or_skip():
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        pytest.skip(f"no Redis on 127.0.0.1:6379: {error}")
+    return client
+
+
+async def _pg(sql: str) -> str:
+    import asyncpg
+
+    errors = []
+    for user in ("postgres", "root"):
+        try:
+            conn = await asyncpg.connect(user=user, timeout=5, **PG)
+        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as error:
+            errors.append(f"{user}: {error!r}")
+            continue
+        try:
+            if sql:
+                await conn.execute(sql)
+            return await conn.fetchval("SELECT current_user")
+        finally:
+            await conn.close()
+    raise ConnectionError("; ".join(errors))
+
+
+@dataclass
+class Team:
+    process: subprocess.Popen
+    url: str
+    data_dir: Path
+    log_path: Path
+    env: dict[str, str]  # what a further `understudy serve` needs to join this team
+    pids: dict[str, int]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory):
+    _redis_or_skip().flushdb()
+    try:
+        user = asyncio.run(_pg(""))
+    except ConnectionError as error:
+        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {error}")
+    name = f"understudy_team_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+    data_dir = tmp_path_factory.mktemp("team")
+    port = free_port()
+    env = {
+        "UNDERSTUDY_REDIS_URL": REDIS_URL,
+        "UNDERSTUDY_DATABASE_URL": f"postgresql+asyncpg://{user}@127.0.0.1:5432/{name}",
+        "UNDERSTUDY_JOB_LEASE_SECONDS": str(LEASE_SECONDS),
+        "UNDERSTUDY_OFFLINE_CHUNK_DELAY_MS": str(CHUNK_DELAY_MS),
+        "UNDERSTUDY_BATCH_CONCURRENCY": "8",
+        "UNDERSTUDY_LOG_LEVEL": "info",  # the workers' job lines tell which worker holds a job
+    }
+    log_path = data_dir / "team.log"
+    process = subprocess.Popen(
+        [sys.executable, "scripts/team.py"], cwd=ROOT, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+        env={**os.environ, **env, "UNDERSTUDY_PORT": str(port), "UNDERSTUDY_DATA_DIR": str(data_dir),
+             "UNDERSTUDY_TEAM_GRACE_SECONDS": "10"},
+        start_new_session=True,
+    )
+    state_path = data_dir / "team.json"
+    deadline = time.monotonic() + 90
+    state = None
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            state = json.loads(state_path.read_text())
+            if state["ready"]:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    if not state or not state["ready"]:
+        process.kill()
+        raise RuntimeError(f"the team did not start:\n{log_path.read_text(errors='replace')[-5000:]}")
+    env.update({"UNDERSTUDY_S3_ENDPOINT": state["s3_endpoint"], "UNDERSTUDY_S3_ACCESS_KEY": "understudy",
+                "UNDERSTUDY_S3_SECRET_KEY": "understudy-team-secret"})
+    team = Team(process, state["url"], data_dir, log_path, env, state["pids"])
+    try:
+        yield team
+    finally:
+        # SIGTERM, as `make team`'s Ctrl-C or a service manager would: every child must go.
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            code = None
+        survivors = [pid for pid in team.pids.values() if _alive(pid)]
+        for pid in survivors:
+            os.killpg(pid, signal.SIGKILL)
+        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        assert code == 0 and not survivors, f"supervisor exit {code}, survivors {survivors}\n{team.log()[-3000:]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def client(team) -> openai.OpenAI:
+    with openai.OpenAI(base_url=f"{team.url}/v1", api_key=new_key(), max_retries=0, timeout=60) as sdk:
+        yield sdk
+
+
+def test_health_names_the_team_backends(team):
+    assert httpx.get(f"{team.url}/healthz").json() == {
+        "status": "ok", "database": "postgresql", "blobs": "s3", "jobs": "arq", "events": "redis"}
+
+
+def test_streamed_run_executes_in_a_worker(client):
+    assistant = client.beta.assistants.create(model="gpt-4o-mini", instructions="Be brief.")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Tell me about lighthouses."}])
+    with client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id, stream=True) as stream:
+        events = [event.event for event in stream]
+    assert events[0] == "thread.run.created"
+    assert events[-1] == "thread.run.completed"
+    order = ["thread.run.created", "thread.run.queued", "thread.run.in_progress", "thread.run.step.created",
+             "thread.message.created", "thread.message.delta", "thread.message.completed",
+             "thread.run.step.completed", "thread.run.completed"]
+    positions = [events.index(name) for name in order]
+    assert positions == sorted(positions), events
+    assert events.count("thread.message.delta") > 1
+    messages = client.beta.threads.messages.list(thread_id=thread.id, order="asc").data
+    assert [m.role for m in messages] == ["user", "assistant"]
+    assert messages[1].content[0].text.value
+
+
+def test_raw_stream_ends_with_done(team):
+    key = new_key()
+    with httpx.Client(base_url=f"{team.url}/v1", headers={"Authorization": f"Bearer {key}", "OpenAI-Beta": "assistants=v2"}, timeout=60) as http:
+        assistant = http.post("/assistants", json={"model": "gpt-4o-mini"}).json()
+        body = {"assistant_id": assistant["id"], "stream": True, "thread": {"messages": [{"role": "user", "content": "hi"}]}}
+        with http.stream("POST", "/threads/runs", json=body) as response:
+            assert response.status_code == 200
+            names = [line.removeprefix("event: ") for line in response.iter_lines() if line.startswith("event: ")]
+    assert names[-2:] == ["thread.run.completed", "done"]
+
+
+def _batch_lines(n: int) -> bytes:
+    lines = [{"custom_id": f"line-{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"Write about topic number {i}."}]}}
+             for i in range(n)]
+    return "\n".join(json.dumps(line) for line in lines).encode()
+
+
+def _job_holder(team: Team, job_id: str) -> list[str]:
+    """The workers whose log shows them starting `job_id`, in order (arq logs `→ <job id>:<function>`)."""
+    return re.findall(rf"^(worker-\d+)\s*\|.*→ {re.escape(job_id)}:execute_batch", team.log(), re.MULTILINE)
+
+
+def test_batch_survives_a_killed_worker(team, client):
+    n = 200
+    source = client.files.create(file=("batch.jsonl", _batch_lines(n)), purpose="batch")
+    batch = client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions", completion_window="24h")
+    deadline = time.monotonic() + 30
+    while True:  # mid-batch: some lines answered, most not
+        batch = client.batches.retrieve(batch.id)
+        done = batch.request_counts.completed if batch.request_counts else 0
+        if done >= 10:
+            break
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.1)
+    assert batch.status == "in_progress" and done < n // 2, batch
+    holders = _job_holder(team, batch.id)
+    assert len(holders) == 1, team.log()[-3000:]
+    victim = holders[0]
+    os.killpg(team.pids[victim], signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    deadline = time.monotonic() + 90
+    while batch.status not in ("completed", "failed", "expired", "cancelled"):
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.3)
+        batch = client.batches.retrieve(batch.id)
+    assert batch.status == "completed", batch
+    assert (batch.request_counts.total, batch.request_counts.completed, batch.request_counts.failed) == (n, n, 0)
+    # The job was taken up by the surviving worker once the victim's lease lapsed.
+    holders = _job_holder(team, batch.id)
+    assert holders[0] == victim and len(holders) == 2 and holders[1] != victim, holders
+    assert time.monotonic() - killed_at > LEASE_SECONDS - 1
+
+    output = [json.loads(line) for line in client.files.content(batch.output_file_id).text.splitlines()]
+    ids = [line["custom_id"] for line in output]
+    assert sorted(ids) == sorted(f"line-{i}" for i in range(n)) and len(set(ids)) == n
+    assert all(line["response"]["status_code"] == 200 for line in output)
+    assert batch.error_file_id is None or not client.files.content(batch.error_file_id).text.strip()
+
+
+def test_vector_store_ingestion_with_blobs_in_s3(team, client):
+    from minio import Minio
+
+    marker = f"zephyrine{uuid.uuid4().hex[:8]}"
+    text = f"The harbour log.\n\nThe {marker} valve sits behind the third pump and must be opened slowly.\n" * 3
+    uploaded = client.files.create(file=("manual.txt", text.encode()), purpose="assistants")
+    store = client.vector_stores.create(name="team", file_ids=[uploaded.id])
+    deadline = time.monotonic() + 60
+    while store.status != "completed" or store.file_counts.completed != 1:
+        assert store.file_counts.failed == 0, store
+        assert time.monotonic() < deadline, store
+        time.sleep(0.2)
+        store = client.vector_stores.retrieve(store.id)
+    results = client.vector_stores.search(store.id, query=f"where is the {marker} valve?").data
+    assert results and results[0].file_id == uploaded.id
+    assert marker in results[0].content[0].text
+
+    s3 = Minio(team.env["UNDERSTUDY_S3_ENDPOINT"], access_key=team.env["UNDERSTUDY_S3_ACCESS_KEY"],
+               secret_key=team.env["UNDERSTUDY_S3_SECRET_KEY"], secure=False)
+    keys = [obj.object_name for obj in s3.list_objects("understudy", recursive=True)]
+    assert any(uploaded.id in key for key in keys), keys  # the file's bytes
+    assert any(store.id in key for key in keys), keys  # the store's vector index
+
+
+def test_background_response_resumed_from_another_api_process(team, client, tmp_path):
+    other = start_server(tmp_path / "other", {**team.env, "UNDERSTUDY_LOG_LEVEL": "warning"})
+    try:
+        prompt = "Describe, in several sentences, how a lighthouse keeper spends a long winter night on the rocks."
+        first: list = []
+        with client.responses.create(model="gpt-4o-mini", input=prompt, background=True, stream=True) as stream:
+            for event in stream:
+                first.append(event)
+                if event.type == "response.output_text.delta" and len(first) >= 6:
+                    break
+        response_id = first[0].response.id
+        cut = first[-1].sequence_number
+        with openai.OpenAI(base_url=f"{other.url}/v1", api_key=client.api_key, max_retries=0, timeout=60) as elsewhere:
+            assert elsewhere.responses.retrieve(response_id).status in ("queued", "in_progress")  # still running
+            rest = list(elsewhere.responses.retrieve(response_id, stream=True, starting_after=cut))
+            final = elsewhere.responses.retrieve(response_id)
+        numbers = [e.sequence_number for e in first + rest]
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
+        assert rest[-1].type == "response.completed"
+        deltas = "".join(e.delta for e in first + rest if e.type == "response.output_text.delta")
+        assert final.status == "completed" and deltas == final.output_text
+    finally:
+        other.stop()
