@@ -25,10 +25,12 @@ from app.services.files import FilesService
 from app.services.fine_tuning.service import FineTuningService
 from app.services.gemini import GeminiService
 from app.services.inference import InferenceService
+from app.services.rate_limits import RateLimiter
 from app.services.messages import MessagesService
 from app.services.models import ModelsService
 from app.services.responses.service import ResponsesService
 from app.services.uploads import UploadsService
+from app.services.usage import UsageRecorder
 from app.services.vector_stores.batches import FileBatchesService
 from app.services.vector_stores.files import VectorStoreFilesService
 from app.services.vector_stores.ingest import Ingestor
@@ -74,9 +76,13 @@ class Platform:
     responses: ResponsesService
     batches: BatchesService
     fine_tuning: FineTuningService
+    usage: UsageRecorder
+    rate_limits: RateLimiter
 
     async def close(self) -> None:
         await self.queue.stop()
+        await self.usage.close()  # the last usage sums, written after the jobs stop
+        await self.rate_limits.close()
         await self.router.close()
         await self.bus.close()
         await self.blobs.close()
@@ -94,7 +100,10 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     files = FilesService(db, blobs, max_file_bytes=settings.max_file_bytes)
     models = ModelsService(tuple(settings.extra_models))
     router = build_router(settings, OfflineProvider(chunk_delay_ms=settings.offline_chunk_delay_ms))
-    inference = InferenceService(router, models)
+    usage = UsageRecorder(db)
+    inference = InferenceService(router, models, usage)
+    rate_limits = RateLimiter(db, settings.rate_limit_rpm, settings.rate_limit_tpm, settings.redis_url)
+    await rate_limits.start()
     ctx: dict = {}
     queue: JobQueue
     bus: EventBus
@@ -151,7 +160,10 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         # Batch lines run through the live endpoints' services: they reach them through the platform.
         batches=BatchesService(db, blobs, files, queue, lambda: platform, settings),
         fine_tuning=FineTuningService(db, files, queue, models, settings),
+        usage=usage,
+        rate_limits=rate_limits,
     )
+    usage.start()
     ctx["platform"] = platform
     if run_jobs:
         await platform.queue.start()

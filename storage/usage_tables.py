@@ -1,6 +1,6 @@
 """Tables for usage records and per-project rate limits (team mode, issue 8). Imported by storage.models.
 
-Usage is kept in one-minute buckets per (project, model, API key, batch or not): API processes add their
+Usage is kept in one-minute buckets per (kind, project, model, API key, batch or not): API processes add their
 in-memory sums to a bucket's row with an upsert, so a row is written about once a second per active
 combination rather than once per request.
 """
@@ -20,9 +20,10 @@ def _count_field() -> Any:
 
 class UsageBucket(SQLModel, table=True):
     __tablename__ = "usage_buckets"
-    __table_args__ = (Index("ux_usage_buckets_key", "start_time", "project_id", "model", "api_key_id", "batch", unique=True),)
+    __table_args__ = (Index("ux_usage_buckets_key", "start_time", "kind", "project_id", "model", "api_key_id", "batch", unique=True),)
     seq: Optional[int] = seq_field()
     start_time: int  # the bucket's minute, unix seconds
+    kind: str = Field(max_length=16)  # "completions" (chat, legacy completions, responses, messages) or "embeddings"
     project_id: str = Field(max_length=64)
     model: str = Field(max_length=256)
     api_key_id: str = Field(default="", max_length=64)  # "" when the caller's key has no id (open mode)

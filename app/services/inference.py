@@ -38,10 +38,16 @@ def base_model(model: str) -> str:
     return model
 
 
+# Model calls whose usage is recorded (app/services/usage.py), by the kind of usage they are.
+_USAGE_KINDS = {"chat": "completions", "completions": "completions", "embeddings": "embeddings",
+                "chat_stream": "completions", "completions_stream": "completions"}
+
+
 class InferenceService:
-    def __init__(self, router, models: ModelsService) -> None:
+    def __init__(self, router, models: ModelsService, usage=None) -> None:
         self.router = router
         self._models = models
+        self.usage = usage  # a UsageRecorder, or None: nothing is recorded
 
     def provider_for(self, tenant_id: str, model: str) -> Provider:
         """A fine-tuned model (`ft:{base}:…`) goes where its base model goes; whether the tenant owns
@@ -70,14 +76,43 @@ class InferenceService:
         provider = self.provider_for(tenant_id, params["model"])
         params = await self._fine_tuned(tenant_id, provider, params)
         try:
-            return await getattr(provider, method)(params)
+            result = await getattr(provider, method)(params)
         except UpstreamError as error:
             raise api_error(error) from None
+        kind = _USAGE_KINDS.get(method)
+        if kind is not None and self.usage is not None:
+            self.usage.record(kind, tenant_id, result.get("model") or params["model"], result.get("usage"))
+        return result
 
     async def stream(self, tenant_id: str, method: str, params: dict) -> AsyncIterator[dict]:
         provider = self.provider_for(tenant_id, params["model"])
         params = await self._fine_tuned(tenant_id, provider, params)
-        return await started(getattr(provider, method)(params))
+        if self.usage is None or method not in _USAGE_KINDS:
+            return await started(getattr(provider, method)(params))
+        # The usage is always asked for (it is recorded); a client that did not ask does not see it.
+        options = params.get("stream_options")
+        hide = not (isinstance(options, dict) and options.get("include_usage"))
+        if hide:
+            params = {**params, "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True}}
+        return await started(self._metered(getattr(provider, method)(params), tenant_id, params["model"], hide))
+
+    async def _metered(self, chunks: AsyncIterator[dict], tenant_id: str, model: str, hide: bool) -> AsyncIterator[dict]:
+        usage = None
+        first = True
+        try:
+            async for chunk in chunks:
+                if first:
+                    model, first = chunk.get("model") or model, False
+                if "usage" in chunk:
+                    if chunk["usage"] is not None:
+                        usage = chunk["usage"]
+                        if hide and not chunk.get("choices"):
+                            continue
+                    if hide:
+                        del chunk["usage"]
+                yield chunk
+        finally:
+            self.usage.record("completions", tenant_id, model, usage)
 
     async def relay(self, tenant_id: str, model: str, path: str, raw_body: bytes, *, stream: bool) -> RelayResponse | None:
         """Byte-for-byte passthrough to an OpenAI-compatible upstream; None for other providers."""

@@ -25,12 +25,12 @@ def upgrade() -> None:
     op.create_table('usage_buckets',
     sa.Column('seq', SEQ, autoincrement=True, nullable=False),
     sa.Column('start_time', sa.Integer(), nullable=False),
-    _str('project_id'), _str('model', 256), _str('api_key_id'),
+    _str('kind', 16), _str('project_id'), _str('model', 256), _str('api_key_id'),
     sa.Column('batch', sa.Boolean(), nullable=False),
     *(sa.Column(name, sa.BigInteger(), nullable=False) for name in ('input_tokens', 'output_tokens', 'input_cached_tokens', 'num_model_requests')),
     sa.PrimaryKeyConstraint('seq'),
     )
-    op.create_index('ux_usage_buckets_key', 'usage_buckets', ['start_time', 'project_id', 'model', 'api_key_id', 'batch'], unique=True)
+    op.create_index('ux_usage_buckets_key', 'usage_buckets', ['start_time', 'kind', 'project_id', 'model', 'api_key_id', 'batch'], unique=True)
     op.create_table('project_rate_limits',
     sa.Column('seq', SEQ, autoincrement=True, nullable=False),
     _str('project_id'), _str('model', 256),
