@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,12 +78,56 @@ def start_server(data_dir: Path, env: dict[str, str] | None = None, timeout: flo
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    srv = start_server(
-        tmp_path_factory.mktemp("server"),
-        {"UNDERSTUDY_MAX_FILE_BYTES": str(SERVER_MAX_FILE_BYTES), "UNDERSTUDY_MAX_PART_BYTES": str(SERVER_MAX_FILE_BYTES)},
-    )
+    env = {"UNDERSTUDY_MAX_FILE_BYTES": str(SERVER_MAX_FILE_BYTES), "UNDERSTUDY_MAX_PART_BYTES": str(SERVER_MAX_FILE_BYTES)}
+    data_dir = tmp_path_factory.mktemp("server")
+    if os.environ.get("UNDERSTUDY_TEST_TEAM"):
+        # The same tests against team mode: PostgreSQL, Redis, and the jobs in an arq worker process.
+        with _team_backends(data_dir, env) as team_env:
+            srv = start_server(data_dir, team_env)
+            try:
+                yield srv
+            finally:
+                srv.stop()
+        return
+    srv = start_server(data_dir, env)
     yield srv
     srv.stop()
+
+
+@contextmanager
+def _team_backends(data_dir: Path, env: dict[str, str]):
+    """A fresh PostgreSQL database, Redis db 15 flushed, and one `understudy worker` (UNDERSTUDY_TEST_TEAM=1)."""
+    import asyncio
+
+    import asyncpg
+    import redis
+
+    name = f"understudy_team_{secrets.token_hex(6)}"
+
+    async def admin(sql: str) -> str:
+        conn = await asyncpg.connect(host="127.0.0.1", port=5432, database="test", user=os.environ.get("PGUSER", "postgres"))
+        try:
+            await conn.execute(sql)
+            return await conn.fetchval("SELECT current_user")
+        finally:
+            await conn.close()
+
+    user = asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    redis.Redis.from_url("redis://127.0.0.1:6379/15").flushdb()
+    team_env = {**env, "UNDERSTUDY_DATABASE_URL": f"postgresql+asyncpg://{user}@127.0.0.1:5432/{name}",
+                "UNDERSTUDY_REDIS_URL": "redis://127.0.0.1:6379/15"}
+    log = (data_dir.parent / f"{data_dir.name}-worker.log").open("wb")  # beside the data dir: tests inspect what is inside
+    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--data-dir", str(data_dir)], cwd=ROOT,
+                              env={**os.environ, "UNDERSTUDY_LOG_LEVEL": "warning", **team_env}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield team_env
+    finally:
+        worker.send_signal(signal.SIGINT)
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def new_key() -> str:

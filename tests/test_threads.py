@@ -193,7 +193,7 @@ def test_active_run_blocks_messages_and_delete_removes_everything(client, server
     assert client.beta.threads.messages.list(thread.id, run_id=run.id).data == []  # the run has written no message yet
 
     client.beta.threads.delete(thread.id)
-    if not os.environ.get("UNDERSTUDY_DATABASE_URL"):  # the server's default SQLite database: no rows are left behind
+    if not os.environ.get("UNDERSTUDY_DATABASE_URL") and not os.environ.get("UNDERSTUDY_TEST_TEAM"):  # SQLite: no rows are left behind
         with sqlite3.connect(server.data_dir / "understudy.db") as db:
             for table in ("thread_messages", "runs", "run_steps", "threads"):
                 column = "id" if table == "threads" else "thread_id"
