@@ -85,6 +85,8 @@ class Authenticator:
         self._tenants: dict[str, str] = {}
         # keys mode: key -> (project id, monotonic deadline, key id)
         self._project_keys: dict[str, tuple[str, float, str]] = {}
+        # keys mode: unknown keys -> monotonic deadline (a flood of bad keys costs one query per key per TTL)
+        self._refused: dict[str, float] = {}
         self._listener: asyncio.Task | None = None
 
     async def tenant_for_key(self, key: str) -> str:
@@ -92,6 +94,9 @@ class Authenticator:
             entry = self._project_keys.get(key)
             if entry is not None and entry[1] > time.monotonic():
                 return entry[0]
+            refused = self._refused.get(key)
+            if refused is not None and refused > time.monotonic():
+                raise _incorrect(key)  # a key never becomes valid later (issued keys are random): no query
             return await self._project_for_key(key)
         tenant = self._tenants.get(key)
         if tenant is not None:
@@ -137,6 +142,9 @@ class Authenticator:
         deadline = time.monotonic() + self._keys_ttl
         row = await self._db.fetch_one(_PROJECT_KEY, {"key_hash": hashlib.sha256(key.encode()).hexdigest()})
         if row is None or (row.expires_at is not None and row.expires_at <= now):
+            if len(self._refused) >= _CACHE_LIMIT:
+                self._refused.clear()
+            self._refused[key] = deadline
             raise _incorrect(key)
         if row.last_used_at is None or row.last_used_at <= now - LAST_USED_RESOLUTION:
             try:

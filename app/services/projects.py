@@ -128,9 +128,7 @@ class ProjectsService:
     async def find_or_create(self, name_or_id: str) -> tuple[dict, bool]:
         """The CLI's `--project`: an id (`proj_…`), else the oldest active project of that name, else a new one."""
         if name_or_id.startswith("proj_"):
-            row = await self._db.fetch_one(_GET, {"id": name_or_id})
-            if row is not None:
-                return project_object(row), False
+            return project_object(await self._row(name_or_id)), False
         row = await self._db.fetch_one(_BY_NAME, {"name": name_or_id})
         if row is not None:
             return project_object(row), False
