@@ -23,9 +23,18 @@ class Subscription(Protocol):
 class EventBus(Protocol):
     name: str
 
-    async def publish(self, channel: str, event: Any) -> None: ...
+    async def publish(self, channel: str, event: Any, *, keep: bool = False) -> None:
+        """Delivers `event` to the channel's current subscribers; with `keep`, also appends it to the
+        channel's kept history (atomically with the delivery), for a reader in another process that
+        subscribes late and needs what it missed."""
 
     def subscribe(self, channel: str): ...  # async context manager yielding a Subscription
+
+    async def kept(self, channel: str) -> list:
+        """The channel's kept history, oldest first."""
+
+    async def forget(self, channel: str) -> None:
+        """Drops the channel's kept history."""
 
     async def close(self) -> None: ...
 
@@ -48,9 +57,17 @@ class InMemoryEventBus:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[_QueueSubscription]] = {}
 
-    async def publish(self, channel: str, event: Any) -> None:
+    async def publish(self, channel: str, event: Any, *, keep: bool = False) -> None:
+        # `keep` is a no-op in memory: publisher and readers share the process, and the publisher holds
+        # the history itself (e.g. ResponsesService._live).
         for subscription in self._subscribers.get(channel, ()):
             subscription.queue.put_nowait(event)
+
+    async def kept(self, channel: str) -> list:
+        return []
+
+    async def forget(self, channel: str) -> None:
+        pass
 
     @asynccontextmanager
     async def subscribe(self, channel: str):
@@ -72,10 +89,18 @@ class InMemoryEventBus:
 class RedisEventBus:
     """Redis pub/sub, one connection per process: every local subscriber of a channel shares one Redis
     subscription (fanned out in memory), and `subscribe` returns only once Redis has confirmed it, so
-    nothing published after that is missed. Events are JSON; a published tuple arrives as a tuple."""
+    nothing published after that is missed. Events are JSON; a published tuple arrives as a tuple (its
+    items as JSON gives them: nested tuples become lists).
+
+    A kept history is a Redis list beside the channel, appended in the same MULTI as the PUBLISH: a
+    reader that subscribes, then reads the list, sees every event at least once (in the list, or on the
+    subscription, or both: it drops repeats by their own numbering). It expires `KEEP_SECONDS` after the
+    last event kept."""
 
     name = "redis"
     PREFIX = "understudy:events:"
+    KEPT_PREFIX = "understudy:kept:"
+    KEEP_SECONDS = 3600
 
     def __init__(self, url: str) -> None:
         from redis.asyncio import Redis
@@ -84,11 +109,38 @@ class RedisEventBus:
         self._pubsub = self._redis.pubsub()
         self._local = InMemoryEventBus()
         self._counts: dict[str, int] = {}
+        # Per channel: SUBSCRIBE commands sent whose confirmation has not come back yet, and the future
+        # the joiners wait on. Counting (not just "a confirmation came") matters when a channel is left
+        # and joined again before the first confirmation arrives: the stale one must not release the
+        # new joiner before Redis has its new subscription.
+        self._pending: dict[str, int] = {}
         self._confirmed: dict[str, asyncio.Future] = {}
         self._reader: asyncio.Task | None = None
+        # redis-py's PubSub opens its connection on the first command without a lock: concurrent first
+        # subscribes would each open one (and lose all but the last). Commands take turns.
+        self._commands = asyncio.Lock()
 
-    async def publish(self, channel: str, event: Any) -> None:
-        await self._redis.publish(self.PREFIX + channel, msgspec.json.encode(event))
+    @staticmethod
+    def _decode(raw: bytes) -> Any:
+        event = msgspec.json.decode(raw)
+        return tuple(event) if isinstance(event, list) else event
+
+    async def publish(self, channel: str, event: Any, *, keep: bool = False) -> None:
+        data = msgspec.json.encode(event)
+        if not keep:
+            await self._redis.publish(self.PREFIX + channel, data)
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(self.KEPT_PREFIX + channel, data)
+            pipe.expire(self.KEPT_PREFIX + channel, self.KEEP_SECONDS)
+            pipe.publish(self.PREFIX + channel, data)
+            await pipe.execute()
+
+    async def kept(self, channel: str) -> list:
+        return [self._decode(raw) for raw in await self._redis.lrange(self.KEPT_PREFIX + channel, 0, -1)]
+
+    async def forget(self, channel: str) -> None:
+        await self._redis.delete(self.KEPT_PREFIX + channel)
 
     @asynccontextmanager
     async def subscribe(self, channel: str):
@@ -103,20 +155,37 @@ class RedisEventBus:
         count = self._counts.get(channel, 0)
         self._counts[channel] = count + 1
         if count == 0:
-            self._confirmed[channel] = asyncio.get_running_loop().create_future()
-            await self._pubsub.subscribe(self.PREFIX + channel)
+            confirmed = self._confirmed.get(channel)
+            if confirmed is None or confirmed.done():
+                self._confirmed[channel] = asyncio.get_running_loop().create_future()
+            self._pending[channel] = self._pending.get(channel, 0) + 1
+            try:
+                async with self._commands:
+                    await self._pubsub.subscribe(self.PREFIX + channel)
+            except BaseException:  # not sent (as far as we know): nothing to wait for
+                self._pending[channel] -= 1
+                if not self._pending[channel]:
+                    del self._pending[channel]
+                await self._leave(channel)
+                raise
             if self._reader is None:
                 self._reader = asyncio.create_task(self._read(), name="event-bus-reader")
         confirmed = self._confirmed.get(channel)
         if confirmed is not None:
-            await asyncio.wait_for(asyncio.shield(confirmed), 10)
+            try:
+                await asyncio.wait_for(asyncio.shield(confirmed), 10)
+            except BaseException:
+                await self._leave(channel)
+                raise
 
     async def _leave(self, channel: str) -> None:
         self._counts[channel] -= 1
         if self._counts[channel] == 0:
             del self._counts[channel]
-            self._confirmed.pop(channel, None)
-            await self._pubsub.unsubscribe(self.PREFIX + channel)
+            if not self._pending.get(channel):
+                self._confirmed.pop(channel, None)  # else the reader drops it with the last confirmation
+            async with self._commands:
+                await self._pubsub.unsubscribe(self.PREFIX + channel)
 
     async def _read(self) -> None:
         skip = len(self.PREFIX)
@@ -135,15 +204,26 @@ class RedisEventBus:
                 continue
             channel = message["channel"].decode()[skip:]
             if message["type"] == "message":
-                event = msgspec.json.decode(message["data"])
-                await self._local.publish(channel, tuple(event) if isinstance(event, list) else event)
+                await self._local.publish(channel, self._decode(message["data"]))
             elif message["type"] == "subscribe":
+                pending = self._pending.get(channel, 0) - 1
+                if pending > 0:
+                    self._pending[channel] = pending
+                    continue
+                self._pending.pop(channel, None)
                 confirmed = self._confirmed.get(channel)
                 if confirmed is not None and not confirmed.done():
                     confirmed.set_result(None)
+                if channel not in self._counts:
+                    self._confirmed.pop(channel, None)
 
     async def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
+            try:
+                await self._reader
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._reader = None
         await self._pubsub.aclose()
         await self._redis.aclose()

@@ -1,5 +1,6 @@
-"""The EventBus contract, one suite for every backend (only in-memory today: a new backend is one more
-entry in BUS_FACTORIES plus, if it keeps subscribers elsewhere, one more `subscriber_count`)."""
+"""The EventBus contract, one suite for every backend (in memory, and Redis pub/sub on the machine's
+Redis: skipped when none answers), then what only the Redis bus does: events crossing between bus
+instances (processes), tuples surviving JSON, one Redis subscription per channel, the kept history."""
 from __future__ import annotations
 
 import asyncio
@@ -7,10 +8,11 @@ import uuid
 
 import pytest
 
-from app.events import InMemoryEventBus
+from app.events import InMemoryEventBus, RedisEventBus
 
 pytestmark = pytest.mark.anyio
 TIMEOUT = 5.0  # liveness only: a delivered event arrives in milliseconds
+REDIS_URL = "redis://127.0.0.1:6379/12"
 
 
 @pytest.fixture
@@ -22,10 +24,24 @@ def subscriber_count(bus, channel: str) -> int:
     """How many live subscriptions the bus holds for `channel` (backend-specific introspection)."""
     if isinstance(bus, InMemoryEventBus):
         return len(bus._subscribers.get(channel, ()))
+    if isinstance(bus, RedisEventBus):
+        local = len(bus._local._subscribers.get(channel, ()))
+        assert bus._counts.get(channel, 0) == local  # one Redis subscription, shared by the local ones
+        return local
     raise NotImplementedError(type(bus))
 
 
-BUS_FACTORIES = {"memory": InMemoryEventBus}
+def _redis_bus() -> RedisEventBus:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as error:
+        pytest.skip(f"no Redis on 127.0.0.1:6379: {error}")
+    return RedisEventBus(REDIS_URL)
+
+
+BUS_FACTORIES = {"memory": InMemoryEventBus, "redis": _redis_bus}
 
 
 @pytest.fixture(params=list(BUS_FACTORIES))
@@ -140,3 +156,90 @@ async def test_a_new_subscription_can_be_opened_again_on_the_same_channel(bus, c
             await bus.publish(channel, round_)
             assert await take(subscription, 1) == [round_]
     assert subscriber_count(bus, channel) == 0
+
+
+# -- Redis only -------------------------------------------------------------------------------------
+
+@pytest.fixture
+async def redis_buses():
+    """Two Redis buses, as two processes (an arq worker publishing, an API process streaming) hold."""
+    first, second = _redis_bus(), _redis_bus()
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+async def test_events_cross_between_bus_instances_in_order_without_loss(redis_buses, channel):
+    publisher, reader = redis_buses
+    async with reader.subscribe(channel) as subscription:
+        # No sleep: once subscribe returned, the very next publish from anywhere is delivered.
+        for i in range(200):
+            await publisher.publish(channel, ("response.output_text.delta", {"sequence_number": i}))
+        events = await take(subscription, 200)
+    assert [e[1]["sequence_number"] for e in events] == list(range(200))
+    assert all(isinstance(e, tuple) and e[0] == "response.output_text.delta" for e in events)
+
+
+async def test_tuples_round_trip(redis_buses, channel):
+    publisher, reader = redis_buses
+    async with reader.subscribe(channel) as subscription:
+        sent = [("thread.message.delta", {"delta": {"content": [{"text": "hé"}]}}), ("done", "[DONE]"), {"a": 1}, 7, "x", None]
+        for event in sent:
+            await publisher.publish(channel, event)
+        assert await take(subscription, len(sent)) == sent
+
+
+async def test_fan_out_to_many_local_subscribers_through_one_redis_subscription(redis_buses, channel):
+    publisher, reader = redis_buses
+    async with reader.subscribe(channel) as a, reader.subscribe(channel) as b, reader.subscribe(channel) as c:
+        assert reader._counts[channel] == 3
+        assert reader._pubsub.channels.keys() == {(RedisEventBus.PREFIX + channel).encode()}
+        await publisher.publish(channel, "hello")
+        for subscription in (a, b, c):
+            assert await take(subscription, 1) == ["hello"]
+    assert channel not in reader._counts and channel not in reader._confirmed
+
+
+async def test_many_channels_subscribed_concurrently_each_get_their_events(redis_buses):
+    publisher, reader = redis_buses
+    channels = [f"run_{uuid.uuid4().hex}" for _ in range(20)]
+
+    async def follow(name: str) -> list:
+        async with reader.subscribe(name) as subscription:
+            await publisher.publish(name, name)
+            return await take(subscription, 1)
+
+    assert await asyncio.gather(*(follow(name) for name in channels)) == [[name] for name in channels]
+    assert not reader._counts and not reader._confirmed and not reader._pending
+
+
+async def test_leaving_and_joining_again_at_once_still_waits_for_redis(redis_buses, channel):
+    publisher, reader = redis_buses
+    for i in range(20):  # no pause between leaving and joining: confirmations overlap
+        async with reader.subscribe(channel) as subscription:
+            await publisher.publish(channel, i)
+            assert await take(subscription, 1) == [i]
+
+
+async def test_kept_history_for_a_late_reader(redis_buses, channel):
+    publisher, reader = redis_buses
+    await publisher.forget(channel)
+    for i in range(3):
+        await publisher.publish(channel, ("delta", {"n": i}), keep=True)
+    await publisher.publish(channel, ("not kept", {}))
+    async with reader.subscribe(channel) as subscription:
+        assert await reader.kept(channel) == [("delta", {"n": i}) for i in range(3)]
+        await publisher.publish(channel, ("delta", {"n": 3}), keep=True)
+        assert await take(subscription, 1) == [("delta", {"n": 3})]
+    assert len(await reader.kept(channel)) == 4
+    ttl = await reader._redis.ttl(RedisEventBus.KEPT_PREFIX + channel)
+    assert 0 < ttl <= RedisEventBus.KEEP_SECONDS
+    await reader.forget(channel)
+    assert await reader.kept(channel) == []
+
+
+async def test_memory_bus_keeps_nothing(channel):
+    bus = InMemoryEventBus()
+    await bus.publish(channel, 1, keep=True)
+    assert await bus.kept(channel) == []
+    await bus.forget(channel)

@@ -260,7 +260,12 @@ def test_background_response_resumed_from_another_api_process(team, client, tmp_
     try:
         prompt = "Describe, in several sentences, how a lighthouse keeper spends a long winter night on the rocks."
         first: list = []
-        with client.responses.create(model="gpt-4o-mini", input=prompt, background=True, stream=True) as stream:
+        # A long answer (40 list items, at the offline model's slowed pace) is still being written while
+        # the stream is resumed elsewhere.
+        schema = {"type": "object", "properties": {"steps": {"type": "array", "items": {"type": "string"}, "minItems": 40}},
+                  "required": ["steps"], "additionalProperties": False}
+        text = {"format": {"type": "json_schema", "name": "night", "schema": schema, "strict": True}}
+        with client.responses.create(model="gpt-4o-mini", input=prompt, text=text, background=True, stream=True) as stream:
             for event in stream:
                 first.append(event)
                 if event.type == "response.output_text.delta" and len(first) >= 6:
@@ -276,5 +281,6 @@ def test_background_response_resumed_from_another_api_process(team, client, tmp_
         assert rest[-1].type == "response.completed"
         deltas = "".join(e.delta for e in first + rest if e.type == "response.output_text.delta")
         assert final.status == "completed" and deltas == final.output_text
+        assert len(json.loads(final.output_text)["steps"]) >= 40
     finally:
         other.stop()
