@@ -8,8 +8,8 @@ scratch if a restart interrupted it: its output items are replaced in the transa
 
 A background response's events go out on the bus (`response:{id}`) and are kept with the row when it
 ends; while it executes, a replay (`GET ?stream=true&starting_after=N`) takes the ones already sent
-from the executing job's memory — which assumes the in-process runner. Workers in other processes
-would need those events on a bus that replays (e.g. a Redis stream) instead.
+from the executing job's memory (in-process runner) or from the bus's kept history (team mode: the
+job runs in a worker process; events are published with `keep=True`).
 """
 from __future__ import annotations
 
@@ -205,6 +205,7 @@ class ResponsesService:
         response["status"] = "queued"  # as `response.created` shows it
         channel = f"response:{response_id}"
         live = self._live[response_id] = []
+        await self._bus.forget(channel)  # a retried attempt starts its history afresh
 
         async def check() -> None:
             stored = await self.store.get(response_id)
@@ -222,7 +223,7 @@ class ResponsesService:
                         raise Stopped()
                     await self._append_to_conversation(tenant_id, params, inputs, response)
                 live.append((name, event))
-                await self._bus.publish(channel, (name, event))
+                await self._bus.publish(channel, (name, event), keep=True)
         except Stopped:
             await self._bus.publish(channel, (END, {}))
         except APIError as error:  # the model refused the request before streaming
@@ -230,7 +231,7 @@ class ResponsesService:
             event = Events(len(live)).lifecycle("failed", response)
             request["events"] = live + [event]
             if await self.store.finish(response, tenant_id, request, [], expect="in_progress"):
-                await self._bus.publish(channel, event)
+                await self._bus.publish(channel, event, keep=True)
             else:
                 await self._bus.publish(channel, (END, {}))
         finally:
@@ -268,7 +269,7 @@ class ResponsesService:
                     if event["sequence_number"] > after:
                         yield name, event
                 return
-            for name, event in list(self._live.get(response_id, ())):
+            for name, event in list(self._live.get(response_id) or await self._bus.kept(f"response:{response_id}")):
                 if event["sequence_number"] > after:
                     after = event["sequence_number"]
                     yield name, event
