@@ -248,3 +248,65 @@ def test_revocation_reaches_every_api_process_within_a_second(tmp_path, pg_datab
     finally:
         for server in servers:
             server.stop()
+
+
+# -- the authenticator in process ------------------------------------------------------------------------
+
+def test_warm_keys_cost_no_query_and_revocations_are_heard_on_the_bus(tmp_path):
+    from app.core.auth import Authenticator
+    from app.core.errors import APIError
+    from app.events import InMemoryEventBus
+    from app.services.api_keys import ApiKeysService
+    from storage.db import Database
+
+    async def scenario():
+        db, bus = Database(f"sqlite+aiosqlite:///{tmp_path / 'k.db'}"), InMemoryEventBus()
+        try:
+            await db.migrate()
+            service = ApiKeysService(db, bus)
+            project, issued, secret = await service.issue_for_project("alpha")
+            auth = Authenticator(db, "keys", bus, keys_ttl=3600)
+            reads = 0
+            fetch_one = db.fetch_one
+
+            async def counting(*args, **kwargs):
+                nonlocal reads
+                reads += 1
+                return await fetch_one(*args, **kwargs)
+
+            db.fetch_one = counting
+            assert await auth.tenant_for_key(secret) == project["id"]
+            for _ in range(100):
+                assert await auth.tenant_for_key(secret) == project["id"]
+            assert reads == 1
+            for _ in range(3):  # an unknown key: one query, then refused from memory
+                with pytest.raises(APIError) as caught:
+                    await auth.tenant_for_key(new_key())
+                assert caught.value.status_code == 401
+            for _ in range(100):
+                with pytest.raises(APIError):
+                    await auth.tenant_for_key("sk-unknown-key")
+            assert reads == 5
+            await asyncio.sleep(0.05)  # the revocation listener subscribed on first use
+            db.fetch_one = fetch_one
+            await service.revoke(issued["id"])
+            await asyncio.sleep(0.05)
+            with pytest.raises(APIError):  # even with an hour-long TTL
+                await auth.tenant_for_key(secret)
+            await auth.close()
+        finally:
+            await bus.close()
+            await db.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_cli_admin_key(keys_server):
+    secret = cli(keys_server.env, "create", "--admin", "--name", "ops").stdout.strip().splitlines()[-1]
+    assert secret.startswith("sk-admin-")
+    response = httpx.get(f"{keys_server.url}/v1/organization/admin_api_keys", headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 200, response.text
+    assert "ops" in [k["name"] for k in response.json()["data"]]
+    result = subprocess.run([sys.executable, "-m", "app.cli", "keys", "create"], cwd=ROOT, env={**os.environ, **keys_server.env},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--project" in result.stderr
