@@ -35,9 +35,11 @@ def _leased(function, lease_seconds: float, max_tries: int):
 
         async def renew() -> None:
             while True:
-                await redis.pexpire(key, int(lease_seconds * 1000))
                 await asyncio.sleep(lease_seconds / 3)
+                await redis.pexpire(key, int(lease_seconds * 1000))
 
+        # The lease replaces arq's job-timeout-long mark before the job does anything.
+        await redis.pexpire(key, int(lease_seconds * 1000))
         renewer = asyncio.create_task(renew())
         try:
             return await function({**ctx, "max_tries": max_tries}, **args)
