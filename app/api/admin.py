@@ -51,7 +51,9 @@ async def modify_project(request: Request, project_id: str) -> dict:
 @post("/projects/{project_id:str}/archive", status_code=200)
 async def archive_project(request: Request, project_id: str) -> dict:
     await require_admin(request)
-    return await _projects(request).archive(project_id)
+    body = await _projects(request).archive(project_id)
+    request.app.state.platform.auth.forget({"project_id": project_id})  # this process at once; others via the bus
+    return body
 
 
 @post("/projects/{project_id:str}/api_keys", status_code=200)
@@ -76,7 +78,9 @@ async def retrieve_project_key(request: Request, project_id: str, api_key_id: st
 @delete("/projects/{project_id:str}/api_keys/{api_key_id:str}", status_code=200)
 async def delete_project_key(request: Request, project_id: str, api_key_id: str) -> dict:
     await require_admin(request)
-    return await admin_keys(request).delete_project_key(project_id, api_key_id)
+    body = await admin_keys(request).delete_project_key(project_id, api_key_id)
+    request.app.state.platform.auth.forget({"key_id": api_key_id})  # this process at once; others via the bus
+    return body
 
 
 @post("/admin_api_keys", status_code=200)
