@@ -9,8 +9,11 @@ import httpx
 import openai
 import pytest
 
+from app.services.usage import UsageRecorder, in_batch
+from storage.db import Database
 from tests.conftest import assert_openai_error, new_key, start_server
 from tests.support.openapi import assert_matches_schema
+from tests.test_db import anyio_backend, db_url, pg_databases  # noqa: F401  (fixtures: SQLite and PostgreSQL databases)
 
 ADMIN_KEY = "sk-admin-usage-" + "0" * 8
 
@@ -156,3 +159,40 @@ def test_usage_needs_the_admin_key(server):
     for headers in ({}, {"Authorization": f"Bearer {new_key()}"}):
         response = httpx.get(f"{server.url}/v1/organization/usage/completions", params={"start_time": 0}, headers=headers)
         assert_openai_error(response, 401)
+
+
+@pytest.mark.anyio
+async def test_recorders_of_two_processes_add_up_on_sqlite_and_postgresql(db_url):
+    """The upsert adds to what another process wrote (SQLite's and PostgreSQL's ON CONFLICT); batch usage apart."""
+    db = Database(db_url)
+    try:
+        await db.migrate()
+        first, second = UsageRecorder(db), UsageRecorder(db)
+        usage = {"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 4}}
+        first.record("completions", "proj_a", "m1", usage)
+        second.record("completions", "proj_a", "m1", usage)
+        second.record("completions", "proj_b", "m2", None)  # a stream cut short: a request with no known tokens
+        token = in_batch.set(True)
+        try:
+            first.record("completions", "proj_a", "m1", usage)
+        finally:
+            in_batch.reset(token)
+        first.record("embeddings", "proj_a", "e1", {"prompt_tokens": 7, "total_tokens": 7})
+        await first.flush()
+        await second.flush()
+        first.record("completions", "proj_a", "m1", usage)
+        query = {"start_time": [str(int(time.time()) - 120)], "group_by": ["project_id", "model", "batch"]}
+        report = await first.report("completions", query)  # flushes first
+        assert_matches_schema(report, "UsageResponse")
+        got = {(r["project_id"], r["model"], r["batch"]): (r["input_tokens"], r["output_tokens"], r["input_cached_tokens"], r["num_model_requests"])
+               for r in _results(report)}
+        assert got == {("proj_a", "m1", False): (30, 15, 12, 3), ("proj_a", "m1", True): (10, 5, 4, 1), ("proj_b", "m2", False): (0, 0, 0, 1)}
+        only_batch = await first.report("completions", {**query, "batch": ["true"], "group_by": []})
+        assert [(r["input_tokens"], r["num_model_requests"]) for r in _results(only_batch)] == [(10, 1)]
+        embedded = await second.report("embeddings", {"start_time": query["start_time"], "bucket_width": ["1m"]})
+        assert_matches_schema(embedded, "UsageResponse")
+        assert [(r["input_tokens"], r["num_model_requests"]) for r in _results(embedded)] == [(7, 1)]
+        await first.close()
+        await second.close()
+    finally:
+        await db.dispose()

@@ -12,7 +12,7 @@ import contextvars
 import logging
 import time
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -142,17 +142,22 @@ class UsageRecorder:
         batch = _one(query, "batch")
         if batch is not None:
             conditions.append(_TABLE.c.batch == (batch.lower() in ("true", "1")))
-        rows = await self._db.fetch_all(select(_TABLE).where(and_(*conditions))) if starts else []
+        # Summed in the database, per bucket and group (the bucket's start inlined: the same expression in
+        # SELECT and GROUP BY, which PostgreSQL insists on).
+        bucket_of = (_TABLE.c.start_time - (_TABLE.c.start_time - literal_column(str(int(first)))) % literal_column(str(width))).label("bucket")
+        columns = [_TABLE.c[name] for name in group_by if name in _TABLE.c]
+        statement = (select(bucket_of, *columns, *(func.sum(_TABLE.c[name]).label(name) for name in _SUMS))
+                     .where(and_(*conditions)).group_by(bucket_of, *columns))
+        rows = await self._db.fetch_all(statement) if starts else []
         grouped: dict[int, dict[tuple, list[int]]] = {s: {} for s in starts}
         for row in rows:
-            at = first + (row.start_time - first) // width * width
             group = tuple(_group_value(row, name) for name in group_by)
-            sums = grouped[at].setdefault(group, [0, 0, 0, 0])
+            sums = grouped[int(row.bucket)].setdefault(group, [0, 0, 0, 0])
             for i, name in enumerate(_SUMS):
-                sums[i] += getattr(row, name)
+                sums[i] += int(getattr(row, name))
         data = [
             {"object": "bucket", "start_time": s, "end_time": s + width,
-             "results": [_result(kind, group_by, group, sums) for group, sums in grouped[s].items()]}
+             "results": [_result(kind, group_by, group, grouped[s][group]) for group in sorted(grouped[s], key=repr)]}
             for s in starts
         ]
         return {"object": "page", "data": data, "has_more": has_more, "next_page": str(bucket) if has_more else None}
@@ -162,6 +167,8 @@ def _group_value(row, name: str):
     if name in ("user_id", "service_tier"):
         return None
     value = getattr(row, name)
+    if name == "batch":
+        return bool(value)
     return None if name == "api_key_id" and not value else value
 
 
