@@ -7,8 +7,8 @@ with 1 and 2 API processes, and 1 and 2 workers, in the same run.
 One team (2 API processes, 2 workers) plus one more lone API process against the same backends:
 - requests/s of GET /v1/files/{id} and of offline POST /v1/chat/completions (`wrk` on loopback,
   apt-get install wrk) on the lone process's port, then on the team's (2 processes), alternately;
-- job throughput: Assistants runs (create-and-run, offline model) completed per second with the second
-  worker stopped (SIGSTOP while the queue is empty), then running, alternately.
+- job throughput: Assistants runs (create-and-run, offline model) queued while the workers are stopped
+  (SIGSTOP while the queue is empty), then completed per second by 1 worker, or by 2, alternately.
 
 Prints the figures and their ratios; asserts nothing about time. On a 2-core machine every process
 (API, workers, PostgreSQL, Redis, S3, wrk itself) shares the same two cores, so 2x is out of reach: the
@@ -129,7 +129,10 @@ def api_rates(url: str, seconds: int, connections: int) -> dict[str, float]:
     return {"retrieve": retrieve, "chat": chat}
 
 
-async def runs_per_second(url: str, runs: int, in_flight: int = 32) -> float:
+async def runs_per_second(url: str, runs: int, working: list[int], stopped: list[int], in_flight: int = 32) -> float:
+    """Creates `runs` runs while every worker is stopped (SIGSTOP, the queue empty: no claim is held),
+    then lets the `working` ones go and times how long they take to complete them all: the workers'
+    throughput, not the API's create rate."""
     headers = {"Authorization": f"Bearer {KEY}", "OpenAI-Beta": "assistants=v2"}
     async with httpx.AsyncClient(base_url=f"{url}/v1", headers=headers, timeout=60,
                                  limits=httpx.Limits(max_connections=in_flight)) as http:
@@ -142,20 +145,28 @@ async def runs_per_second(url: str, runs: int, in_flight: int = 32) -> float:
                 run = (await http.post("/threads/runs", json=body)).json()
                 return run["thread_id"], run["id"]
 
-        started = time.perf_counter()
-        pending = list(await asyncio.gather(*(create(i) for i in range(runs))))
-        while pending:  # oldest first: a finished one is dropped, the first unfinished ends the round
-            still = []
-            for index, (thread_id, run_id) in enumerate(pending):
-                status = (await http.get(f"/threads/{thread_id}/runs/{run_id}")).json()["status"]
-                if status in ("queued", "in_progress"):
-                    still = pending[index:]
-                    break
-                assert status == "completed", status
-            pending = still
-            if pending:
-                await asyncio.sleep(0.05)
-        return runs / (time.perf_counter() - started)
+        async def finished(thread_id: str, run_id: str) -> bool:
+            status = (await http.get(f"/threads/{thread_id}/runs/{run_id}")).json()["status"]
+            assert status in ("queued", "in_progress", "completed"), status
+            return status == "completed"
+
+        for pid in working + stopped:
+            os.killpg(pid, signal.SIGSTOP)
+        try:
+            pending = list(await asyncio.gather(*(create(i) for i in range(runs))))
+            started = time.perf_counter()
+            for pid in working:
+                os.killpg(pid, signal.SIGCONT)
+            while pending:  # the oldest 16 pending each round: runs complete roughly in queue order
+                head = pending[:16]
+                done = await asyncio.gather(*(finished(*run) for run in head))
+                pending = [run for run, ok in zip(head, done) if not ok] + pending[16:]
+                if pending and not any(done):
+                    await asyncio.sleep(0.02)
+            return runs / (time.perf_counter() - started)
+        finally:
+            for pid in working + stopped:
+                os.killpg(pid, signal.SIGCONT)
 
 
 def main() -> None:
@@ -187,15 +198,11 @@ def main() -> None:
                         keep(f"{name} {label}", value)
         finally:
             single.stop()
-        # 1 vs 2 workers: the second one stopped (SIGSTOP, while the queue is empty) or running.
-        second = state["pids"]["worker-2"]
+        # 1 vs 2 workers over the same queue of runs, created beforehand.
+        first, second = state["pids"]["worker-1"], state["pids"]["worker-2"]
         for _ in range(args.rounds):
-            os.killpg(second, signal.SIGSTOP)
-            try:
-                keep("runs 1 worker", asyncio.run(runs_per_second(state["url"], args.runs)))
-            finally:
-                os.killpg(second, signal.SIGCONT)
-            keep("runs 2 workers", asyncio.run(runs_per_second(state["url"], args.runs)))
+            keep("runs 1 worker", asyncio.run(runs_per_second(state["url"], args.runs, [first], [second])))
+            keep("runs 2 workers", asyncio.run(runs_per_second(state["url"], args.runs, [first, second], [])))
 
     print()
     for name, one, two, unit in (("file retrieve", "retrieve 1 API process", "retrieve 2 API processes", "req/s"),

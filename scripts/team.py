@@ -162,6 +162,7 @@ class Team:
             "ready": ready,
             "url": f"http://{self.host}:{self.port}",
             "s3_endpoint": self.env.get("UNDERSTUDY_S3_ENDPOINT"),
+            "supervisor": os.getpid(),
             "pids": {name: p.pid for name, p in self.children.items()},
         }
         path = self.data_dir / "team.json"
