@@ -6,6 +6,8 @@ estimates the request's tokens, takes them from the project's window and adds th
 """
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 
 from app.api.deps import _SCOPE_KEY
@@ -27,17 +29,21 @@ class RateLimitMiddleware:
 
     def __init__(self, app) -> None:
         self.app = app
+        self._limiter: RateLimiter | None = None  # the platform's, found on the first request
 
     async def __call__(self, scope, receive, send) -> None:
-        caller = scope.get(_SCOPE_KEY)
-        if caller is None or not caller.platform.rate_limits.active:
-            await self.app(scope, receive, send)
-            return
+        limiter = self._limiter
+        if limiter is None:
+            caller = scope.get(_SCOPE_KEY)
+            if caller is None:
+                return await self.app(scope, receive, send)
+            limiter = self._limiter = caller.platform.rate_limits
+        if not limiter.active:  # no limit anywhere: the whole cost of this middleware
+            return await self.app(scope, receive, send)
         kind = LIMITED.get(scope["path"]) if scope.get("method") == "POST" else None
         if kind is None:
-            await self.app(scope, receive, send)
-            return
-        await self._limited(caller.platform.rate_limits, caller.tenant, kind, scope, receive, send)
+            return await self.app(scope, receive, send)
+        await self._limited(limiter, scope[_SCOPE_KEY].tenant, kind, scope, receive, send)
 
     async def _limited(self, limiter: RateLimiter, project_id: str, kind: str, scope, receive, send) -> None:
         chunks = []
@@ -70,8 +76,13 @@ class RateLimitMiddleware:
         if not limits.rpm and not limits.tpm:
             await self.app(scope, replay, send)
             return
-        tokens = estimate_tokens(kind, body) if limits.tpm else 0
+        tokens = 0
+        if limits.tpm:  # a long prompt is counted off the event loop
+            tokens = estimate_tokens(kind, body) if len(raw) < 65536 else await asyncio.to_thread(estimate_tokens, kind, body)
         decision = await limiter.take(project_id, limits, tokens)
+        if decision is None:  # the counters are out of reach: the request goes through unlimited
+            await self.app(scope, replay, send)
+            return
         headers = []
         if limits.rpm:
             headers += [(b"x-ratelimit-limit-requests", str(limits.rpm).encode()),

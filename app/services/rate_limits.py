@@ -138,8 +138,18 @@ class RateLimiter:
                 return found
         return self._defaults
 
-    async def take(self, project_id: str, limits: Limits, tokens: int) -> Decision:
-        return await self._counters.take(f"understudy:rl:{project_id}:{limits.scope}", limits.rpm, limits.tpm, tokens)
+    async def take(self, project_id: str, limits: Limits, tokens: int) -> Decision | None:
+        """None when the counters cannot be reached (Redis down): limits fail open rather than fail every call."""
+        try:
+            return await self._counters.take(f"understudy:rl:{project_id}:{limits.scope}", limits.rpm, limits.tpm, tokens)
+        except (OSError, ConnectionError) as error:
+            log.warning("rate-limit counters unavailable, not limiting: %s", error)
+            return None
+        except Exception as error:  # redis.RedisError and its kin
+            if type(error).__module__.startswith("redis"):
+                log.warning("rate-limit counters unavailable, not limiting: %s", error)
+                return None
+            raise
 
     # The admin API (OpenAI's shape: a rate limit per model, id "rl-{model}"; "rl-*" is every model's).
 
