@@ -19,11 +19,11 @@ from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 
 from tests.conftest import ROOT
+from tests.test_team import claim_redis_db
 from workers.arq_queue import QUEUE_NAME, ArqQueue
 from workers.arq_worker import _leased
 
 pytestmark = pytest.mark.anyio
-REDIS_URL = "redis://127.0.0.1:6379/11"
 LEASE = 2.0
 
 
@@ -32,16 +32,17 @@ def anyio_backend():
     return "asyncio"
 
 
+@pytest.fixture(scope="module")
+def redis_url():
+    with claim_redis_db() as url:  # flushed, and no other test session's workers on it
+        yield url
+
+
 @pytest.fixture
-async def redis():
+async def redis(redis_url):
     from redis.asyncio import Redis
 
-    client = Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except Exception as error:  # noqa: BLE001
-        await client.aclose()
-        pytest.skip(f"no Redis on 127.0.0.1:6379: {error}")
+    client = Redis.from_url(redis_url)
     await client.flushdb()
     yield client
     await client.flushdb()
@@ -49,17 +50,17 @@ async def redis():
 
 
 @pytest.fixture
-async def queue(redis):
-    q = await ArqQueue(REDIS_URL).connect()
+async def queue(redis, redis_url):
+    q = await ArqQueue(redis_url).connect()
     yield q
     await q.stop()
 
 
-def worker(functions: dict, **options) -> Worker:
+def worker(redis_url: str, functions: dict, **options) -> Worker:
     """An arq Worker as build_worker makes it, over test functions."""
     return Worker(
         functions=[func(_leased(f, LEASE, 5), name=name, timeout=3600) for name, f in functions.items()],
-        queue_name=QUEUE_NAME, redis_settings=RedisSettings.from_dsn(REDIS_URL), keep_result=0, poll_delay=0.05,
+        queue_name=QUEUE_NAME, redis_settings=RedisSettings.from_dsn(redis_url), keep_result=0, poll_delay=0.05,
         handle_signals=False, max_tries=5, **options,
     )
 
@@ -73,7 +74,7 @@ async def test_a_keyed_job_is_queued_once(queue, redis):
     assert await redis.zcard(QUEUE_NAME) == 2
 
 
-async def test_jobs_run_in_a_worker_and_a_finished_key_is_free_again(queue, redis):
+async def test_jobs_run_in_a_worker_and_a_finished_key_is_free_again(queue, redis, redis_url):
     seen: list[tuple[str, int]] = []
 
     async def record(ctx, batch_id: str) -> None:
@@ -83,10 +84,10 @@ async def test_jobs_run_in_a_worker_and_a_finished_key_is_free_again(queue, redi
         seen.append((batch_id, ctx["max_tries"]))
 
     await queue.enqueue("record", key="batch_1", batch_id="batch_1")
-    await worker({"record": record}, burst=True).main()
+    await worker(redis_url, {"record": record}, burst=True).main()
     assert seen == [("batch_1", 5)]
     await queue.enqueue("record", key="batch_1", batch_id="batch_1")  # keep_result=0: the key is free
-    await worker({"record": record}, burst=True).main()
+    await worker(redis_url, {"record": record}, burst=True).main()
     assert seen == [("batch_1", 5), ("batch_1", 5)]
     assert await redis.zcard(QUEUE_NAME) == 0
 
@@ -108,12 +109,12 @@ DOOMED_WORKER = textwrap.dedent("""
 """)
 
 
-async def test_a_job_whose_worker_died_is_taken_up_after_the_lease(queue, redis):
-    doomed = subprocess.Popen([sys.executable, "-c", DOOMED_WORKER, REDIS_URL, str(LEASE)], cwd=ROOT,
+async def test_a_job_whose_worker_died_is_taken_up_after_the_lease(queue, redis, redis_url):
+    doomed = subprocess.Popen([sys.executable, "-c", DOOMED_WORKER, redis_url, str(LEASE)], cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         await queue.enqueue("hold", key="batch_1", batch_id="batch_1")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while await redis.get("test:started") is None:
             assert doomed.poll() is None and time.monotonic() < deadline
             await asyncio.sleep(0.05)
@@ -134,7 +135,7 @@ async def test_a_job_whose_worker_died_is_taken_up_after_the_lease(queue, redis)
         taken.append(time.monotonic())
         assert ctx["job_try"] == 2  # the dead worker's attempt counted
 
-    await asyncio.wait_for(worker({"hold": hold}, burst=True).main(), LEASE + 15)
+    await asyncio.wait_for(worker(redis_url, {"hold": hold}, burst=True).main(), LEASE + 30)
     assert len(taken) == 1
-    assert taken[0] - killed_at < LEASE + 2  # the lease, not arq's hour-long in-progress mark
+    assert taken[0] - killed_at < LEASE + 8  # the lease, not arq's hour-long in-progress mark (slack for a loaded machine)
     assert await redis.zcard(QUEUE_NAME) == 0

@@ -12,7 +12,9 @@ from app.events import InMemoryEventBus, RedisEventBus
 
 pytestmark = pytest.mark.anyio
 TIMEOUT = 5.0  # liveness only: a delivered event arrives in milliseconds
-REDIS_URL = "redis://127.0.0.1:6379/12"
+# Channels are unique per test and nothing is flushed, so the default database serves (and concurrent
+# test sessions cannot disturb each other).
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture

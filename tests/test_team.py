@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,6 @@ import pytest
 
 from tests.conftest import ROOT, free_port, new_key, start_server
 
-REDIS_URL = "redis://127.0.0.1:6379/13"  # this module's own Redis database, flushed first
 PG = dict(host="127.0.0.1", port=5432, database="test")
 LEASE_SECONDS = 3  # how soon a killed worker's job is taken up again
 CHUNK_DELAY_MS = 20  # the offline model's pace: a batch line takes ~ chunks x delay
@@ -30,15 +30,38 @@ CHUNK_DELAY_MS = 20  # the offline model's pace: a batch line takes ~ chunks x d
 pytestmark = [pytest.mark.postgres, pytest.mark.s3]
 
 
-def _redis_or_skip():
+# Redis databases a test session may claim. Left out: 0 (`make team`'s default), 11 (tests/test_rate_limits.py
+# and tests/test_keys.py) and 15 (UNDERSTUDY_TEST_TEAM in tests/conftest.py).
+_CLAIMABLE = (13, 12, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 14)
+
+
+@contextmanager
+def claim_redis_db(hours: float = 1.0):
+    """A Redis database of its own, flushed, as a URL: several test sessions on one machine (each running
+    this module) must not flush each other's queues or run each other's jobs. The claim is a key in db 0
+    (SET NX with an expiry, in case a session dies), released at the end. Skips without Redis."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    admin = redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_connect_timeout=2)
     try:
-        client.ping()
+        admin.ping()
     except redis.RedisError as error:
         pytest.skip(f"no Redis on 127.0.0.1:6379: {error}")
-    return client
+    token = uuid.uuid4().hex
+    for number in _CLAIMABLE:
+        claim = f"understudy:test-claim:db{number}"
+        if admin.set(claim, token, nx=True, ex=int(hours * 3600)):
+            break
+    else:
+        pytest.skip("every claimable Redis database is in use by other test sessions")
+    url = f"redis://127.0.0.1:6379/{number}"
+    redis.Redis.from_url(url).flushdb()
+    try:
+        yield url
+    finally:
+        redis.Redis.from_url(url).flushdb()
+        if admin.get(claim) == token.encode():
+            admin.delete(claim)
 
 
 async def _pg(sql: str) -> str:
@@ -74,8 +97,13 @@ class Team:
 
 
 @pytest.fixture(scope="module")
-def team(tmp_path_factory):
-    _redis_or_skip().flushdb()
+def redis_url():
+    with claim_redis_db() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory, redis_url):
     try:
         user = asyncio.run(_pg(""))
     except ConnectionError as error:
@@ -85,7 +113,7 @@ def team(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("team")
     port = free_port()
     env = {
-        "UNDERSTUDY_REDIS_URL": REDIS_URL,
+        "UNDERSTUDY_REDIS_URL": redis_url,
         "UNDERSTUDY_DATABASE_URL": f"postgresql+asyncpg://{user}@127.0.0.1:5432/{name}",
         "UNDERSTUDY_JOB_LEASE_SECONDS": str(LEASE_SECONDS),
         "UNDERSTUDY_OFFLINE_CHUNK_DELAY_MS": str(CHUNK_DELAY_MS),
