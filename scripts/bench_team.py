@@ -35,9 +35,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.conftest import free_port  # noqa: E402
+from tests.test_team import claim_redis_db  # noqa: E402  (a Redis database no test session is using)
 
 KEY = "sk-bench-" + "0" * 16
-REDIS_URL = "redis://127.0.0.1:6379/10"
 PG = dict(host="127.0.0.1", port=5432, database="test")
 
 
@@ -60,16 +60,13 @@ async def _pg(sql: str) -> str:
 
 @contextmanager
 def team(api_workers: int = 2, workers: int = 2):
-    """scripts/team.py with a fresh PostgreSQL database, Redis db 10 flushed and a temp data dir."""
-    import redis
-
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    """scripts/team.py with a fresh PostgreSQL database, a Redis database of its own and a temp data dir."""
     user = asyncio.run(_pg(""))
     name = f"understudy_bench_{uuid.uuid4().hex[:12]}"
     asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
-    with tempfile.TemporaryDirectory(prefix="bench-team-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-team-") as tmp, claim_redis_db() as redis_url:
         data_dir = Path(tmp)
-        env = {**os.environ, "UNDERSTUDY_REDIS_URL": REDIS_URL, "UNDERSTUDY_LOG_LEVEL": "warning",
+        env = {**os.environ, "UNDERSTUDY_REDIS_URL": redis_url, "UNDERSTUDY_LOG_LEVEL": "warning",
                "UNDERSTUDY_DATABASE_URL": f"postgresql+asyncpg://{user}@127.0.0.1:5432/{name}",
                "UNDERSTUDY_PORT": str(free_port()), "UNDERSTUDY_DATA_DIR": str(data_dir)}
         log = (data_dir / "team.log").open("wb")
