@@ -10,9 +10,9 @@ import pytest
 
 from tests.conftest import assert_openai_error, new_key, start_server
 from tests.test_db import pg_databases  # noqa: F401  (fixture: fresh PostgreSQL databases)
+from tests.test_team import claim_redis_db  # a Redis database of this session's own
 
 ADMIN_KEY = "sk-admin-ratelimits-" + "0" * 8
-REDIS_URL = "redis://127.0.0.1:6379/11"  # this module's own Redis database, flushed first
 HEADERS = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests")
 TOKEN_HEADERS = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
 HI = [{"role": "user", "content": "hi"}]
@@ -137,12 +137,11 @@ def _new_project(admin: httpx.Client, before: set[str]) -> str:
 
 
 def test_two_api_processes_share_the_counters_through_redis(tmp_path, pg_databases):  # noqa: F811
-    redis = pytest.importorskip("redis")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).flushdb()
-    except redis.RedisError as error:
-        pytest.skip(f"no Redis on 127.0.0.1:6379: {error}")
-    env = {"UNDERSTUDY_DATABASE_URL": pg_databases(), "UNDERSTUDY_REDIS_URL": REDIS_URL, "UNDERSTUDY_RATE_LIMIT_RPM": "3"}
+    with claim_redis_db() as redis_url:
+        _share_counters(tmp_path, {"UNDERSTUDY_DATABASE_URL": pg_databases(), "UNDERSTUDY_REDIS_URL": redis_url, "UNDERSTUDY_RATE_LIMIT_RPM": "3"})
+
+
+def _share_counters(tmp_path, env: dict[str, str]) -> None:
     first = start_server(tmp_path / "a", env)
     try:
         second = start_server(tmp_path / "b", env)
