@@ -84,6 +84,7 @@ class Platform:
         await self.usage.close()  # the last usage sums, written after the jobs stop
         await self.rate_limits.close()
         await self.router.close()
+        await self.auth.close()  # its revocation listener, before the bus it listens on
         await self.bus.close()
         await self.blobs.close()
         await self.db.dispose()

@@ -2,6 +2,8 @@
 OpenAI's shape: the sums equal the `usage` the responses reported."""
 from __future__ import annotations
 
+import io
+import json
 import time
 from collections import Counter, defaultdict
 
@@ -196,3 +198,23 @@ async def test_recorders_of_two_processes_add_up_on_sqlite_and_postgresql(db_url
         await second.close()
     finally:
         await db.dispose()
+
+
+def test_a_batchs_usage_is_batch_usage(server, admin):
+    client = sdk(server, new_key())
+    lines = [{"custom_id": f"b{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"batch line {i}"}]}} for i in range(3)]
+    source = client.files.create(file=("b.jsonl", io.BytesIO(b"".join(json.dumps(x).encode() + b"\n" for x in lines))), purpose="batch")
+    batch = client.batches.create(input_file_id=source.id, endpoint="/v1/chat/completions", completion_window="24h")
+    deadline = time.monotonic() + 30
+    while (batch := client.batches.retrieve(batch.id)).status != "completed":
+        assert batch.status in ("validating", "in_progress", "finalizing") and time.monotonic() < deadline, batch
+        time.sleep(0.05)
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "not in a batch"}])
+    wanted = batch.usage.input_tokens
+    body = _poll(admin, "/usage/completions", None,
+                 lambda b: any(r["batch"] and r["input_tokens"] == wanted for r in _results(b)), group_by=["project_id", "batch"])
+    ours = [r for r in _results(body) if r["batch"] and r["input_tokens"] == wanted and r["num_model_requests"] == 3]
+    assert len(ours) == 1 and ours[0]["output_tokens"] == batch.usage.output_tokens
+    live = [r for r in _results(body) if r["project_id"] == ours[0]["project_id"] and r["batch"] is False]
+    assert len(live) == 1 and live[0]["num_model_requests"] == 1

@@ -21,6 +21,7 @@ from app.core.metadata import check_metadata
 from app.core.pagination import Page, fetch_page, list_body
 from app.services.batches import messages as anthropic
 from app.services.batches.lines import ENDPOINTS, call_line, parse_lines
+from app.services.usage import in_batch
 from app.services.files import check_expires_after
 from storage.models import Batch, BatchResult
 from storage.prepared import Prepared
@@ -332,6 +333,7 @@ class _Execution:
 
     async def _call(self, line: dict) -> dict:
         platform = self.s._platform()
+        in_batch.set(True)  # this line's task only: its usage is recorded as batch usage
         attempt = 0
         while True:
             try:
