@@ -2,7 +2,8 @@
 
 In memory by default (jobs run in the same process); Redis pub/sub in team mode, where a run executes
 in an arq worker and its client is connected to any API process. A subscriber gets every event
-published on its channel after `subscribe` returned, in order.
+published on its channel after `subscribe` returned, in order. Events published with `keep=True` are
+also kept (Redis: for an hour) so that a reader in another process can catch up on what it missed.
 """
 from __future__ import annotations
 

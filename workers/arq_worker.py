@@ -36,7 +36,10 @@ def _leased(function, lease_seconds: float, max_tries: int):
         async def renew() -> None:
             while True:
                 await asyncio.sleep(lease_seconds / 3)
-                await redis.pexpire(key, int(lease_seconds * 1000))
+                try:
+                    await redis.pexpire(key, int(lease_seconds * 1000))
+                except Exception:  # a Redis hiccup must not end the renewals (two more tries per lease)
+                    log.warning("could not renew the lease of job %s", ctx["job_id"], exc_info=True)
 
         # The lease replaces arq's job-timeout-long mark before the job does anything.
         await redis.pexpire(key, int(lease_seconds * 1000))
