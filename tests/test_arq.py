@@ -92,6 +92,27 @@ async def test_jobs_run_in_a_worker_and_a_finished_key_is_free_again(queue, redi
     assert await redis.zcard(QUEUE_NAME) == 0
 
 
+async def test_a_failing_job_is_retried_with_backoff_up_to_max_tries(queue, redis, redis_url):
+    attempts: dict[str, list[int]] = {"flaky": [], "broken": []}
+
+    async def flaky(ctx, batch_id: str) -> None:
+        attempts["flaky"].append(ctx["job_try"])
+        if ctx["job_try"] < 3:
+            raise ConnectionError("upstream went away")
+
+    async def broken(ctx, batch_id: str) -> None:
+        attempts["broken"].append(ctx["job_try"])
+        raise ValueError("always")
+
+    await queue.enqueue("flaky", key="batch_1", batch_id="batch_1")
+    await queue.enqueue("broken", key="batch_2", batch_id="batch_2")
+    started = time.monotonic()
+    await asyncio.wait_for(worker(redis_url, {"flaky": flaky, "broken": broken}, burst=True).main(), 30)
+    assert attempts == {"flaky": [1, 2, 3], "broken": [1, 2, 3, 4, 5]}  # max_tries=5, then dropped
+    assert time.monotonic() - started >= 0.5 + 1 + 2 + 4 - 0.5  # backoff: 0.5 s, doubled each time
+    assert await redis.zcard(QUEUE_NAME) == 0
+
+
 DOOMED_WORKER = textwrap.dedent("""
     import asyncio, os, sys
     from arq import func

@@ -19,13 +19,14 @@ from typing import Any
 from arq import func
 from arq.connections import RedisSettings
 from arq.constants import in_progress_key_prefix
-from arq.worker import Worker
+from arq.worker import Retry, Worker
 
 from app.settings import Settings
 from workers.arq_queue import QUEUE_NAME
 from workers.jobs import JOBS
 
 log = logging.getLogger("understudy.worker")
+RETRY_DELAY = 0.5  # seconds before a failed job's second attempt; doubled for each further one
 
 
 def _leased(function, lease_seconds: float, max_tries: int):
@@ -46,6 +47,14 @@ def _leased(function, lease_seconds: float, max_tries: int):
         renewer = asyncio.create_task(renew())
         try:
             return await function({**ctx, "max_tries": max_tries}, **args)
+        except Exception as error:
+            # As the in-process runner does: a failed attempt is retried with backoff until the last one
+            # (arq itself only retries on Retry; any other exception would drop the job at once).
+            attempt = ctx.get("job_try", 1)
+            if attempt >= max_tries:
+                raise
+            log.warning("job %s failed on attempt %d of %d, retrying: %r", ctx["job_id"], attempt, max_tries, error)
+            raise Retry(defer=RETRY_DELAY * 2 ** (attempt - 1)) from error
         finally:
             renewer.cancel()
 
