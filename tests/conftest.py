@@ -20,6 +20,8 @@ import httpx
 import openai
 import pytest
 
+from tests.support.redis_db import claim_redis_db
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_MAX_FILE_BYTES = 8 * 1024 * 1024
 
@@ -96,11 +98,10 @@ def server(tmp_path_factory):
 
 @contextmanager
 def _team_backends(data_dir: Path, env: dict[str, str]):
-    """A fresh PostgreSQL database, Redis db 15 flushed, and one `understudy worker` (UNDERSTUDY_TEST_TEAM=1)."""
+    """A fresh PostgreSQL database, a Redis database of its own, and one `understudy worker` (UNDERSTUDY_TEST_TEAM=1)."""
     import asyncio
 
     import asyncpg
-    import redis
 
     name = f"understudy_team_{secrets.token_hex(6)}"
 
@@ -113,9 +114,13 @@ def _team_backends(data_dir: Path, env: dict[str, str]):
             await conn.close()
 
     user = asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    redis.Redis.from_url("redis://127.0.0.1:6379/15").flushdb()
-    team_env = {**env, "UNDERSTUDY_DATABASE_URL": f"postgresql+asyncpg://{user}@127.0.0.1:5432/{name}",
-                "UNDERSTUDY_REDIS_URL": "redis://127.0.0.1:6379/15"}
+    with claim_redis_db(hours=3) as redis_url:
+        team_env = {**env, "UNDERSTUDY_DATABASE_URL": f"postgresql+asyncpg://{user}@127.0.0.1:5432/{name}", "UNDERSTUDY_REDIS_URL": redis_url}
+        yield from _with_worker(data_dir, team_env)
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _with_worker(data_dir: Path, team_env: dict[str, str]):
     log = (data_dir.parent / f"{data_dir.name}-worker.log").open("wb")  # beside the data dir: tests inspect what is inside
     worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--data-dir", str(data_dir)], cwd=ROOT,
                               env={**os.environ, "UNDERSTUDY_LOG_LEVEL": "warning", **team_env}, stdout=log, stderr=subprocess.STDOUT)
@@ -127,7 +132,6 @@ def _team_backends(data_dir: Path, env: dict[str, str]):
             worker.wait(20)
         except subprocess.TimeoutExpired:
             worker.kill()
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def new_key() -> str:

@@ -19,7 +19,7 @@ from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 
 from tests.conftest import ROOT
-from tests.test_team import claim_redis_db
+from tests.support.redis_db import claim_redis_db  # a Redis database of this test's own
 from workers.arq_queue import QUEUE_NAME, ArqQueue
 from workers.arq_worker import _leased
 

@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import ROOT, assert_openai_error, new_key, start_server
 from tests.support.openapi import assert_matches_schema
+from tests.support.redis_db import claim_redis_db
 
 ADMIN_KEY = "sk-admin-test-" + uuid.uuid4().hex
 PG = dict(host="127.0.0.1", port=5432, database="test")
@@ -213,13 +214,11 @@ def pg_database():
 
 @pytest.mark.postgres
 def test_revocation_reaches_every_api_process_within_a_second(tmp_path, pg_database):
-    try:
-        import redis
+    with claim_redis_db() as redis_url:
+        _revocation_in_every_process(tmp_path, keys_env(UNDERSTUDY_DATABASE_URL=pg_database, UNDERSTUDY_REDIS_URL=redis_url))
 
-        redis.Redis.from_url("redis://127.0.0.1:6379/0").ping()
-    except Exception as error:  # noqa: BLE001
-        pytest.skip(f"no Redis on 127.0.0.1:6379: {error}")
-    env = keys_env(UNDERSTUDY_DATABASE_URL=pg_database, UNDERSTUDY_REDIS_URL="redis://127.0.0.1:6379/11")
+
+def _revocation_in_every_process(tmp_path, env: dict) -> None:
     with ThreadPoolExecutor(2) as pool:  # start-up is mostly waiting: start both at once
         starting = [pool.submit(start_server, tmp_path / f"api{i}", env) for i in range(2)]
     servers = [future.result() for future in starting]

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import assert_openai_error, new_key, start_server
 from tests.test_db import pg_databases  # noqa: F401  (fixture: fresh PostgreSQL databases)
-from tests.test_team import claim_redis_db  # a Redis database of this session's own
+from tests.support.redis_db import claim_redis_db  # a Redis database of this test's own
 
 ADMIN_KEY = "sk-admin-ratelimits-" + "0" * 8
 HEADERS = ("x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests")
@@ -159,3 +159,12 @@ def _share_counters(tmp_path, env: dict[str, str]) -> None:
             second.stop()
     finally:
         first.stop()
+
+
+def test_token_estimates_of_every_kind():
+    from app.services.rate_limits import estimate_tokens
+
+    assert estimate_tokens("embeddings", {"input": ["hello world", [1, 2, 3]]}) == 2 + 3
+    assert estimate_tokens("completions", {"prompt": "hello world"}) == 2 + 16  # the legacy default max_tokens
+    chat = estimate_tokens("chat", {"messages": [{"role": "user", "content": "hello world"}], "max_tokens": 10, "n": 2})
+    assert chat > 2 * 10

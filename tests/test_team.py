@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,46 +21,13 @@ import openai
 import pytest
 
 from tests.conftest import ROOT, free_port, new_key, start_server
+from tests.support.redis_db import claim_redis_db
 
 PG = dict(host="127.0.0.1", port=5432, database="test")
 LEASE_SECONDS = 3  # how soon a killed worker's job is taken up again
 CHUNK_DELAY_MS = 20  # the offline model's pace: a batch line takes ~ chunks x delay
 
 pytestmark = [pytest.mark.postgres, pytest.mark.s3]
-
-
-# Redis databases a test session may claim. Left out: 0 (`make team`'s default), 11 (tests/test_rate_limits.py
-# and tests/test_keys.py) and 15 (UNDERSTUDY_TEST_TEAM in tests/conftest.py).
-_CLAIMABLE = (13, 12, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 14)
-
-
-@contextmanager
-def claim_redis_db(hours: float = 1.0):
-    """A Redis database of its own, flushed, as a URL: several test sessions on one machine (each running
-    this module) must not flush each other's queues or run each other's jobs. The claim is a key in db 0
-    (SET NX with an expiry, in case a session dies), released at the end. Skips without Redis."""
-    import redis
-
-    admin = redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_connect_timeout=2)
-    try:
-        admin.ping()
-    except redis.RedisError as error:
-        pytest.skip(f"no Redis on 127.0.0.1:6379: {error}")
-    token = uuid.uuid4().hex
-    for number in _CLAIMABLE:
-        claim = f"understudy:test-claim:db{number}"
-        if admin.set(claim, token, nx=True, ex=int(hours * 3600)):
-            break
-    else:
-        pytest.skip("every claimable Redis database is in use by other test sessions")
-    url = f"redis://127.0.0.1:6379/{number}"
-    redis.Redis.from_url(url).flushdb()
-    try:
-        yield url
-    finally:
-        redis.Redis.from_url(url).flushdb()
-        if admin.get(claim) == token.encode():
-            admin.delete(claim)
 
 
 async def _pg(sql: str) -> str:

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from app.core.errors import APIError, invalid_request
+from app.core.tokens import count_chat_tokens, count_tokens
 from storage.db import Database
 from storage.usage_tables import ProjectRateLimit
 
@@ -217,7 +218,6 @@ def retry_after_seconds(ms: int) -> int:
 def estimate_tokens(kind: str, body: dict) -> int:
     """The tokens a request may use, counted before the call as OpenAI does: its input, plus the most it
     may write (max_tokens and its kin, times n)."""
-    from app.core.tokens import count_chat_tokens, count_tokens
 
     if kind == "chat":
         messages = body.get("messages")
