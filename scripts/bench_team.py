@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -34,10 +33,10 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench_crud import KEY, wrk  # noqa: E402  (the same wrk driver and key; scripts/ is on sys.path when run)
 from tests.conftest import free_port  # noqa: E402
-from tests.test_team import claim_redis_db  # noqa: E402  (a Redis database no test session is using)
+from tests.support.redis_db import claim_redis_db  # noqa: E402  (a Redis database no test session is using)
 
-KEY = "sk-bench-" + "0" * 16
 PG = dict(host="127.0.0.1", port=5432, database="test")
 
 
@@ -94,17 +93,6 @@ def team(api_workers: int = 2, workers: int = 2):
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
             asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-def wrk(url: str, seconds: int, connections: int, lua: str | None = None) -> float:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-H", f"Authorization: Bearer {KEY}"]
-    if lua:
-        cmd += ["-s", lua]
-    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non_2xx:
-        raise RuntimeError(f"{url}: {non_2xx.group(1)} error responses\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
 def chat_lua(directory: Path) -> str:
