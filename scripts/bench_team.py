@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,38 +34,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench_crud import KEY, wrk  # noqa: E402  (the same wrk driver and key; scripts/ is on sys.path when run)
 from tests.conftest import free_port  # noqa: E402
+from tests.support import pg  # noqa: E402
 from tests.support.redis_db import claim_redis_db  # noqa: E402  (a Redis database no test session is using)
-
-PG = dict(host="127.0.0.1", port=5432, database="test")
-
-
-async def _pg(sql: str) -> str:
-    import asyncpg
-
-    for user in ("postgres", "root"):
-        try:
-            conn = await asyncpg.connect(user=user, timeout=5, **PG)
-        except (OSError, asyncpg.PostgresError):
-            continue
-        try:
-            if sql:
-                await conn.execute(sql)
-            return await conn.fetchval("SELECT current_user")
-        finally:
-            await conn.close()
-    raise SystemExit("bench_team: no PostgreSQL on 127.0.0.1:5432")
-
 
 @contextmanager
 def team(api_workers: int = 2, workers: int = 2):
     """scripts/team.py with a fresh PostgreSQL database, a Redis database of its own and a temp data dir."""
-    user = asyncio.run(_pg(""))
-    name = f"understudy_bench_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
-    with tempfile.TemporaryDirectory(prefix="bench-team-") as tmp, claim_redis_db() as redis_url:
+    with pg.fresh_database("understudy_bench") as database_url, tempfile.TemporaryDirectory(prefix="bench-team-") as tmp, \
+            claim_redis_db() as redis_url:
         data_dir = Path(tmp)
         env = {**os.environ, "UNDERSTUDY_REDIS_URL": redis_url, "UNDERSTUDY_LOG_LEVEL": "warning",
-               "UNDERSTUDY_DATABASE_URL": f"postgresql+asyncpg://{user}@127.0.0.1:5432/{name}",
+               "UNDERSTUDY_DATABASE_URL": database_url,
                "UNDERSTUDY_PORT": str(free_port()), "UNDERSTUDY_DATA_DIR": str(data_dir)}
         log = (data_dir / "team.log").open("wb")
         process = subprocess.Popen([sys.executable, "scripts/team.py", "--api-workers", str(api_workers), "--workers", str(workers)],
@@ -92,7 +70,6 @@ def team(api_workers: int = 2, workers: int = 2):
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-            asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def chat_lua(directory: Path) -> str:

@@ -20,6 +20,7 @@ import httpx
 import openai
 import pytest
 
+from tests.support import pg
 from tests.support.redis_db import claim_redis_db
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,25 +100,9 @@ def server(tmp_path_factory):
 @contextmanager
 def _team_backends(data_dir: Path, env: dict[str, str]):
     """A fresh PostgreSQL database, a Redis database of its own, and one `understudy worker` (UNDERSTUDY_TEST_TEAM=1)."""
-    import asyncio
-
-    import asyncpg
-
-    name = f"understudy_team_{secrets.token_hex(6)}"
-
-    async def admin(sql: str) -> str:
-        conn = await asyncpg.connect(host="127.0.0.1", port=5432, database="test", user=os.environ.get("PGUSER", "postgres"))
-        try:
-            await conn.execute(sql)
-            return await conn.fetchval("SELECT current_user")
-        finally:
-            await conn.close()
-
-    user = asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    with claim_redis_db(hours=3) as redis_url:
-        team_env = {**env, "UNDERSTUDY_DATABASE_URL": f"postgresql+asyncpg://{user}@127.0.0.1:5432/{name}", "UNDERSTUDY_REDIS_URL": redis_url}
+    with pg.fresh_database("understudy_team") as database_url, claim_redis_db(hours=3) as redis_url:
+        team_env = {**env, "UNDERSTUDY_DATABASE_URL": database_url, "UNDERSTUDY_REDIS_URL": redis_url}
         yield from _with_worker(data_dir, team_env)
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _with_worker(data_dir: Path, team_env: dict[str, str]):

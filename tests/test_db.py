@@ -7,7 +7,6 @@ import logging
 import sqlite3
 import sys
 import time
-import uuid
 
 import asyncpg
 import httpx
@@ -21,9 +20,9 @@ from sqlalchemy import inspect, insert, select, text
 from storage.db import Database, alembic_config, current_revision
 from storage.models import File, Job, Tenant, is_keyword_index, metadata
 from tests.conftest import ROOT, new_key, start_server
+from tests.support import pg
 
 pytestmark = pytest.mark.anyio
-PG = dict(host="127.0.0.1", port=5432, database="test")
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
@@ -32,50 +31,22 @@ def anyio_backend():
     return "asyncio"
 
 
-async def _admin() -> asyncpg.Connection:
-    errors = []
-    for user in ("postgres", "root"):
-        try:
-            return await asyncpg.connect(user=user, timeout=5, **PG)
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as error:
-            errors.append(f"{user}: {error!r}")
-    raise ConnectionError("; ".join(errors))
-
-
 @pytest.fixture(scope="session")
 def pg_databases():
     """A factory of fresh, uniquely named PostgreSQL databases, all dropped when the session ends."""
     try:
-        user = asyncio.run(_whoami())
+        asyncio.run(pg.admin())
     except ConnectionError as error:
-        pytest.skip(f"no PostgreSQL answers on 127.0.0.1:5432 (database `test`): {error}")
+        pytest.skip(str(error))
     created: list[str] = []
 
     def new_database() -> str:
-        name = f"understudy_t_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_execute(f'CREATE DATABASE "{name}"'))
-        created.append(name)
-        return f"postgresql+asyncpg://{user}@127.0.0.1:5432/{name}"
+        created.append(pg.create_database())
+        return created[-1]
 
     yield new_database
-    for name in created:
-        asyncio.run(_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _whoami() -> str:
-    conn = await _admin()
-    try:
-        return await conn.fetchval("SELECT current_user")
-    finally:
-        await conn.close()
-
-
-async def _execute(sql: str) -> None:
-    conn = await _admin()
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+    for url in created:
+        pg.drop_database(url)
 
 
 @pytest.fixture

@@ -12,17 +12,16 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import asyncpg
 import httpx
 import openai
 import pytest
 
 from tests.conftest import ROOT, assert_openai_error, new_key, start_server
 from tests.support.openapi import assert_matches_schema
+from tests.support import pg
 from tests.support.redis_db import claim_redis_db
 
 ADMIN_KEY = "sk-admin-test-" + uuid.uuid4().hex
-PG = dict(host="127.0.0.1", port=5432, database="test")
 
 
 def keys_env(**extra: str) -> dict[str, str]:
@@ -187,29 +186,13 @@ def test_admin_api_keys(keys_server, admin):
 
 # -- two API processes over one PostgreSQL and Redis ----------------------------------------------------
 
-async def _pg(sql: str | None = None):
-    for user in ("postgres", "root", None):
-        try:
-            conn = await asyncpg.connect(user=user, timeout=5, **PG)
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
-            continue
-        try:
-            return await (conn.execute(sql) if sql else conn.fetchval("SELECT current_user"))
-        finally:
-            await conn.close()
-    raise ConnectionError("no PostgreSQL on 127.0.0.1:5432")
-
-
 @pytest.fixture
 def pg_database():
     try:
-        user = asyncio.run(_pg())
+        with pg.fresh_database("understudy_k") as url:
+            yield url
     except ConnectionError as error:
         pytest.skip(str(error))
-    name = f"understudy_k_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
-    yield f"postgresql+asyncpg://{user}@127.0.0.1:5432/{name}"
-    asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.mark.postgres

@@ -4,7 +4,6 @@ driven by the official SDK — a streamed run, a batch surviving a SIGKILLed wor
 ingestion with its blobs in S3, and a background response resumed from another API process."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -21,32 +20,13 @@ import openai
 import pytest
 
 from tests.conftest import ROOT, free_port, new_key, start_server
+from tests.support import pg
 from tests.support.redis_db import claim_redis_db
 
-PG = dict(host="127.0.0.1", port=5432, database="test")
 LEASE_SECONDS = 3  # how soon a killed worker's job is taken up again
 CHUNK_DELAY_MS = 20  # the offline model's pace: a batch line takes ~ chunks x delay
 
 pytestmark = [pytest.mark.postgres, pytest.mark.s3]
-
-
-async def _pg(sql: str) -> str:
-    import asyncpg
-
-    errors = []
-    for user in ("postgres", "root"):
-        try:
-            conn = await asyncpg.connect(user=user, timeout=5, **PG)
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as error:
-            errors.append(f"{user}: {error!r}")
-            continue
-        try:
-            if sql:
-                await conn.execute(sql)
-            return await conn.fetchval("SELECT current_user")
-        finally:
-            await conn.close()
-    raise ConnectionError("; ".join(errors))
 
 
 @dataclass
@@ -71,16 +51,14 @@ def redis_url():
 @pytest.fixture(scope="module")
 def team(tmp_path_factory, redis_url):
     try:
-        user = asyncio.run(_pg(""))
+        database_url = pg.create_database("understudy_team")
     except ConnectionError as error:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432: {error}")
-    name = f"understudy_team_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+        pytest.skip(str(error))
     data_dir = tmp_path_factory.mktemp("team")
     port = free_port()
     env = {
         "UNDERSTUDY_REDIS_URL": redis_url,
-        "UNDERSTUDY_DATABASE_URL": f"postgresql+asyncpg://{user}@127.0.0.1:5432/{name}",
+        "UNDERSTUDY_DATABASE_URL": database_url,
         "UNDERSTUDY_JOB_LEASE_SECONDS": str(LEASE_SECONDS),
         "UNDERSTUDY_OFFLINE_CHUNK_DELAY_MS": str(CHUNK_DELAY_MS),
         "UNDERSTUDY_BATCH_CONCURRENCY": "8",
@@ -123,7 +101,7 @@ def team(tmp_path_factory, redis_url):
         survivors = [pid for pid in team.pids.values() if _alive(pid)]
         for pid in survivors:
             os.killpg(pid, signal.SIGKILL)
-        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        pg.drop_database(database_url)
         assert code == 0 and not survivors, f"supervisor exit {code}, survivors {survivors}\n{team.log()[-3000:]}"
 
 
