@@ -292,3 +292,22 @@ def test_cli_admin_key(keys_server):
     result = subprocess.run([sys.executable, "-m", "app.cli", "keys", "create"], cwd=ROOT, env={**os.environ, **keys_server.env},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--project" in result.stderr
+
+
+def test_usage_per_issued_key(keys_server, admin):
+    created = admin.post("/projects", json={"name": "metered"}).json()
+    keys = [admin.post(f"/projects/{created['id']}/api_keys", json={"name": f"k{i}"}).json() for i in range(2)]
+    sent = {}
+    for issued in keys:
+        with sdk(keys_server, issued["value"]) as client:
+            completion = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"hi from {issued['name']}"}])
+            sent[issued["id"]] = completion.usage.prompt_tokens
+    deadline = time.monotonic() + 15
+    while True:  # usage is written about once a second
+        body = admin.get("/usage/completions", params={"start_time": int(time.time()) - 3600, "project_ids": created["id"],
+                                                        "group_by": ["api_key_id"]}).json()
+        found = {r["api_key_id"]: r["input_tokens"] for b in body["data"] for r in b["results"]}
+        if found == sent or time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    assert found == sent

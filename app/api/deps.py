@@ -14,6 +14,7 @@ from litestar import Request
 
 from app.core.auth import key_from_headers
 from app.platform import Platform
+from app.services.usage import calling_key
 
 _SCOPE_KEY = "understudy.caller"
 
@@ -38,8 +39,11 @@ class AuthMiddleware:
             if authorization is None and api_key is None and b"key=" in scope.get("query_string", b""):
                 api_key = _query_key(scope["query_string"])  # Gemini's `?key=`
             platform: Platform = scope["litestar_app"].state.platform
-            tenant = await platform.auth.tenant_for_key(key_from_headers(authorization, api_key))
+            key = key_from_headers(authorization, api_key)
+            tenant = await platform.auth.tenant_for_key(key)
             scope[_SCOPE_KEY] = Caller(platform, tenant)
+            if platform.auth.mode == "keys":  # usage is recorded per issued key too
+                calling_key.set(platform.auth.key_id(key))
         await self.app(scope, receive, send)
 
 

@@ -156,6 +156,11 @@ class Authenticator:
         self._project_keys[key] = (row.project_id, deadline, row.id)
         return row.project_id
 
+    def key_id(self, key: str) -> str:
+        """The issued key's id (keys mode, once `tenant_for_key` resolved it); "" otherwise."""
+        entry = self._project_keys.get(key)
+        return entry[2] if entry is not None else ""
+
     def forget(self, event: dict) -> None:
         """Drops cached keys matching a revocation event ({"key_id"} and/or {"project_id"})."""
         key_id, project_id = event.get("key_id"), event.get("project_id")

@@ -24,6 +24,8 @@ log = logging.getLogger("understudy.usage")
 
 # Set (to True) around the model calls a batch makes, so their usage is recorded with batch=true.
 in_batch: contextvars.ContextVar[bool] = contextvars.ContextVar("understudy_in_batch", default=False)
+# The issued key (keys mode) a request came with, set by the auth middleware: usage per `api_key_id`.
+calling_key: contextvars.ContextVar[str] = contextvars.ContextVar("understudy_api_key_id", default="")
 
 _TABLE = UsageBucket.__table__
 _KEY = ("start_time", "kind", "project_id", "model", "api_key_id", "batch")
@@ -45,7 +47,7 @@ class UsageRecorder:
 
     def record(self, kind: str, project_id: str, model: str, usage: dict | None, api_key_id: str = "") -> None:
         """One model request and its usage (chat or embeddings shape; None: the tokens are unknown)."""
-        key = (int(time.time()) // 60 * 60, kind, project_id, model or "", api_key_id or "", in_batch.get())
+        key = (int(time.time()) // 60 * 60, kind, project_id, model or "", api_key_id or calling_key.get(), in_batch.get())
         sums = self._pending.get(key)
         if sums is None:
             sums = self._pending[key] = [0, 0, 0, 0]
