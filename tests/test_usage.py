@@ -218,3 +218,61 @@ def test_a_batchs_usage_is_batch_usage(server, admin):
     assert len(ours) == 1 and ours[0]["output_tokens"] == batch.usage.output_tokens
     live = [r for r in _results(body) if r["project_id"] == ours[0]["project_id"] and r["batch"] is False]
     assert len(live) == 1 and live[0]["num_model_requests"] == 1
+
+
+# ---- calls relayed byte for byte to an upstream: usage read from the relayed bytes ----
+
+def test_relayed_usage_is_read_from_the_bytes():
+    from app.services.relayed_usage import usage_of_relayed
+
+    chat = {"id": "c", "object": "chat.completion", "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}
+    assert usage_of_relayed(json.dumps(chat).encode(), b"", sse=False)["prompt_tokens"] == 7
+    chunks = b"data: {\"choices\": []}\n\ndata: {\"choices\": [], \"usage\": {\"prompt_tokens\": 5, \"completion_tokens\": 2}}\n\ndata: [DONE]\n\n"
+    assert usage_of_relayed(b"", chunks, sse=True) == {"prompt_tokens": 5, "completion_tokens": 2}
+    completed = {"type": "response.completed", "response": {"usage": {"input_tokens": 9, "output_tokens": 4, "input_tokens_details": {"cached_tokens": 2}}}}
+    assert usage_of_relayed(b"", b"event: response.completed\ndata: " + json.dumps(completed).encode() + b"\n\n", sse=True) == {
+        "prompt_tokens": 9, "completion_tokens": 4, "prompt_tokens_details": {"cached_tokens": 2}}
+    start = {"type": "message_start", "message": {"usage": {"input_tokens": 11, "output_tokens": 1, "cache_read_input_tokens": 4}}}
+    delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 6}}
+    head = b"event: message_start\ndata: " + json.dumps(start).encode() + b"\n\n"
+    tail = b"...cut line\nevent: message_delta\ndata: " + json.dumps(delta).encode() + b"\n\nevent: message_stop\ndata: {}\n\n"
+    assert usage_of_relayed(head, tail, sse=True) == {"prompt_tokens": 15, "completion_tokens": 6, "prompt_tokens_details": {"cached_tokens": 4}}
+    assert usage_of_relayed(b"", b"data: {\"choices\": []}\n\ndata: [DONE]\n\n", sse=True) is None  # no usage asked for
+
+
+def test_relayed_calls_are_recorded(tmp_path):
+    import anthropic
+
+    from tests.support.fake_upstream import FakeUpstream
+
+    with FakeUpstream(chunks=4) as fake:
+        providers = [{"name": "oa", "kind": "openai", "base_url": fake.openai_url, "api_key": "sk-up", "responses": True},
+                     {"name": "an", "kind": "anthropic", "base_url": fake.url, "api_key": "sk-ant-up"}]
+        routes = [{"model": "gpt-*", "provider": "oa"}, {"model": "claude-*", "provider": "an"}]
+        env = {"UNDERSTUDY_ADMIN_KEY": ADMIN_KEY, "UNDERSTUDY_PROVIDERS": json.dumps(providers), "UNDERSTUDY_ROUTES": json.dumps(routes),
+               **{f"UNDERSTUDY_{kind}_{what}": "" for kind in ("OPENAI", "ANTHROPIC", "GEMINI") for what in ("BASE_URL", "API_KEY")}}
+        server = start_server(tmp_path / "relay", env)
+        try:
+            key, expected = new_key(), Counter()
+            with sdk(server, key) as client:
+                completion = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "relay me"}])
+                _add(expected, completion.usage.prompt_tokens, completion.usage.completion_tokens)
+                stream = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "stream me"}],
+                                                        stream=True, stream_options={"include_usage": True})
+                usage = [chunk.usage for chunk in stream if chunk.usage][-1]
+                _add(expected, usage.prompt_tokens, usage.completion_tokens)
+                with client.responses.stream(model="gpt-4o-mini", input="a relayed response") as events:
+                    final = events.get_final_response()
+                _add(expected, final.usage.input_tokens, final.usage.output_tokens)
+            with anthropic.Anthropic(base_url=server.url, api_key=key, max_retries=0) as claude:
+                with claude.messages.stream(model="claude-x", max_tokens=16, messages=[{"role": "user", "content": "hi"}]) as events:
+                    message = events.get_final_message()
+                claude_expected = Counter()
+                _add(claude_expected, message.usage.input_tokens, message.usage.output_tokens)
+            with httpx.Client(base_url=f"{server.url}/v1/organization", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as admin:
+                body = _poll(admin, "/usage/completions", None, lambda b: _requests(b, None) >= 4, group_by=["model"])
+            by_model = {r["model"]: r for r in _results(body)}
+            assert _matches(by_model["gpt-4o-mini"], expected), (by_model, expected)
+            assert _matches(by_model["claude-x"], claude_expected), (by_model, claude_expected)
+        finally:
+            server.stop()

@@ -27,7 +27,7 @@ async def create_message(request: Request) -> dict | Stream:
     path = "/v1/messages" + ("?beta=true" if request.query_params.get("beta") == "true" else "")
     relayed = await platform.messages.relay(tenant, params, raw, path=path, headers=dict(request.headers))
     if relayed is not None:
-        return relay_response(relayed)
+        return relay_response(relayed, platform.usage.metered("completions", tenant, params["model"]))
     if params.get("stream") is True:
         return sse_response(named_events(await platform.messages.create_stream(tenant, params)))
     return await platform.messages.create(tenant, params)

@@ -25,7 +25,7 @@ class ChatCompletionsController(Controller):
         validate_params(chat_params.CompletionCreateParamsStreaming if streaming else chat_params.CompletionCreateParamsNonStreaming, params)
         relayed = await platform.chat.relay(tenant, params, raw)
         if relayed is not None:
-            return relay_response(relayed)
+            return relay_response(relayed, platform.usage.metered("completions", tenant, params.get("model")))
         if streaming:
             return sse_response(data_events(await platform.chat.create_stream(tenant, params)))
         return await platform.chat.create(tenant, params)

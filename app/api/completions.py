@@ -11,10 +11,16 @@ from app.core.sse import data_events, sse_response
 from app.core.validation import decode_json_object, validate_params
 
 
+_USAGE_KIND = {"/completions": "completions", "/embeddings": "embeddings"}  # moderations are not metered
+
+
 async def _relayed_or_none(request: Request, params: dict, raw: bytes, path: str, streaming: bool = False):
     platform, tenant = caller(request)
     relayed = await platform.inference.relay(tenant, params["model"], path, raw, stream=streaming)
-    return None if relayed is None else relay_response(relayed)
+    if relayed is None:
+        return None
+    kind = _USAGE_KIND.get(path)
+    return relay_response(relayed, platform.usage.metered(kind, tenant, params["model"]) if kind else None)
 
 
 @post("/completions", status_code=200)

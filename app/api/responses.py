@@ -60,7 +60,7 @@ class ResponsesController(Controller):
         body = decode_json_object(raw)
         relayed = await platform.responses.relay(tenant, "/responses", body, raw)
         if relayed is not None:
-            return relay_response(relayed)
+            return relay_response(relayed, platform.usage.metered("completions", tenant, body.get("model")))
         body.pop("client_metadata", None)  # Codex's request tags: accepted, not kept
         streaming = body.get("stream") is True
         validate_params(create_params.ResponseCreateParamsStreaming if streaming else create_params.ResponseCreateParamsNonStreaming, _lenient(body))

@@ -45,6 +45,11 @@ class UsageRecorder:
         self._task: asyncio.Task | None = None
         self._flushing = asyncio.Lock()
 
+    def metered(self, kind: str, project_id: str, model: str):
+        """For a relayed call: records it with the usage read from the relayed body."""
+        api_key_id = calling_key.get()
+        return lambda usage: self.record(kind, project_id, model, usage, api_key_id)
+
     def record(self, kind: str, project_id: str, model: str, usage: dict | None, api_key_id: str = "") -> None:
         """One model request and its usage (chat or embeddings shape; None: the tokens are unknown)."""
         key = (int(time.time()) // 60 * 60, kind, project_id, model or "", api_key_id or calling_key.get(), in_batch.get())
