@@ -31,6 +31,7 @@ from app.services.models import ModelsService
 from app.services.responses.service import ResponsesService
 from app.services.uploads import UploadsService
 from app.services.usage import UsageRecorder
+from app.services.api_keys import ApiKeysService
 from app.services.vector_stores.batches import FileBatchesService
 from app.services.vector_stores.files import VectorStoreFilesService
 from app.services.vector_stores.ingest import Ingestor
@@ -78,6 +79,7 @@ class Platform:
     fine_tuning: FineTuningService
     usage: UsageRecorder
     rate_limits: RateLimiter
+    api_keys: ApiKeysService  # issued keys and projects (keys mode, the admin API)
 
     async def close(self) -> None:
         await self.queue.stop()
@@ -163,6 +165,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         fine_tuning=FineTuningService(db, files, queue, models, settings),
         usage=usage,
         rate_limits=rate_limits,
+        api_keys=ApiKeysService(db, bus),
     )
     usage.start()
     ctx["platform"] = platform

@@ -20,8 +20,7 @@ async def _body(request: Request) -> dict:
 
 
 def _projects(request: Request) -> ProjectsService:
-    platform = request.app.state.platform
-    return ProjectsService(platform.db, platform.bus)
+    return request.app.state.platform.api_keys.projects
 
 
 @post("/projects", status_code=200)

@@ -12,9 +12,7 @@ from app.services.api_keys import ApiKeysService
 
 
 def admin_keys(request: Request) -> ApiKeysService:
-    """The key service over the platform's database and bus (a few attributes: built per call)."""
-    platform = request.app.state.platform
-    return ApiKeysService(platform.db, platform.bus)
+    return request.app.state.platform.api_keys
 
 
 async def require_admin(request: Request) -> None:
