@@ -148,7 +148,7 @@ def test_buckets_pages_and_parameters(server, admin):
     assert _requests(rest, None) >= 1  # this minute's request is in the last page
     hourly = _report(admin, "/usage/completions", bucket_width="1h")
     assert all(b["end_time"] - b["start_time"] == 3600 for b in hourly["data"])
-    daily = _report(admin, "/usage/completions")
+    daily = _report(admin, "/usage/completions", start_time=now - now % 86400)  # from today's start (UTC): one day
     assert len(daily["data"]) == 1 and daily["data"][0]["end_time"] - daily["data"][0]["start_time"] == 86400
 
     assert_openai_error(admin.get("/usage/completions"), 400, param="start_time")
