@@ -40,6 +40,7 @@ from app.services.vector_stores.stores import VectorStoresService
 from app.settings import Settings
 from storage.blobs import BlobStore, open_blob_store
 from storage.db import Database
+from storage.selftest import check_storage_internals
 from storage.vectors import VectorIndex
 from workers.queue import JobQueue
 
@@ -96,6 +97,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     from workers.jobs import JOBS
     from workers.runner import InProcessRunner
 
+    await check_storage_internals()  # before anything is written through them
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url)
     await db.migrate()

@@ -95,11 +95,8 @@ class Database:
         dialect = self.engine.dialect
         async with self.engine.connect() as conn:
             driver = (await conn.get_raw_connection()).driver_connection
-            run_in_thread = getattr(driver, "_execute", None)  # aiosqlite's own hand-off to its thread
-            if run_in_thread is None:  # a future aiosqlite without it: the ordinary (slower) path
-                return await _write_in_transaction(conn.begin(), ops, guard, conn)
-            try:
-                return await run_in_thread(_write_sqlite, driver._conn, dialect, ops, guard)
+            try:  # aiosqlite's own hand-off to its thread (storage/selftest.py checks it at start-up)
+                return await driver._execute(_write_sqlite, driver._conn, dialect, ops, guard)
             except sqlite3.IntegrityError as error:  # as the async engine would raise it
                 raise IntegrityError(None, None, error) from error
 
@@ -160,14 +157,12 @@ class _Unchanged(Exception):
     """The guarded first write changed nothing: the transaction is rolled back."""
 
 
-async def _write_in_transaction(transaction, ops, guard: bool, conn=None) -> bool:
-    """`Database.write` through SQLAlchemy: `transaction` is `engine.begin()` (yielding its connection)
-    or `conn.begin()` (yielding a transaction of `conn`)."""
+async def _write_in_transaction(transaction, ops, guard: bool) -> bool:
+    """`Database.write` through SQLAlchemy: `transaction` is `engine.begin()`."""
     try:
-        async with transaction as opened:
-            target = conn if conn is not None else opened
+        async with transaction as conn:
             for index, (query, params) in enumerate(ops):
-                result = await target.execute(query.statement, params)
+                result = await conn.execute(query.statement, params)
                 if guard and index == 0 and result.rowcount != 1:
                     raise _Unchanged()
     except _Unchanged:

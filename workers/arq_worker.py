@@ -106,7 +106,18 @@ def build_worker(settings: Settings) -> Worker:
     )
 
 
+def check_arq_internals() -> None:
+    """The lease (`_leased`) renews the key arq's worker marks a running job with: fail loudly at start-up
+    if arq stops naming it `in_progress_key_prefix + job_id` (pyproject.toml bounds arq for this)."""
+    import arq.worker
+
+    if not isinstance(in_progress_key_prefix, str) or arq.worker.__dict__.get("in_progress_key_prefix") != in_progress_key_prefix:
+        raise RuntimeError("arq changed how its worker marks a job in progress (arq.constants.in_progress_key_prefix); "
+                           "install the versions in requirements.lock (make install)")
+
+
 def run_worker(settings: Settings) -> None:
+    check_arq_internals()
     worker = build_worker(settings)
     log.info("arq worker on %s, %d job(s) at once", settings.redis_url, settings.job_concurrency)
     worker.run()
