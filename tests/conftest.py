@@ -24,6 +24,19 @@ from tests.support import pg
 from tests.support.redis_db import claim_redis_db
 
 ROOT = Path(__file__).resolve().parent.parent
+# Under CI every test must run: what needs PostgreSQL, Redis, S3, npm or ../shared fails there instead
+# of skipping, so a green CI cannot hide a service or a tool that was missing.
+CI = os.environ.get("CI", "").lower() in ("true", "1")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, where every test must run: {reason}"
 SERVER_MAX_FILE_BYTES = 8 * 1024 * 1024
 
 

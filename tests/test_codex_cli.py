@@ -12,7 +12,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import ROOT, new_key
@@ -44,15 +43,6 @@ plugins = false
 """
 
 
-@pytest.fixture
-def responses_ready(server):
-    """Skip, rather than fail, while the server has no `POST /v1/responses` route at all."""
-    probe = httpx.post(f"{server.url}/v1/responses", json={"model": "gpt-5.5", "input": "ping"},
-                       headers={"Authorization": f"Bearer {new_key()}"}, timeout=30)
-    if probe.status_code in (404, 405):
-        pytest.skip(f"POST /v1/responses is not served yet ({probe.status_code}: {probe.text[:200]})")
-
-
 def run_codex(server, tmp_path: Path, prompt: str, *extra: str, model: str | None = None) -> subprocess.CompletedProcess:
     codex_home, work = tmp_path / "codex-home", tmp_path / "work"
     codex_home.mkdir()
@@ -73,7 +63,7 @@ def run_codex(server, tmp_path: Path, prompt: str, *extra: str, model: str | Non
     return done
 
 
-def test_codex_completes_a_prompt(server, tmp_path, responses_ready):
+def test_codex_completes_a_prompt(server, tmp_path):
     """The public Responses shape: `tools` (function, custom, tool_search, web_search), `client_metadata`."""
     done = run_codex(server, tmp_path, "Say hello to the lighthouse keeper", model="gpt-5.5")
     assert done.stdout.strip(), done.stderr[-2000:]
@@ -82,7 +72,7 @@ def test_codex_completes_a_prompt(server, tmp_path, responses_ready):
     assert "tokens used" in done.stderr, done.stderr[-2000:]  # printed only when response.completed has usage
 
 
-def test_codex_with_its_default_model(server, tmp_path, responses_ready):
+def test_codex_with_its_default_model(server, tmp_path):
     """No `model` in config.toml: Codex asks for its own default (a gpt-6 model) in its lighter shape,
     with no `tools` but an `additional_tools` input item (tool namespaces) and `reasoning.context`."""
     done = run_codex(server, tmp_path, "Summarise the tides")

@@ -281,14 +281,8 @@ def test_tenancy(client, server):
 
 
 def test_conversation(client, http):
-    created = http.post("/conversations", json={})
-    if created.status_code != 200 or "id" not in created.json():
-        pytest.skip("Conversations are not available yet")
-    conversation = created.json()["id"]
-    try:
-        first = client.responses.create(model=MODEL, input="My dog is called Biscuit.", conversation=conversation)
-    except openai.APIError as error:
-        pytest.skip(f"Conversations are not complete yet: {error}")
+    conversation = client.conversations.create().id
+    first = client.responses.create(model=MODEL, input="My dog is called Biscuit.", conversation=conversation)
     assert first.conversation.id == conversation
     second = client.responses.create(model=MODEL, input="What is my dog called?", conversation={"id": conversation})
     assert second.usage.input_tokens > first.usage.input_tokens
