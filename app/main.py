@@ -33,7 +33,6 @@ from app.api.threads import ThreadsController
 from app.api.uploads import UploadsController
 from app.api.vector_stores import VectorStoresController
 from app.platform import Platform, open_platform
-from app.services.models import catalogue
 from app.settings import Settings
 
 log = logging.getLogger("understudy")
@@ -57,13 +56,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def lifespan(app: Litestar):
         platform = await open_platform(settings)
         app.state.platform = platform
-        warm_up = asyncio.get_running_loop().run_in_executor(None, catalogue)
         sweeper = asyncio.create_task(_sweep_periodically(platform))
         try:
             yield
         finally:
             sweeper.cancel()
-            await warm_up
             await platform.close()
 
     app = Litestar(

@@ -103,7 +103,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     await db.migrate()
     blobs = open_blob_store(settings)
     files = FilesService(db, blobs, max_file_bytes=settings.max_file_bytes)
-    models = ModelsService(tuple(settings.extra_models))
+    models = ModelsService(tuple(settings.extra_models), strict=settings.strict_models)
     router = build_router(settings, OfflineProvider(chunk_delay_ms=settings.offline_chunk_delay_ms))
     usage = UsageRecorder(db)
     inference = InferenceService(router, models, usage)

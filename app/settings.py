@@ -72,8 +72,11 @@ class Settings:
     # Defaults for every upstream: read timeout (seconds) and retries after the first attempt.
     upstream_timeout: float = 600.0
     upstream_max_retries: int = 2
-    # Model ids added to the catalogue (comma-separated), e.g. ones newer than the installed SDKs.
+    # Model ids added to the catalogue (comma-separated), e.g. ones newer than app/services/model_catalogue.json.
     extra_models: tuple[str, ...] = ()
+    # Only the catalogue's (and extra) ids are answered, with OpenAI's 404 for any other; by default an id
+    # that looks like a known family (`claude-*`, `gpt-*`, ...) is answered by the offline model too.
+    strict_models: bool = False
     # The model that embeds vector-store chunks (and queries) unless a store names its own.
     embedding_model: str = "text-embedding-3-small"
     # Pause between the offline model's stream chunks (0: as fast as possible); a non-streamed answer

@@ -120,7 +120,7 @@ async def main_async(args, url: str) -> list[str]:
         bench = Bench(client, url)
         plain = await bench.assistant([])
         tooled = await bench.assistant([WEATHER])
-        await client.get(url + "/v1/models")  # the catalogue is built after start-up
+        await client.get(url + "/v1/models")
         for _ in range(10):  # warm-up: connections, code paths, the tenant row
             await bench.model_call()
             await bench.run(plain)

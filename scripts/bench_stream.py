@@ -279,8 +279,7 @@ async def run(args, fake_url: str, server, fake_proc: subprocess.Popen) -> list[
         through.chunks = stored.chunks = direct.chunks
         print(f"each stream: {direct.chunks} chunks + [DONE], {len(got[1])} bytes\n")
 
-        # Warm-up. GET /v1/models waits for the model catalogue, which the server builds in a thread
-        # after start-up (importing the anthropic SDK: a second or more of CPU that would skew the figures).
+        # Warm-up: one cheap authenticated route first (the tenant row), then both stream paths.
         await client.get(server.url + "/v1/models", headers=through.headers)
         for _ in range(10):  # connections, code paths, the tenant row
             await fetch(client, direct)

@@ -61,7 +61,7 @@ def team(api_workers: int = 2, workers: int = 2):
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"the team did not start:\n{(data_dir / 'team.log').read_text()[-3000:]}")
                 time.sleep(0.2)
-            time.sleep(2)  # the workers finish their own start-up (migrations checked, catalogue warm)
+            time.sleep(2)  # the workers finish their own start-up (migrations checked, tiktoken warm)
             yield state, {k: v for k, v in env.items() if k.startswith("UNDERSTUDY_") and k not in ("UNDERSTUDY_PORT", "UNDERSTUDY_DATA_DIR")}
         finally:
             process.send_signal(signal.SIGTERM)

@@ -88,7 +88,7 @@ def test_errors_are_anthropic_shaped(claude, server):
         claude.messages.create(model=MODEL, max_tokens=10, messages=[{"role": "robot", "content": "hi"}])
     assert error.value.body["type"] == "error" and error.value.body["error"]["type"] == "invalid_request_error"
     with pytest.raises(anthropic.NotFoundError):
-        claude.messages.create(model="claude-no-such-model", max_tokens=10, messages=[{"role": "user", "content": "hi"}])
+        claude.messages.create(model="no-such-model", max_tokens=10, messages=[{"role": "user", "content": "hi"}])  # outside every family
     response = httpx.post(f"{server.url}/v1/messages", json={"model": MODEL, "max_tokens": 5, "messages": []})
     assert response.status_code == 401 and response.json()["error"]["type"] == "authentication_error"
 

@@ -66,16 +66,11 @@ async def _startup(ctx: dict) -> None:
     from app.platform import open_platform
 
     ctx["platform"] = await open_platform(ctx["settings"], run_jobs=False)
-    # Like the API's lifespan: load the model catalogue (and tiktoken) before the first job needs it,
-    # rather than adding ~2 s to whichever job arrives first.
+    # Load tiktoken's encoding before the first job needs it, rather than adding its load time to whichever
+    # job arrives first (the model catalogue is a small JSON file, read as the platform opens).
     from app.core.tokens import count_tokens
-    from app.services.models import catalogue
 
-    def warm_up() -> None:
-        catalogue()
-        count_tokens("warm up")
-
-    await asyncio.get_running_loop().run_in_executor(None, warm_up)
+    await asyncio.get_running_loop().run_in_executor(None, count_tokens, "warm up")
 
 
 async def _shutdown(ctx: dict) -> None:

@@ -15,8 +15,6 @@ import typing
 from dataclasses import dataclass
 
 from openai.types.audio import speech_create_params
-from openai.types.audio_model import AudioModel
-from openai.types.audio.speech_model import SpeechModel
 
 from app.core.errors import APIError, invalid_request
 from app.inference.providers.offline import audio as model
@@ -54,17 +52,18 @@ class AudioService:
     def __init__(self, models) -> None:
         self._models = models
 
-    def _model(self, tenant: str, model_id: str, supported: tuple[str, ...]) -> str:
-        if model_id not in supported:
+    def _model(self, tenant: str, model_id: str, kind: str, only: tuple[str, ...] = ()) -> str:
+        """A model of the catalogue's `kind` (or one of `only`): 404 for ids nobody knows, 400 for a known
+        model of another kind, naming the supported ones."""
+        if not (model_id in only if only else self._models.supports(tenant, model_id, kind)):
             self._models.get(tenant, model_id)  # 404 model_not_found for ids nobody knows
-            raise invalid_value(model_id, supported, "model")
+            raise invalid_value(model_id, only or self._models.of_kind(kind), "model")
         return model_id
 
     # -- transcriptions and translations ------------------------------------------------------------
     async def transcribe(self, tenant: str, params: dict, audio: bytes | None, *, task: str = "transcribe") -> tuple[str, object]:
         """("json", body) | ("text", str) | ("stream", async iterator of events), per response_format and stream."""
-        models = ("whisper-1",) if task == "translate" else typing.get_args(AudioModel)
-        model_id = self._model(tenant, params["model"], models)
+        model_id = self._model(tenant, params["model"], "transcription", ("whisper-1",) if task == "translate" else ())
         fmt = params.get("response_format") or "json"
         allowed = _FORMATS.get(model_id, ("json", "text"))
         if fmt not in allowed:
@@ -157,7 +156,7 @@ class AudioService:
 
     # -- speech ------------------------------------------------------------------------------------
     def plan_speech(self, tenant: str, params: dict) -> dict:
-        self._model(tenant, params["model"], typing.get_args(SpeechModel))
+        self._model(tenant, params["model"], "speech")
         check_length(params["input"], 4096, "input")
         voice = params["voice"]
         if isinstance(voice, dict):

@@ -14,14 +14,12 @@ import base64
 import re
 import secrets
 import time
-import typing
 from dataclasses import dataclass
 from typing import AsyncIterator
 
-import openai.types
-
 from app.core.errors import APIError, invalid_request
 from app.inference.providers.offline import images as model
+from app.services.model_catalogue import load as load_catalogue
 from storage.blobs import BlobNotFound, BlobStore
 
 URL_TTL_SECONDS = 3600
@@ -64,6 +62,11 @@ def check_length(text: str, maximum: int, param: str) -> None:
             param=param, code="string_above_max_length")
 
 
+def image_models() -> tuple[str, ...]:
+    """The catalogue file's image models (what the Responses image tool may name)."""
+    return load_catalogue().of_kind("image")
+
+
 def family(model_id: str) -> str:
     return model_id if model_id in _DALLE_SIZES else "gpt"
 
@@ -88,19 +91,21 @@ class ImagesService:
         self._models = models
 
     # -- validation ------------------------------------------------------------------------------
-    def _model(self, tenant: str, params: dict, supported: tuple[str, ...] | None, default: str) -> str:
+    def _model(self, tenant: str, params: dict, default: str, *, only: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> str:
+        """An image model (or one of `only`): 404 for ids nobody knows, 400 for a known model of another
+        kind, naming the supported ones."""
         model_id = params.get("model")
         if model_id is None:
             model_id = DEFAULT_GPT_MODEL if default == "dall-e-2" and any(params.get(k) is not None for k in (*_GPT_ONLY, "stream")) else default
-        known = supported if supported is not None else tuple(self._image_models())
-        if model_id not in known:
-            self._models.get(tenant, model_id)  # 404 model_not_found for ids nobody knows
-            raise invalid_value(model_id, known, "model")
+        models = self._models  # None for the Responses image tool: the catalogue file's image models
+        known = model_id in only if only else model_id not in exclude and (
+            models.supports(tenant, model_id, "image") if models is not None else model_id in image_models())
+        if not known:
+            if models is not None:
+                models.get(tenant, model_id)  # 404 model_not_found for ids nobody knows
+            supported = models.of_kind("image") if models is not None else image_models()
+            raise invalid_value(model_id, only or tuple(m for m in supported if m not in exclude), "model")
         return model_id
-
-    @staticmethod
-    def _image_models() -> tuple[str, ...]:
-        return typing.get_args(openai.types.ImageModel)
 
     def _size(self, model_id: str, size: str | None, auto: tuple[int, int]) -> tuple[int, int]:
         fam = family(model_id)
@@ -185,12 +190,11 @@ class ImagesService:
         return plan
 
     def plan_generate(self, tenant: str, params: dict) -> model.ImageJob:
-        model_id = self._model(tenant, params, None, "dall-e-2")
+        model_id = self._model(tenant, params, "dall-e-2")
         return self._common("generate", model_id, params, (1024, 1024))
 
     def plan_edit(self, tenant: str, params: dict, images: list[Upload], mask: Upload | None) -> model.ImageJob:
-        allowed = tuple(m for m in self._image_models() if m != "dall-e-3")
-        model_id = self._model(tenant, params, allowed, DEFAULT_GPT_MODEL)
+        model_id = self._model(tenant, params, DEFAULT_GPT_MODEL, exclude=("dall-e-3",))
         if not images:
             raise invalid_request("Missing required parameter: 'image'.", param="image", code="missing_required_parameter")
         dalle = model_id == "dall-e-2"
@@ -210,7 +214,7 @@ class ImagesService:
         return plan
 
     def plan_variation(self, tenant: str, params: dict, image: Upload | None) -> model.ImageJob:
-        model_id = self._model(tenant, params, ("dall-e-2",), "dall-e-2")
+        model_id = self._model(tenant, params, "dall-e-2", only=("dall-e-2",))
         if image is None:
             raise invalid_request("Missing required parameter: 'image'.", param="image", code="missing_required_parameter")
         plan = self._common("variation", model_id, params, (1024, 1024))

@@ -1,5 +1,6 @@
 """Model calls that keep no state (legacy completions, embeddings, moderations), and the routing every
-model call shares: the router picks the provider; the offline model answers catalogue ids only."""
+model call shares: the router picks the provider; the offline model answers the ids ModelsService knows
+(the catalogue, configured extras and, unless strict, family-looking ids)."""
 from __future__ import annotations
 
 from typing import AsyncIterator
@@ -55,7 +56,7 @@ class InferenceService:
         base = base_model(model)
         provider = self.router.route(base)
         if provider.info.kind == "offline":
-            self._models.get(tenant_id, base)  # 404 model_not_found for ids outside the catalogue
+            self._models.get(tenant_id, base)  # 404 model_not_found for ids it does not know
         return provider
 
     async def _fine_tuned(self, tenant_id: str, provider: Provider, params: dict) -> dict:

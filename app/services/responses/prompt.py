@@ -16,7 +16,7 @@ import time
 from app.core.errors import APIError, invalid_request
 from app.services.assistants.prompt import FILE_SEARCH
 from app.services.inference import streamed_chat_request
-from app.services.images import ImagesService, family
+from app.services.images import ImagesService, family, image_models
 
 SEARCH_FUNCTION = {"type": "function", "function": {**FILE_SEARCH["function"], "description":
                    "Search the files of the vector stores given to this response; returns the most relevant passages."}}
@@ -46,7 +46,7 @@ def image_params(tool: dict, prompt: str) -> dict:
 def _check_image_tool(tool: dict, index: int) -> dict:
     """The tool with defaults filled in; its settings checked as the image service checks a generation."""
     model_id = tool.get("model") or IMAGE_MODEL
-    models = [m for m in ImagesService._image_models() if family(m) == "gpt"]
+    models = [m for m in image_models() if family(m) == "gpt"]
     if model_id not in models:
         listed = ", ".join(f"'{m}'" for m in models)
         raise invalid_request(f"Invalid value: '{model_id}'. Supported values are: {listed}.", param=f"tools[{index}].model", code="invalid_value")
