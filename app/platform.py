@@ -26,6 +26,7 @@ from app.services.fine_tuning.service import FineTuningService
 from app.services.gemini import GeminiService
 from app.services.inference import InferenceService
 from app.services.rate_limits import RateLimiter
+from app.services.relay_scope import RelayScope
 from app.services.messages import MessagesService
 from app.services.models import ModelsService
 from app.services.responses.service import ResponsesService
@@ -131,6 +132,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     vector_search = SearchService(db, vector_stores, vector_index, inference)
     run_store = RunStore(db)
     conversations = ConversationsService(db)
+    relay_scope = RelayScope(db)  # ids a relayed body may name: the upstream sees one key for every tenant
     platform = Platform(
         settings=settings,
         db=db,
@@ -145,9 +147,9 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         models=models,
         router=router,
         inference=inference,
-        chat=ChatService(db, inference),
-        messages=MessagesService(inference),
-        gemini=GeminiService(inference),
+        chat=ChatService(db, inference, relay_scope),
+        messages=MessagesService(inference, relay_scope),
+        gemini=GeminiService(inference, relay_scope),
         vector_index=vector_index,
         vector_stores=vector_stores,
         vector_store_files=vector_store_files,
@@ -161,7 +163,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         # Built-in tools reach the platform's services through `lambda: platform` (it is being built here).
         run_executor=RunExecutor(run_store, bus, inference, files, vector_search, lambda: platform),
         conversations=conversations,
-        responses=ResponsesService(db, bus, queue, inference, conversations, vector_search, files, settings),
+        responses=ResponsesService(db, bus, queue, inference, conversations, vector_search, files, settings, relay_scope),
         # Batch lines run through the live endpoints' services: they reach them through the platform.
         batches=BatchesService(db, blobs, files, queue, lambda: platform, settings),
         fine_tuning=FineTuningService(db, files, queue, models, settings),

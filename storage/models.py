@@ -271,6 +271,20 @@ class ResponseItem(SQLModel, table=True):
     data: dict = json_field(nullable=False)
 
 
+class RelayedId(SQLModel, table=True):
+    """An id an upstream minted in a relayed answer (an item, a code container, a chat audio reply),
+    bound to the tenant whose answer carried it: the upstream sees one key, ours, for every tenant, so
+    only that tenant may name it in a relayed request (app/services/relay_scope.py). Relayed response
+    ids are `responses` rows with status `relayed`."""
+
+    __tablename__ = "relayed_ids"
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=128, unique=True)
+    tenant_id: str = Field(max_length=64)
+    kind: str = Field(max_length=16)
+    created_at: int
+
+
 class Conversation(SQLModel, table=True):
     __tablename__ = "conversations"
     seq: Optional[int] = seq_field()

@@ -54,7 +54,7 @@ async def generate_content(request: Request, model_action: str) -> dict | Stream
     body = decode_json_object(raw)
     streaming = action == "streamGenerateContent"
     as_sse = request.query_params.get("alt") == "sse"
-    relayed = await platform.gemini.relay(tenant, model, action, raw, stream=streaming)
+    relayed = await platform.gemini.relay(tenant, model, action, raw, stream=streaming, body=body)
     if relayed is not None:
         return relay_response(_as_json_array(relayed) if streaming and not as_sse else relayed)
     if not streaming:

@@ -19,6 +19,8 @@ from app.core.pagination import Page, fetch_page, list_body
 from app.inference.base import RelayResponse
 from app.inference.chunks import ChunkAccumulator
 from app.services.inference import InferenceService
+from app.services.relay_refs import chat_refs
+from app.services.relay_scope import RelayScope
 from storage.db import Database
 from storage.models import StoredChatCompletion
 from storage.prepared import Prepared
@@ -33,15 +35,22 @@ def _stored_object(row) -> dict:
 
 
 class ChatService:
-    def __init__(self, db: Database, inference: InferenceService) -> None:
+    def __init__(self, db: Database, inference: InferenceService, relay_scope: RelayScope) -> None:
         self._db = db
         self._inference = inference
+        self._scope = relay_scope
 
     async def relay(self, tenant_id: str, params: dict, raw_body: bytes) -> RelayResponse | None:
-        """Byte-for-byte passthrough when the provider speaks OpenAI's protocol and nothing is stored."""
-        if params.get("store"):
+        """Byte-for-byte passthrough when the provider speaks OpenAI's protocol and nothing is stored.
+        An earlier audio reply or a file the messages name must be the tenant's (app/services/relay_scope.py)."""
+        if params.get("store") or self._inference.provider_for(tenant_id, params["model"]).info.kind != "openai":
             return None
-        return await self._inference.relay(tenant_id, params["model"], "/chat/completions", raw_body, stream=bool(params.get("stream")))
+        await self._scope.check(tenant_id, chat_refs(params))
+        relayed = await self._inference.relay(tenant_id, params["model"], "/chat/completions", raw_body, stream=bool(params.get("stream")))
+        modalities = params.get("modalities")
+        if relayed is not None and isinstance(modalities, list) and "audio" in modalities:
+            relayed = self._scope.watch(tenant_id, "chat", relayed)  # its audio reply's id, for the next turn
+        return relayed
 
     async def create(self, tenant_id: str, params: dict) -> dict:
         completion = await self._inference.call(tenant_id, "chat", params)

@@ -9,6 +9,8 @@ from app.inference.base import RelayResponse, UpstreamError
 from app.inference.translate import gemini as translate
 from app.services.inference import InferenceService
 from app.services.inference_errors import api_error
+from app.services.relay_refs import gemini_refs
+from app.services.relay_scope import RelayScope
 
 ACTIONS = ("generateContent", "streamGenerateContent")
 
@@ -23,13 +25,16 @@ def split_model_action(model_action: str) -> tuple[str, str]:
 
 
 class GeminiService:
-    def __init__(self, inference: InferenceService) -> None:
+    def __init__(self, inference: InferenceService, relay_scope: RelayScope) -> None:
         self._inference = inference
+        self._scope = relay_scope
 
-    async def relay(self, tenant_id: str, model: str, action: str, raw_body: bytes, *, stream: bool) -> RelayResponse | None:
+    async def relay(self, tenant_id: str, model: str, action: str, raw_body: bytes, *, stream: bool, body: dict | None = None) -> RelayResponse | None:
         provider = self._inference.provider_for(tenant_id, model)
         if provider.info.kind != "gemini":
             return None
+        # Cached contents and uploaded files belong to the upstream account, no tenant's (app/services/relay_scope.py).
+        await self._scope.check(tenant_id, gemini_refs(body or {}))
         path = f"/v1beta/models/{model}:{action}" + ("?alt=sse" if stream else "")
         try:
             return await provider.relay("POST", path, body=raw_body, headers={"content-type": "application/json"}, stream=stream)

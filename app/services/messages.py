@@ -14,6 +14,8 @@ from app.inference.base import RelayResponse, UpstreamError
 from app.inference.translate import anthropic as translate
 from app.services.inference import InferenceService
 from app.services.inference_errors import api_error
+from app.services.relay_refs import anthropic_refs
+from app.services.relay_scope import RelayScope
 
 # Request headers an Anthropic upstream needs to see (auth is the provider's own).
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta", "content-type")
@@ -38,19 +40,29 @@ def check_message_params(params: dict) -> dict:
     return params
 
 
+def _makes_containers(params: dict) -> bool:
+    """Whether the answer may name a new code-execution container."""
+    tools = params.get("tools") if isinstance(params.get("tools"), list) else []
+    return params.get("container") is not None or any(isinstance(t, dict) and "code_execution" in str(t.get("type", "")) for t in tools)
+
+
 class MessagesService:
-    def __init__(self, inference: InferenceService) -> None:
+    def __init__(self, inference: InferenceService, relay_scope: RelayScope) -> None:
         self._inference = inference
+        self._scope = relay_scope
 
     async def relay(self, tenant_id: str, params: dict, raw_body: bytes, *, path: str, headers: dict[str, str]) -> RelayResponse | None:
         provider = self._inference.provider_for(tenant_id, params["model"])
         if provider.info.kind != "anthropic":
             return None
+        # A container to reuse or a Files API block must be the tenant's (app/services/relay_scope.py).
+        await self._scope.check(tenant_id, anthropic_refs(params))
         forwarded = {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
         try:
-            return await provider.relay("POST", path, body=raw_body, headers=forwarded, stream=bool(params.get("stream")))
+            relayed = await provider.relay("POST", path, body=raw_body, headers=forwarded, stream=bool(params.get("stream")))
         except UpstreamError as error:
             raise api_error(error) from None
+        return self._scope.watch(tenant_id, "anthropic", relayed) if _makes_containers(params) else relayed
 
     def _chat_params(self, params: dict) -> dict:
         chat = translate.messages_to_chat_request(params)

@@ -308,8 +308,13 @@ class _Exchange:
         model, tool = self.params.get("model", ""), self.tool()
         arguments = json.dumps({"text": self.text})
         base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": model, "system_fingerprint": "fp_fake"}
+        # asked for audio: an audio reply with an id (a later assistant turn may name it: {"audio": {"id"}})
+        audio = ({"id": f"audio_fake{next(self.fake._ids)}", "data": "", "expires_at": int(time.time()) + 3600, "transcript": self.text}
+                 if "audio" in (self.params.get("modalities") or ()) else None)
         if not self.params.get("stream"):
             message: dict = {"role": "assistant", "content": None if tool else self.text, "refusal": None}
+            if audio:
+                message["audio"] = audio
             if tool:
                 message["tool_calls"] = [{"id": "call_fake", "type": "function", "function": {"name": tool["name"], "arguments": arguments}}]
             choice = {"index": 0, "message": message, "finish_reason": "tool_calls" if tool else "stop", "logprobs": None}
@@ -323,7 +328,7 @@ class _Exchange:
             deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} for piece in pieces]
         else:
             deltas = [{"content": _piece(i)} for i in range(self.chunks)]
-        events = [chunk({"role": "assistant", "content": None if tool else ""})] + [chunk(d) for d in deltas]
+        events = [chunk({"role": "assistant", "content": None if tool else "", **({"audio": audio} if audio else {})})] + [chunk(d) for d in deltas]
         events.append(chunk({}, "tool_calls" if tool else "stop"))
         if (self.params.get("stream_options") or {}).get("include_usage"):
             events.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": self.usage()})
@@ -413,6 +418,12 @@ class _Exchange:
         arguments = json.dumps({"text": self.text})
         usage = {"input_tokens": self.prompt_tokens, "output_tokens": self.chunks, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
         message = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None, "stop_sequence": None}
+        # a code-execution tool (or a container to reuse): the answer names its container
+        named = self.params.get("container")
+        container = None
+        if named or any("code_execution" in str(t.get("type", "")) for t in self.params.get("tools") or ()):
+            container = {"id": named if isinstance(named, str) else f"container_fake{next(self.fake._ids)}", "expires_at": "2099-01-01T00:00:00Z"}
+            message["container"] = container
         stop = "tool_use" if tool else "end_turn"
         if not self.params.get("stream"):
             block = {"type": "tool_use", "id": "toolu_fake", "name": tool["name"], "input": {"text": self.text}} if tool else {"type": "text", "text": self.text}
@@ -428,7 +439,8 @@ class _Exchange:
                   ("ping", {"type": "ping"})]
         events += [("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d}) for d in deltas]
         events += [("content_block_stop", {"type": "content_block_stop", "index": 0}),
-                   ("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": self.chunks}}),
+                   ("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None, **({"container": container} if container else {})},
+                                     "usage": {"output_tokens": self.chunks}}),
                    ("message_stop", {"type": "message_stop"})]
         await self.stream([f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events])
 

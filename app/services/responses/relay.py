@@ -1,8 +1,9 @@
 """Responses relayed to an upstream that speaks them (a provider with `responses = true`; OpenAI's own
 URL by default): the client's body as it is, our credentials, the upstream's answer (status, headers,
 SSE bytes) passed straight back. Nothing of the response is stored here, so its id is the upstream's:
-the id is read from the first bytes as they pass and bound to the tenant that created it, and only
-that tenant's requests about it are relayed (`by_id`) — the upstream sees our one key for everyone.
+the ids an answer mints are bound to the tenant that created it as they pass (app/services/relay_scope.py),
+and only that tenant's requests about them are relayed (`by_id`, and ids named in a relayed body) — the
+upstream sees our one key for everyone.
 
 Why relay rather than translate: a translation to chat completions loses what chat cannot say
 (reasoning items, hosted tools, the upstream's own storage and `previous_response_id` chains); an
@@ -10,14 +11,10 @@ upstream that speaks Responses answers them itself.
 """
 from __future__ import annotations
 
-import re
 from urllib.parse import quote
 
 from app.inference.base import RelayResponse, UpstreamError
 from app.services.inference_errors import api_error
-
-_ID = re.compile(rb'"id"\s*:\s*"(resp_[A-Za-z0-9_\-]+)"')
-_SNIFF_BYTES = 8192  # the id comes first in a Response object and in `response.created`
 
 
 def speaking_provider(inference, model):
@@ -37,29 +34,13 @@ async def relay(provider, method: str, path: str, body: bytes | None, *, content
         raise api_error(error) from None
 
 
-async def create(inference, path: str, body: dict, raw: bytes, on_id=None) -> RelayResponse | None:
+async def create(inference, path: str, body: dict, raw: bytes) -> RelayResponse | None:
     """POST /responses (or /responses/input_tokens) relayed, when the body's model routes to a provider
-    that speaks Responses; `on_id(id)` is awaited once the response's id has passed by."""
+    that speaks Responses."""
     provider = speaking_provider(inference, body.get("model"))
     if provider is None:
         return None
-    relayed = await relay(provider, "POST", path, raw, content_type="application/json", stream=body.get("stream") is True)
-    if on_id is not None and relayed.status_code == 200:
-        relayed.body = _watching(relayed.body, on_id)
-    return relayed
-
-
-async def _watching(chunks, on_id):
-    """The bytes unchanged; the first response id among the first bytes handed to `on_id`."""
-    seen, found = b"", False
-    async for chunk in chunks:
-        if not found and len(seen) < _SNIFF_BYTES:
-            seen += chunk
-            match = _ID.search(seen)
-            if match is not None:
-                found = True
-                await on_id(match.group(1).decode())
-        yield chunk
+    return await relay(provider, "POST", path, raw, content_type="application/json", stream=body.get("stream") is True)
 
 
 async def by_id(inference, method: str, response_id: str, suffix: str = "", query: str = "", body: bytes = b"",

@@ -22,6 +22,7 @@ from app.core.metadata import check_metadata
 from app.core.pagination import Page, list_body
 from app.core.tokens import count_chat_tokens
 from app.inference.base import RelayResponse
+from app.services.relay_refs import responses_refs
 from app.services.responses import items as build
 from app.services.responses import relay as relaying
 from app.services.responses.engine import Engine, Stopped, error_body
@@ -39,8 +40,9 @@ def not_found(response_id: str) -> APIError:
 
 
 class ResponsesService:
-    def __init__(self, db, bus, queue, inference, conversations, vector_search, files, settings) -> None:
+    def __init__(self, db, bus, queue, inference, conversations, vector_search, files, settings, relay_scope) -> None:
         self._db, self._bus, self._queue, self._inference = db, bus, queue, inference
+        self._scope = relay_scope  # which ids a relayed body may name, and the ids relayed answers bind (app/services/relay_scope.py)
         self._conversations, self._vector_search, self._files, self._settings = conversations, vector_search, files, settings
         self.store = ResponseStore(db)
         self.engine = Engine(inference, vector_search, files)
@@ -77,11 +79,14 @@ class ResponsesService:
 
     async def relay(self, tenant_id: str, path: str, body: dict, raw: bytes) -> RelayResponse | None:
         """`raw` relayed as it is when the body's model routes to a provider that speaks Responses;
-        None when the request is answered here (offline model, or translated to chat completions)."""
-        async def bind(response_id: str) -> None:
-            await self.store.record_relayed(response_id, tenant_id)
-
-        return await relaying.create(self._inference, path, body, raw, on_id=bind if path == "/responses" else None)
+        None when the request is answered here (offline model, or translated to chat completions). Every
+        id the body names must be the tenant's (a 404 otherwise, the upstream never asked); the ids the
+        answer mints are bound to the tenant as they pass."""
+        if relaying.speaking_provider(self._inference, body.get("model")) is None:
+            return None
+        await self._scope.check(tenant_id, responses_refs(body))
+        relayed = await relaying.create(self._inference, path, body, raw)
+        return self._scope.watch(tenant_id, "responses", relayed) if path == "/responses" else relayed
 
     async def relay_by_id(self, tenant_id: str, method: str, response_id: str, suffix: str = "", query: str = "",
                           body: bytes = b"", content_type: str | None = None) -> RelayResponse | None:
@@ -89,7 +94,9 @@ class ResponsesService:
         (whose ids those are); None when there is none."""
         if not await self.store.relayed_by(response_id, tenant_id):
             return None  # never relayed for this tenant: not theirs to ask about
-        return await relaying.by_id(self._inference, method, response_id, suffix, query, body, content_type)
+        relayed = await relaying.by_id(self._inference, method, response_id, suffix, query, body, content_type)
+        # A background response's output items are minted after its create: bound as its reads pass.
+        return relayed if relayed is None else self._scope.watch(tenant_id, "responses", relayed)
 
     # ---- what a request means ----
 
