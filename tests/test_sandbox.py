@@ -6,7 +6,11 @@ import os
 import secrets
 import shutil
 import socket
+import sys
+import sysconfig
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +19,7 @@ from app.services.assistants.sandbox import SandboxFile, run_python, sandbox_ava
 
 pytestmark = pytest.mark.anyio
 AVAILABLE, WHY = sandbox_available()
+ROOT = Path(__file__).resolve().parent.parent
 needs_sandbox = pytest.mark.skipif(not AVAILABLE, reason=f"no sandbox here: {WHY}")
 
 
@@ -155,12 +160,9 @@ async def test_the_environment_is_minimal_and_fresh(monkeypatch):
     assert result.error is None, result.logs
     assert "UNDERSTUDY" not in result.logs and "hunter2" not in result.logs and "sk-should-not-leak" not in result.logs
     assert "stdin ''" in result.logs
-    if "PID" in WHY:  # its own /proc: the server's processes (and their environments) are not there
-        assert "server visible False" in result.logs
-    work = result.logs.split("cwd ", 1)[1].split()[0]
-    run_dir = os.path.dirname(work)
-    assert work.endswith("/work") and not os.path.exists(run_dir)  # deleted afterwards
-    assert f"('HOME', '{run_dir}/home')" in result.logs and f"('TMPDIR', '{run_dir}/tmp')" in result.logs
+    assert "server visible False" in result.logs  # its own /proc: the server's processes (and environments) are not there
+    assert "cwd /mnt/data" in result.logs
+    assert "('HOME', '/mnt/home')" in result.logs and "('TMPDIR', '/tmp')" in result.logs
 
 
 @needs_sandbox
@@ -215,11 +217,11 @@ async def test_symlinks_and_special_files_are_not_returned():
 
 
 @needs_sandbox
-async def test_the_run_directory_is_deleted_even_when_the_code_locks_it():
-    code = "import os\nos.makedirs('locked/deeper')\nopen('locked/deeper/f', 'w').write('x')\nos.chmod('locked/deeper', 0)\nos.chmod('locked', 0)\nprint(os.getcwd())"
+async def test_files_the_code_locks_do_not_stop_the_run():
+    code = "import os\nos.makedirs('locked/deeper')\nopen('locked/deeper/f', 'w').write('x')\nos.chmod('locked/deeper', 0)\nos.chmod('locked', 0)\nopen('ok.txt', 'w').write('ok')"
     result = await run_python(code)
     assert result.error is None, result.logs
-    assert not os.path.exists(os.path.dirname(result.logs.strip()))
+    assert [(f.name, f.data) for f in result.files] == [("ok.txt", b"ok")]
 
 
 @needs_sandbox
@@ -270,9 +272,19 @@ async def test_an_unavailable_sandbox_refuses_without_running(monkeypatch, tmp_p
 
 
 def test_the_probe_explains_what_is_missing():
-    assert sandbox._probe(None) == (None, "the `unshare` command (util-linux) is not installed")
-    command, why = sandbox._probe("/nonexistent/unshare")
-    assert command is None and "/nonexistent/unshare" in why
+    assert sandbox._probe(None) == (None, "bubblewrap (`bwrap`) is not installed")
+    bwrap, why = sandbox._probe("/nonexistent/bwrap")
+    assert bwrap is None and "/nonexistent/bwrap" in why
+
+
+def test_a_bwrap_that_cannot_create_namespaces_is_no_sandbox(tmp_path):
+    """Fail closed: a bwrap that cannot build the sandbox (no user namespaces, a seccomp-confined container) is
+    reported with its own words, and nothing runs."""
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\n[ \"$1\" = --help ] && exit 0\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    bwrap, why = sandbox._probe(str(fake))
+    assert bwrap is None and why == "bwrap could not build the sandbox (bwrap: No permissions to create new namespace)"
 
 
 @needs_sandbox
@@ -292,3 +304,130 @@ async def test_too_many_processes_stops_the_run():
     assert result.error == f"Too many processes (the limit is {sandbox.NPROC})." or (
         result.error == "Exited with status 1." and "BlockingIOError" in result.logs), result
     assert await gone(["sleep", marker])
+
+
+# ---- the private root, totals and the host work dir (bubblewrap) ----
+
+FORK_HOGS = """import os, time
+for i in range({n}):
+    if os.fork() == 0:
+        block = bytearray({mb} * 1024 * 1024)
+        for j in range(0, len(block), 4096):
+            block[j] = 1
+        time.sleep(30)
+        os._exit(0)
+print('forked', flush=True)
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+"""
+
+
+@needs_sandbox
+async def test_memory_is_one_total_for_all_the_runs_processes():
+    """Each child stays under its own RLIMIT_AS; together they pass the total, and the run ends."""
+    started = time.monotonic()
+    result = await run_python(FORK_HOGS.format(n=6, mb=100), memory_mb=256, timeout_s=20)
+    assert result.error == "Memory limit exceeded." and result.exit_code is None, result
+    assert time.monotonic() - started < 10
+
+
+@needs_sandbox
+async def test_the_disk_budget_is_one_tmpfs_for_work_dir_and_tmp():
+    code = (
+        "import os\n"
+        "written = 0\n"
+        "try:\n"
+        "    for i in range(12):\n"
+        "        with open(f'/tmp/t{i}' if i % 2 else f'w{i}', 'wb') as f:\n"
+        "            f.write(b'x' * (8 << 20))\n"
+        "        written += 1\n"
+        "finally:\n"
+        "    print('written', written)\n"
+    )
+    result = await run_python(code, disk_mb=48)
+    assert result.error == "Exited with status 1." and "No space left on device" in result.logs, result.logs
+    written = int(result.logs.split("written ")[1].split()[0])
+    assert 3 <= written < 6  # 48 MB less /dev/shm's share, across the work dir and /tmp together
+
+
+@needs_sandbox
+async def test_without_tmpfs_sizes_the_init_enforces_the_disk_budget(tmp_path):
+    """A bwrap older than 0.7 has no --size: the init then measures the tmpfs and stops the run."""
+    real = shutil.which("bwrap")
+    wrapper = tmp_path / "bwrap"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = --help ]; then {real} --help | grep -v -- --size; exit 0; fi\n'
+        'for arg; do shift; if [ "$skip" = 1 ]; then skip=0; continue; fi\n'
+        '  if [ "$arg" = --size ]; then skip=1; continue; fi; set -- "$@" "$arg"; done\n'
+        f'exec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    code = "import time\nfor i in range(40):\n    open(f'f{i}', 'wb').write(b'x' * (1 << 20))\n    time.sleep(0.01)\nprint('not stopped')"
+    result = await sandbox._execute(str(wrapper), code, {}, timeout_s=20, memory_mb=256, disk_mb=16,
+                                    max_output_bytes=4 << 20, work_dir=None)
+    assert result.error == "Disk limit exceeded (16 MB)." and "not stopped" not in result.logs, result
+
+
+@needs_sandbox
+async def test_a_host_work_dir_is_bound_and_keeps_its_files(tmp_path):
+    """The shape containers will use: the same host dir across runs; only new or changed files come back."""
+    work = tmp_path / "container"
+    work.mkdir()
+    first = await run_python("open('kept.txt', 'w').write('one')\nopen('/tmp/scratch', 'w').write('x')",
+                             inputs=[SandboxFile("in.csv", b"a,b\n")], work_dir=str(work))
+    assert first.error is None, first.logs
+    assert [f.name for f in first.files] == ["kept.txt"]
+    assert sorted(os.listdir(work)) == ["in.csv", "kept.txt"]  # /tmp was the run's own
+    second = await run_python("import os\nprint(sorted(os.listdir('.')), open('kept.txt').read())\nopen('new.txt', 'w').write('two')",
+                              work_dir=str(work))
+    assert second.error is None, second.logs
+    assert "['in.csv', 'kept.txt'] one" in second.logs and [f.name for f in second.files] == ["new.txt"]
+
+
+@needs_sandbox
+async def test_the_root_is_private_and_read_only(tmp_path):
+    marker = tempfile.NamedTemporaryFile(prefix="understudy-host-", delete=False)
+    marker.close()
+    site = sysconfig.get_paths()["purelib"]
+    code = (
+        "import os, sys\n"
+        f"for path in [{marker.name!r}, {sys.prefix!r}, '/etc/shadow', '/etc/passwd', '/run', '/var', {str(ROOT)!r}]:\n"
+        "    print(path, os.path.exists(path))\n"
+        "for path in ['/usr/x', '/opt/understudy/site-packages/x.pth', '/x', '/dev/x', os.path.dirname(sys.executable) + '/x']:\n"
+        "    try:\n"
+        "        open(path, 'w').close()\n"
+        "        print('wrote', path)\n"
+        "    except OSError as exc:\n"
+        "        print('refused', path, exc.errno)\n"
+        "print('sys.path', [p for p in sys.path if 'site-packages' in p])\n"
+    )
+    try:
+        result = await run_python(code)
+    finally:
+        os.unlink(marker.name)
+    assert result.error is None, result.logs
+    assert " True" not in result.logs and "wrote" not in result.logs, result.logs
+    assert result.logs.count("refused") == 5
+    assert "'/opt/understudy/site-packages'" in result.logs and sys.prefix not in result.logs.split("sys.path")[1]  # the packages, not the venv
+    assert not os.path.exists(os.path.join(site, "x.pth"))
+
+
+@needs_sandbox
+async def test_seccomp_closes_memory_the_total_cannot_see_and_odd_socket_families():
+    code = (
+        "import os, socket\n"
+        "for name, call in [('memfd', lambda: os.memfd_create('x')), ('vsock', lambda: socket.socket(40, socket.SOCK_STREAM)),\n"
+        "                   ('alg', lambda: socket.socket(38, socket.SOCK_SEQPACKET))]:\n"
+        "    try:\n"
+        "        call()\n"
+        "        print(name, 'allowed')\n"
+        "    except OSError as exc:\n"
+        "        print(name, 'refused', exc.errno)\n"
+        "socket.socket(socket.AF_UNIX).close(); socket.socket(socket.AF_INET6).close()\n"
+    )
+    result = await run_python(code)
+    assert result.error is None, result.logs
+    assert "allowed" not in result.logs and result.logs.count("refused") == 3
