@@ -20,7 +20,7 @@ CODEX_STAMP := $(TOOLS)/.codex-$(CODEX_VERSION)
 NO_NPM = if [ "$${CI:-}" = "true" ]; then echo "npm not found: CI needs it for the $(1) end-to-end test" >&2; exit 1; \
 	else echo "npm not found: the $(1) end-to-end test will be skipped"; fi
 
-.PHONY: run test install bench clean team lock upgrade
+.PHONY: run test install bench clean team lock upgrade bubblewrap
 
 # A changed lock gets a new venv: pip installs what the lock names but never removes what it dropped.
 $(STAMP): $(LOCK) pyproject.toml
@@ -33,7 +33,7 @@ $(STAMP): $(LOCK) pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) bubblewrap
 	$(BIN)/understudy serve
 
 # Team mode on one machine: S3 (weed mini), `understudy serve --workers 2` and two `understudy worker`s
@@ -69,7 +69,18 @@ $(CODEX_STAMP): | $(TOOLS_STAMP)
 		&& $(TOOLS)/node_modules/.bin/codex --version >/dev/null && touch $(CODEX_STAMP); \
 	else $(call NO_NPM,Codex CLI); fi
 
-test: $(STAMP) $(TOOLS_STAMP) $(CODEX_STAMP)
+# bubblewrap (`bwrap`): the code_interpreter sandbox (app/services/assistants/sandbox_bwrap.py). Where it is
+# missing, root with apt-get installs Debian's package; otherwise code_interpreter refuses to run code.
+# Under CI=true a missing bwrap is an error: the sandbox tests must run there, not skip.
+bubblewrap:
+	@if command -v bwrap >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null \
+		&& command -v bwrap >/dev/null 2>&1; then echo "installed bubblewrap"; \
+	elif [ "$${CI:-}" = "true" ]; then echo "bwrap not found and not installable: CI needs it for the code_interpreter sandbox" >&2; exit 1; \
+	else echo "bwrap not found (apt-get install bubblewrap): code_interpreter will be unavailable"; fi
+
+test: $(STAMP) $(TOOLS_STAMP) $(CODEX_STAMP) bubblewrap
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
