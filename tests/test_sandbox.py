@@ -6,6 +6,7 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from app.services.assistants import sandbox
+from app.services.assistants import sandbox, sandbox_cgroup
 from app.services.assistants.sandbox import SandboxFile, run_python, sandbox_available
 
 pytestmark = pytest.mark.anyio
@@ -431,3 +432,41 @@ async def test_seccomp_closes_memory_the_total_cannot_see_and_odd_socket_familie
     result = await run_python(code)
     assert result.error is None, result.logs
     assert "allowed" not in result.logs and result.logs.count("refused") == 3
+
+
+# ---- cgroup v2, where it can be had (not on cgroup v1 machines: there the init alone holds the total) ----
+
+def _cgroup_tree(tmp_path, own: str, parent_subtree: str) -> tuple[str, str]:
+    mount = tmp_path / "cgroup"
+    group = mount / own.strip("/")
+    group.mkdir(parents=True)
+    (group.parent / "cgroup.subtree_control").write_text(parent_subtree)
+    (tmp_path / "mountinfo").write_text(
+        "24 31 0:21 / /proc rw,nosuid - proc proc rw\n"
+        f"35 25 0:30 / {mount} rw,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw\n")
+    (tmp_path / "self-cgroup").write_text(f"4:memory:/elsewhere\n0::{own}\n")
+    return str(tmp_path / "mountinfo"), str(tmp_path / "self-cgroup")
+
+
+def test_run_groups_go_beside_the_servers_group_where_memory_is_delegated(tmp_path):
+    mountinfo, cgroup = _cgroup_tree(tmp_path, "/system.slice/understudy.service/server", "cpu memory pids")
+    assert sandbox_cgroup.find_base(mountinfo, cgroup) == str(tmp_path / "cgroup/system.slice/understudy.service")
+    mountinfo, cgroup = _cgroup_tree(tmp_path / "other", "/user.slice/app", "cpu pids")
+    assert sandbox_cgroup.find_base(mountinfo, cgroup) is None  # memory not handed down: the init alone
+
+
+def test_a_run_group_limits_memory_and_its_wrapper_joins_it(tmp_path):
+    group = sandbox_cgroup.RunGroup.create(123456, str(tmp_path))
+    assert group.path and open(os.path.join(group.path, "memory.max")).read() == "123456"
+    (Path(group.path) / "cgroup.procs").write_text("")
+    (Path(group.path) / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+    ran = subprocess.run(group.wrap(["sh", "-c", "echo $$; echo ran"]), capture_output=True, text=True)
+    pid, said = ran.stdout.split()
+    assert said == "ran" and open(os.path.join(group.path, "cgroup.procs")).read().strip() == pid  # exec: the same process
+    assert group.oom_killed()
+    assert sandbox_cgroup.RunGroup.create(1, None).wrap(["true"]) == ["true"]
+
+
+def test_this_machine_says_whether_the_kernel_holds_the_total():
+    base = sandbox_cgroup.base()
+    assert base is None or os.path.isdir(base)  # cgroup v1 (hybrid): None, and the init's polling is the total

@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from app.services.assistants import sandbox_bwrap
+from app.services.assistants import sandbox_bwrap, sandbox_cgroup
 from app.services.assistants.sandbox_bwrap import SANDBOX_GID, SANDBOX_UID
 from app.services.assistants.sandbox_pipes import Output, ResultPipe, bundle, memfd, parse_results
 from app.services.assistants.sandbox_seccomp import bpf_program
@@ -39,7 +39,8 @@ POLL_S = 0.02  # how often the init measures the run
 GRACE_S = 10.0  # past the timeout, for start-up and handing back files, before the host kills the sandbox
 _PATH = "/usr/local/bin:/usr/bin:/bin"
 _UNAVAILABLE = "The code interpreter sandbox is unavailable on this server: {}."
-_INIT = os.path.join(os.path.dirname(__file__), "sandbox_init.py")
+with open(os.path.join(os.path.dirname(__file__), "sandbox_init.py"), encoding="utf-8") as _f:
+    _INIT = _f.read()  # the sandbox's init, handed to `python -c` (none of the app is mounted there)
 # Run in the sandbox by the probe: what must hold before any code runs there.
 _PROBE = """import os
 checks = {
@@ -156,19 +157,31 @@ async def _execute(bwrap: str, code: str, inputs: dict[str, bytes], *, timeout_s
            "drop_to": [SANDBOX_UID, SANDBOX_GID] if sandbox_bwrap.privileged() else None,
            "site_packages": [inside for _, inside in rt.site_packages],
            "limits": {k: list(v) if isinstance(v, tuple) else [v, v] for k, v in limits.items()}}
-    with open(_INIT, encoding="utf-8") as f:
-        init = f.read()
     # -I: no user site, no PYTHON* variables, no cwd on sys.path; -u: output in the order it was printed.
-    argv = [rt.python, "-I", "-u", "-B", "-c", init, json.dumps(cfg)]
+    argv = [rt.python, "-I", "-u", "-B", "-c", _INIT, json.dumps(cfg)]
     command = sandbox_bwrap.command(bwrap, seccomp_fd=seccomp, disk_bytes=disk, shm_bytes=shm, work_dir=work_dir, argv=argv)
+    group = sandbox_cgroup.RunGroup.create(memory + disk, sandbox_cgroup.base())  # where the kernel can hold the total too
+    try:
+        result = await _supervise(group.wrap(command), rt, (packed, seccomp, result_write), result_read,
+                                  timeout_s=timeout_s, max_output_bytes=max_output_bytes, disk_mb=disk_mb)
+        if result.error and result.error.startswith("The sandbox stopped without a result") and group.oom_killed():
+            result.error = "Memory limit exceeded."  # the kernel's OOM killer took the init too
+        return result
+    finally:
+        await asyncio.to_thread(group.remove)
+
+
+async def _supervise(command: list[str], rt, pass_fds: tuple[int, ...], result_read: int, *, timeout_s: float,
+                     max_output_bytes: int, disk_mb: int) -> SandboxResult:
+    """Starts bwrap, reads its output and the init's result, and kills it all past the timeout's grace."""
     loop = asyncio.get_running_loop()
     try:
         try:
             transport, run = await loop.subprocess_exec(
                 Output, *command, env=_env(rt), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                start_new_session=True, pass_fds=(packed, seccomp, result_write))
+                start_new_session=True, pass_fds=pass_fds)
         finally:
-            for fd in (packed, seccomp, result_write):
+            for fd in pass_fds:
                 os.close(fd)
     except OSError as exc:
         os.close(result_read)
