@@ -15,9 +15,14 @@ from app.core.tokens import count_chat_tokens, count_tokens
 from app.inference.providers.offline import logprobs as lp
 from app.inference.providers.offline import output, seeding, style, text, tools
 from app.inference.providers.offline.schema import value_for_schema
+from app.inference.providers.offline.schema_limits import SchemaError, check_structure, schema_api_error
 
 FINGERPRINT = "fp_offline"
 CALL_OVERHEAD = 3  # tokens a tool call costs beyond its name and arguments
+# What one request may make the offline model produce, all choices together: each schema-valid value is
+# bounded (schema_limits.py), and `n` multiplies it; logprob entries cost a few hundred bytes each.
+MAX_ANSWER_CHARS = 4 << 20
+MAX_LOGPROB_ENTRIES = 500_000
 
 
 @dataclass
@@ -77,7 +82,13 @@ def _response_text(params: dict, messages: list[dict], r) -> str:
         schema = spec.get("schema") if isinstance(spec, dict) else None
         user = text.last_user_message(messages)
         hints = text.words(text.content_text(user.get("content")) if user else "")
-        return json.dumps(value_for_schema(schema if isinstance(schema, dict) else {}, r, words=hints), ensure_ascii=False)
+        try:
+            if schema is not None:
+                check_structure(schema)
+            return json.dumps(value_for_schema(schema if isinstance(schema, dict) else {}, r, words=hints), ensure_ascii=False)
+        except SchemaError as error:
+            name = spec.get("name") if isinstance(spec, dict) else None
+            raise schema_api_error(error, "response_format.json_schema.schema", f"response_format '{name}'", code="invalid_json_schema") from None
     if kind != "text":
         raise invalid_request(f"Invalid value for 'response_format.type': '{kind}'. Supported values are: 'text', 'json_object' and 'json_schema'.", param="response_format.type")
     if params.get(style.STYLE_KEY):
@@ -88,10 +99,13 @@ def _response_text(params: dict, messages: list[dict], r) -> str:
     return text.reply_text(messages, r)
 
 
-def _calls(decision: tools.ToolDecision, messages: list[dict], seed: int, index: int, budget: int | None) -> tuple[list[Call], int, bool]:
+def _calls(decision: tools.ToolDecision, messages: list[dict], seed: int, index: int, budget: int | None,
+           produced: int, n: int) -> tuple[list[Call], int, bool]:
     calls, used, cut = [], 0, False
     for position, function in enumerate(decision.functions):
         arguments = tools.arguments(function, seeding.rng(seed, "arguments", index, position), messages)
+        produced += len(arguments)
+        _check_answer_size(produced, n)
         cost = CALL_OVERHEAD + count_tokens(function.name)
         if budget is not None:
             arguments, arg_tokens, cut = output.truncate_to_tokens(arguments, max(budget - used - cost, 0))
@@ -100,8 +114,9 @@ def _calls(decision: tools.ToolDecision, messages: list[dict], seed: int, index:
         used += cost + arg_tokens
         r = seeding.rng(seed, "argument-pieces", index, position)
         pieces, at = [], 0
+        scale = max(1, len(arguments) // 16384)  # long arguments stream in longer pieces (a few thousand at most)
         while at < len(arguments):
-            step = r.randint(3, 8)
+            step = r.randint(3, 8) * scale
             pieces.append(arguments[at : at + step])
             at += step
         calls.append(Call(seeding.stable_id("call_", seed, index, position), function.name, arguments, pieces))
@@ -110,6 +125,13 @@ def _calls(decision: tools.ToolDecision, messages: list[dict], seed: int, index:
     if budget is not None:
         used = min(used, budget)
     return calls, used, cut
+
+
+def _check_answer_size(produced: int, n: int) -> None:
+    if produced > MAX_ANSWER_CHARS:
+        raise invalid_request(
+            f"The answer would be longer than the offline model's limit of {MAX_ANSWER_CHARS} characters for all choices together: "
+            "ask for fewer choices ('n') or a schema with smaller values.", param="n" if n > 1 else None)
 
 
 def plan(params: dict) -> Plan:
@@ -122,15 +144,25 @@ def plan(params: dict) -> Plan:
     decision = tools.decide(params, messages)
     seed = seeding.request_seed(params, "chat")
     choices = []
+    produced = logprob_entries = 0
     for index in range(n):
         if decision.functions:
-            calls, used, cut = _calls(decision, messages, seed, index, budget)
+            calls, used, cut = _calls(decision, messages, seed, index, budget, produced, n)
             reason = "length" if cut else ("function_call" if decision.legacy else "tool_calls")
             choices.append(Choice(index, None, calls, decision.legacy, reason, used))
+            produced += sum(len(call.arguments) for call in calls)
             continue
-        emitted = output.emit(_response_text(params, messages, seeding.rng(seed, "choice", index)), budget=budget, stops=stops)
+        reply = _response_text(params, messages, seeding.rng(seed, "choice", index))
+        produced += len(reply)
+        _check_answer_size(produced, n)
+        emitted = output.emit(reply, budget=budget, stops=stops)
         entries = None
         if want_logprobs:
+            logprob_entries += emitted.token_count * (1 + top)
+            if logprob_entries > MAX_LOGPROB_ENTRIES:
+                raise invalid_request(
+                    f"The offline model returns at most {MAX_LOGPROB_ENTRIES} log probabilities (tokens × (1 + top_logprobs), all choices "
+                    "together) per request: lower 'top_logprobs', 'n' or 'max_completion_tokens'.", param="top_logprobs" if top else "logprobs")
             entries, start = [], 0
             for tokens in emitted.piece_tokens:
                 entries.append(lp.chat_entries(tokens, seed, index, start, top))

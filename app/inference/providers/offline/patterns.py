@@ -56,8 +56,21 @@ def _class_chars(items) -> str:
     return "".join(chars)
 
 
-def _emit(tokens, rng: random.Random, out: list[str]) -> None:
+class _Limit:
+    """Characters and steps one generated string may take: `(a{1000}){1000}` must not build a million."""
+
+    def __init__(self, max_length: int) -> None:
+        self.length, self.steps = max_length, 4 * max_length + 1000
+
+    def step(self, out: list[str]) -> None:
+        self.steps -= 1
+        if self.steps < 0 or len(out) > self.length:
+            raise _GiveUp
+
+
+def _emit(tokens, rng: random.Random, out: list[str], limit: _Limit) -> None:
     for op, arg in tokens:
+        limit.step(out)
         if op is c.LITERAL:
             out.append(chr(arg))
         elif op is c.NOT_LITERAL:
@@ -69,27 +82,57 @@ def _emit(tokens, rng: random.Random, out: list[str]) -> None:
         elif op is c.CATEGORY:
             out.append(rng.choice(_CATEGORY_CHARS.get(arg) or _ANY))
         elif op is c.SUBPATTERN:
-            _emit(arg[-1], rng, out)
+            _emit(arg[-1], rng, out, limit)
         elif op is c.BRANCH:
-            _emit(rng.choice(arg[1]), rng, out)
+            _emit(rng.choice(arg[1]), rng, out, limit)
         elif op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)):
             low, high, body = arg
             high = low + _MAX_UNBOUNDED if high is c.MAXREPEAT else min(high, low + _MAX_UNBOUNDED)
             for _ in range(rng.randint(low, max(low, high))):
-                _emit(body, rng, out)
+                limit.step(out)
+                _emit(body, rng, out, limit)
         elif op is c.AT:
             continue  # anchors: the generated string is the whole match anyway
         else:
             raise _GiveUp
 
 
-def string_for_pattern(pattern: str, rng: random.Random) -> str | None:
-    """A string that `re.search(pattern, s)` accepts, or None when the pattern is beyond this generator."""
+def is_risky(pattern: str) -> bool:
+    """Whether matching `pattern` can backtrack exponentially (a repeat inside a repeat, or alternatives
+    inside one, as in `(a+)+$` or `(a|ab)*c`): such a pattern is not tried against arbitrary words."""
+    try:
+        return _nested_repeat(sre_parse.parse(pattern), False)
+    except (re.error, RecursionError, OverflowError):
+        return True
+
+
+def _nested_repeat(tokens, inside: bool) -> bool:
+    for op, arg in tokens:
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT, getattr(c, "POSSESSIVE_REPEAT", None)):
+            low, high, body = arg
+            many = high is c.MAXREPEAT or high > 1
+            if (inside and many) or _nested_repeat(body, inside or many):
+                return True
+        elif op is c.SUBPATTERN:
+            if _nested_repeat(arg[-1], inside):
+                return True
+        elif op is c.BRANCH:
+            if inside or any(_nested_repeat(branch, inside) for branch in arg[1]):
+                return True
+        elif op in (c.ASSERT, c.ASSERT_NOT):
+            if _nested_repeat(arg[1], inside):
+                return True
+    return False
+
+
+def string_for_pattern(pattern: str, rng: random.Random, max_length: int = 10_000) -> str | None:
+    """A string that `re.search(pattern, s)` accepts (at most `max_length` characters), or None when the
+    pattern is beyond this generator."""
     try:
         parsed = sre_parse.parse(pattern)
         for _ in range(8):
             out: list[str] = []
-            _emit(parsed, rng, out)
+            _emit(parsed, rng, out, _Limit(max_length))
             candidate = "".join(out)
             if re.search(pattern, candidate):
                 return candidate

@@ -4,108 +4,246 @@ The offline model's promise is that a client's parsing code runs against its out
 a real model's: arguments validate against the tool's `parameters`, `json_schema` replies against the
 schema. Values are drawn from a seeded `random.Random`, so they repeat with the request, and strings
 prefer the words of the prompt (`words`), so they read as if they referred to it.
+
+The schema is the client's, so generation is bounded (schema_limits.py): a `Budget` counts the JSON
+produced, the nodes generated and the time. Optional parts (properties not required, array items beyond
+`minItems`) are attempts: one that would overflow the budget is dropped, and the rest of the document is
+then generated lean (required parts only). If even that overflows — the smallest value the schema admits
+is too big, or a recursive `$ref` has no way out — `SchemaError` says so; `check_schema` asks exactly
+that question before a request is accepted.
 """
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
 import uuid
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from app.inference.providers.offline.patterns import string_for_pattern
+from app.inference.providers.offline.patterns import is_risky, string_for_pattern
+from app.inference.providers.offline.schema_limits import (
+    MAX_DEPTH, MAX_DOCUMENT_CHARS, MAX_PATTERN_LENGTH, MAX_SECONDS, MAX_STRING_LENGTH, MAX_WORK, Budget, Overflow, SchemaError,
+    check_structure, resolve_pointer,
+)
 
-_MAX_DEPTH = 6
+_SOFT_DEPTH = 6  # past this, only what the schema requires (and non-recursive union branches)
+_MAX_WORD = 64  # a prompt word longer than this is cut: strings are built from words
+_LEAN_WORD = 16
+# What check_schema generates strings from: as long as lean strings get, so its verdict holds for any prompt.
+_CHECK_WORDS = tuple(f"{'w' * (_LEAN_WORD - 2)}{i:02d}" for i in range(12))
 _FILLER = ("alpha", "bravo", "delta", "echo", "sample", "value", "item", "note", "offline", "example")
 _PROPER_HINTS = ("name", "city", "location", "country", "place", "person", "company", "destination", "origin")
 _FORMAT_BY_NAME = (
     ("email", "email"), ("url", "uri"), ("uri", "uri"), ("link", "uri"), ("website", "uri"),
     ("uuid", "uuid"), ("timestamp", "date-time"), ("datetime", "date-time"), ("date", "date"),
 )
+_SKIP = object()
+_SCALARS = ("null", "string", "integer", "number", "boolean")
+_REFUSALS = {
+    "size": f"the smallest value it admits is larger than the offline model's limit of {MAX_DOCUMENT_CHARS} characters of JSON",
+    "depth": f"its values nest deeper than {MAX_DEPTH} levels (a recursive '$ref' that every value must follow has no finite value)",
+    "work": f"generating a value for it takes more than {MAX_WORK} steps",
+    "time": f"generating a value for it takes longer than {MAX_SECONDS:g} seconds",
+}
 
 
-def value_for_schema(schema: Any, rng: random.Random, *, words: Sequence[str] = (), root: Any = None) -> Any:
-    """A JSON value valid against `schema` (draft 2020-12 / OpenAI's structured-output subset)."""
-    return _Generator(rng, words, schema if root is None else root).value(schema, 0, "")
+def value_for_schema(schema: Any, rng: random.Random, *, words: Sequence[str] = (), root: Any = None,
+                     budget: Budget | None = None) -> Any:
+    """A JSON value valid against `schema` (draft 2020-12 / OpenAI's structured-output subset), within
+    the offline model's bounds; SchemaError when no value fits them."""
+    generator = _Generator(rng, words, schema if root is None else root, budget or Budget())
+    mark = generator.budget.mark()
+    try:
+        return generator.value(schema, 0, "")
+    except Overflow as overflow:
+        if overflow.reason == "time":
+            raise SchemaError(_REFUSALS["time"]) from None
+    except RecursionError:
+        raise SchemaError(_REFUSALS["depth"]) from None
+    generator.budget.restore(mark)  # the whole document again, lean: required parts only
+    generator.budget.work = 0
+    generator.go_lean()
+    try:
+        return generator.value(schema, 0, "")
+    except Overflow as overflow:
+        raise SchemaError(_REFUSALS[overflow.reason]) from None
+    except RecursionError:
+        raise SchemaError(_REFUSALS["depth"]) from None
+
+
+def check_schema(schema: Any) -> None:
+    """Raises SchemaError unless the offline model can answer with a value of `schema` within bounds:
+    the keywords' shapes and caps, then the smallest value it admits (generated, lean)."""
+    check_structure(schema)
+    generator = _Generator(random.Random(0), _CHECK_WORDS, schema, Budget())
+    generator.go_lean()
+    try:
+        generator.value(schema, 0, "")
+    except Overflow as overflow:
+        raise SchemaError(_REFUSALS[overflow.reason]) from None
+    except RecursionError:
+        raise SchemaError(_REFUSALS["depth"]) from None
+
+
+def _count(value: Any, default: Any) -> Any:
+    """A count keyword (minItems, maxLength, ...) as an int, or `default` when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        return default
+    return int(value)
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return value
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable stand-in that compares as Python compares JSON values (uniqueItems)."""
+    if isinstance(value, dict):
+        return ("object", frozenset((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("array", tuple(_freeze(v) for v in value))
+    return value
 
 
 class _Generator:
-    def __init__(self, rng: random.Random, words: Sequence[str], root: Any) -> None:
+    def __init__(self, rng: random.Random, words: Sequence[str], root: Any, budget: Budget) -> None:
         self.rng = rng
-        self.words = [w for w in words if w] or list(_FILLER)
+        self.words = [w[:_MAX_WORD] for w in words if isinstance(w, str) and w] or list(_FILLER)
         self.root = root
+        self.budget = budget
+        self.lean = False  # no optional parts from now on
+        self._sizes: dict = {}  # id(value) -> JSON size; ("smallest", id(enum)) -> index
+
+    # -- budget -------------------------------------------------------------------------------------
+    def go_lean(self) -> None:
+        """From now on: required parts only, strings of one short word (what check_schema measures)."""
+        self.lean = True
+        self.words = [w[:_LEAN_WORD] for w in self.words]
+
+    def optional(self, make: Callable[[], Any]) -> Any:
+        """`make()`, or _SKIP when it would overflow the budget (then the rest of the document is lean)."""
+        if self.lean:
+            return _SKIP
+        mark = self.budget.mark()
+        try:
+            return make()
+        except Overflow as overflow:
+            if overflow.reason == "time":
+                raise
+            self.budget.restore(mark)
+            self.go_lean()
+            return _SKIP
+
+    def literal(self, value: Any) -> Any:
+        """A value taken from the schema (const, enum), charged at its JSON size (measured once)."""
+        size = self._sizes.get(id(value))
+        if size is None:
+            size = self._sizes[id(value)] = len(json.dumps(value, ensure_ascii=False)) if isinstance(value, (dict, list, str)) else 8
+        self.budget.charge(size)
+        return value
+
+    def smallest(self, values: list) -> Any:
+        key = ("smallest", id(values))
+        if key not in self._sizes:
+            self._sizes[key] = min(range(len(values)), key=lambda i: len(json.dumps(values[i], ensure_ascii=False)))
+        return values[self._sizes[key]]
 
     # -- dispatch -----------------------------------------------------------------------------------
     def value(self, schema: Any, depth: int, name: str) -> Any:
+        if depth > MAX_DEPTH:
+            raise Overflow("depth")
+        self.budget.charge(0)
         if schema is True or schema is None or schema == {}:
             return self.string({}, name)
         if schema is False or not isinstance(schema, dict):
+            self.budget.charge(4)
             return None
-        if "$ref" in schema:
+        if isinstance(schema.get("$ref"), str):
             target = self.resolve(schema["$ref"])
             rest = {k: v for k, v in schema.items() if k != "$ref"}
-            return self.value(_merge(target, rest) if rest else target, depth + 1, name)
-        if "allOf" in schema:
+            return self.value(_merge(target, rest) if rest and isinstance(target, dict) else target, depth + 1, name)
+        if isinstance(schema.get("allOf"), list):
             merged = {k: v for k, v in schema.items() if k != "allOf"}
             for part in schema["allOf"]:
-                part = self.resolve(part["$ref"]) if isinstance(part, dict) and "$ref" in part else part
+                part = self.resolve(part["$ref"]) if isinstance(part, dict) and isinstance(part.get("$ref"), str) else part
                 merged = _merge(merged, part if isinstance(part, dict) else {})
-            return self.value(merged, depth, name)
+            return self.value(merged, depth + 1, name)
         if "const" in schema:
-            return schema["const"]
+            return self.literal(schema["const"])
         if isinstance(schema.get("enum"), list) and schema["enum"]:
-            return self.rng.choice(schema["enum"])
+            return self.literal(self.smallest(schema["enum"]) if self.lean else self.rng.choice(schema["enum"]))
         for key in ("anyOf", "oneOf"):
             if isinstance(schema.get(key), list) and schema[key]:
-                branch = self.branch(schema[key], depth)
                 rest = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}
-                return self.value(_merge(rest, branch) if rest and isinstance(branch, dict) else branch, depth + 1, name)
+                return self.union(schema[key], rest, depth, name)
         kind = self.kind(schema)
         if kind == "object":
             return self.object(schema, depth)
         if kind == "array":
             return self.array(schema, depth, name)
         if kind == "integer":
-            return self.integer(schema)
+            return self.scalar(self.integer(schema))
         if kind == "number":
-            return self.number(schema)
+            return self.scalar(self.number(schema))
         if kind == "boolean":
-            return self.rng.random() < 0.5
+            return self.scalar(self.rng.random() < 0.5)
         if kind == "null":
-            return None
+            return self.scalar(None)
         return self.string(schema, name)
+
+    def scalar(self, value: Any) -> Any:
+        self.budget.charge(len(str(value)) if isinstance(value, (int, float)) and not isinstance(value, bool) else 5)
+        return value
 
     def resolve(self, ref: str) -> Any:
         if not ref.startswith("#"):
             return {}
-        node = self.root
-        for part in [p for p in ref[1:].split("/") if p]:
-            part = part.replace("~1", "/").replace("~0", "~")
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            else:
-                return {}
-        return node
+        found, node = resolve_pointer(self.root, ref)
+        return node if found else {}
+
+    def union(self, branches: list, rest: dict, depth: int, name: str) -> Any:
+        """The first branch, as the brief of the offline model says; deep in a recursive schema, the first
+        branch that does not recurse, so generation ends. Lean, each branch in that order of preference
+        until one fits the budget."""
+        def build(branch: Any) -> Any:
+            return self.value(_merge(rest, branch) if rest and isinstance(branch, dict) else branch, depth + 1, name)
+
+        if not self.lean:
+            return build(self.branch(branches, depth))
+        failure = None
+        for branch in sorted(branches, key=self.recursion_rank):
+            mark = self.budget.mark()
+            try:
+                return build(branch)
+            except Overflow as overflow:
+                if overflow.reason in ("time", "work"):
+                    raise
+                self.budget.restore(mark)
+                failure = overflow
+        raise failure
+
+    def recursion_rank(self, branch: Any) -> int:
+        if not isinstance(branch, dict):
+            return 1
+        if "$ref" in branch:
+            return 2
+        return 0 if self.kind(branch) in _SCALARS else 1
 
     def branch(self, branches: list, depth: int) -> Any:
-        """The first branch, as the brief of the offline model says; deep in a recursive schema, the first
-        branch that does not recurse, so generation ends."""
-        if depth >= _MAX_DEPTH:
-            for candidate in branches:
-                if isinstance(candidate, dict) and "$ref" not in candidate and self.kind(candidate) in ("null", "string", "integer", "number", "boolean"):
-                    return candidate
+        if depth >= _SOFT_DEPTH:
+            return min(branches, key=self.recursion_rank)  # the first scalar branch, else the first without $ref
         return branches[0]
 
-    @staticmethod
-    def kind(schema: dict) -> str:
+    def kind(self, schema: dict) -> str:
         kind = schema.get("type")
         if isinstance(kind, list):
             concrete = [k for k in kind if k != "null"]
             kind = concrete[0] if concrete else "null"
-        if kind:
+        if isinstance(kind, str) and kind:
             return kind
         if "properties" in schema or "required" in schema or "additionalProperties" in schema:
             return "object"
@@ -116,44 +254,60 @@ class _Generator:
         return "string"
 
     # -- containers ---------------------------------------------------------------------------------
+    def member(self, schema: Any, key: str, depth: int) -> Any:
+        self.budget.charge(len(key) + 4)
+        return self.value(schema, depth + 1, key)
+
     def object(self, schema: dict, depth: int) -> dict:
-        properties = schema.get("properties") or {}
-        required = [k for k in schema.get("required") or () if isinstance(k, str)]
-        chosen = list(dict.fromkeys(required))
-        maximum = schema.get("maxProperties", math.inf)
-        deep = depth >= _MAX_DEPTH
-        for key in properties:
-            if key not in chosen and len(chosen) < maximum and not deep and self.rng.random() < 0.7:
-                chosen.append(key)
+        properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+        required = schema.get("required") if isinstance(schema.get("required"), list) else []
+        chosen = list(dict.fromkeys(k for k in required if isinstance(k, str)))
+        minimum = _count(schema.get("minProperties"), 0)
+        maximum = _count(schema.get("maxProperties"), math.inf)
+        optional: list[str] = []
+        if depth < _SOFT_DEPTH and not self.lean:
+            taken = set(chosen)
+            for key in properties:
+                if key not in taken and len(taken) < maximum and self.rng.random() < 0.7:
+                    optional.append(key)
+                    taken.add(key)
+        self.budget.charge(2)
+        out = {key: self.member(properties.get(key, {}), key, depth) for key in chosen}
+        for key in optional:
+            value = self.optional(lambda key=key: self.member(properties[key], key, depth))
+            if value is not _SKIP:
+                out[key] = value
         for key in properties:  # minProperties: add the rest until satisfied
-            if len(chosen) >= schema.get("minProperties", 0):
+            if len(out) >= minimum:
                 break
-            if key not in chosen:
-                chosen.append(key)
-        out = {key: self.value(properties.get(key, {}), depth + 1, key) for key in chosen}
-        extra_schema = schema.get("additionalProperties", True)
+            if key not in out:
+                out[key] = self.member(properties[key], key, depth)
+        extra = schema.get("additionalProperties", True)
         index = 1
-        while len(out) < schema.get("minProperties", 0) and extra_schema is not False:
+        while len(out) < minimum and extra is not False:
             key = f"{self.words[(index - 1) % len(self.words)]}_{index}"
-            out.setdefault(key, self.value(extra_schema if isinstance(extra_schema, dict) else {}, depth + 1, key))
+            if key not in out:
+                out[key] = self.member(extra if isinstance(extra, dict) else {}, key, depth)
             index += 1
         return out
 
     def array(self, schema: dict, depth: int, name: str) -> list:
-        prefix = schema.get("prefixItems") or []
+        prefix = schema.get("prefixItems") if isinstance(schema.get("prefixItems"), list) else []
         items = schema.get("items", {} if not prefix else False)
         if isinstance(items, list):  # draft 4-7 tuple form
             prefix, items = items, schema.get("additionalItems", False)
-        low = max(int(schema.get("minItems", 0)), 0)
-        high = schema.get("maxItems")
+        low = _count(schema.get("minItems"), 0)
+        high = _count(schema.get("maxItems"), None)
         if items is False:
             high = min(high, len(prefix)) if high is not None else len(prefix)
-        deep = depth >= _MAX_DEPTH
-        high = max(int(high) if high is not None else low + (0 if deep else 3), low)
-        preferred_low = low if deep else max(low, 1)
-        preferred_high = low if deep else max(preferred_low, min(high, low + 3))
+        lean = depth >= _SOFT_DEPTH or self.lean
+        high = max(high if high is not None else low + (0 if lean else 3), low)
+        preferred_low = low if lean else max(low, 1)
+        preferred_high = low if lean else max(preferred_low, min(high, low + 3))
         count = self.rng.randint(min(preferred_low, high), min(preferred_high, high))
+        self.budget.charge(2)
         out: list = []
+        seen: set = set()
         unique = bool(schema.get("uniqueItems"))
         pool = None
         if unique and not prefix and isinstance(items, dict) and isinstance(items.get("enum"), list):
@@ -162,32 +316,52 @@ class _Generator:
             count = min(count, len(pool))
         for index in range(count):
             item_schema = prefix[index] if index < len(prefix) else items
-            value = pool[index] if pool is not None else self.value(item_schema, depth + 1, name)
-            for _ in range(20):
-                if not unique or value not in out:
-                    break
-                value = self.value(item_schema, depth + 1, name)
-            if unique and value in out:
-                if len(out) >= low:
-                    break
+
+            def make(index: int = index, item_schema: Any = item_schema) -> Any:
+                self.budget.charge(1)
+                return self.item(item_schema, pool[index] if pool is not None else _SKIP, unique, seen, depth, name)
+
+            value = make() if index < low else self.optional(make)
+            if value is _SKIP:
+                break
+            if unique and _freeze(value) in seen and len(out) >= low:
+                break
             out.append(value)
+            if unique:
+                seen.add(_freeze(value))
         if isinstance(schema.get("contains"), dict) and high >= 1:
             wanted = self.value(schema["contains"], depth + 1, name)
             if wanted not in out:
                 out[len(out) - 1 if len(out) >= high else len(out):] = [wanted]
         return out
 
+    def item(self, schema: Any, drawn: Any, unique: bool, seen: set, depth: int, name: str) -> Any:
+        """One array item; with uniqueItems, up to 20 more draws for one not yet in the array."""
+        if drawn is not _SKIP:
+            return self.literal(drawn)
+        for attempt in range(21):
+            mark = self.budget.mark()
+            value = self.value(schema, depth + 1, name)
+            if not unique or _freeze(value) not in seen:
+                return value
+            if attempt >= 2 and isinstance(value, str) and _plain_string(schema):
+                variant = f"{value} {len(seen) + 1}"  # more distinct strings than the words allow
+                if _count(schema.get("maxLength"), None) is None or len(variant) <= schema["maxLength"]:
+                    return self.charged(variant, len(value))
+            self.budget.restore(mark)
+        return value
+
     # -- scalars ------------------------------------------------------------------------------------
     def _bounds(self, schema: dict, step: float) -> tuple[float, float]:
-        low, high = schema.get("minimum"), schema.get("maximum")
+        low, high = _number(schema.get("minimum")), _number(schema.get("maximum"))
         ex_low, ex_high = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
         if ex_low is True and low is not None:  # draft 4 boolean form
             low += step
-        elif isinstance(ex_low, (int, float)) and not isinstance(ex_low, bool):
+        elif _number(ex_low) is not None:
             low = max(low, ex_low + step) if low is not None else ex_low + step
         if ex_high is True and high is not None:
             high -= step
-        elif isinstance(ex_high, (int, float)) and not isinstance(ex_high, bool):
+        elif _number(ex_high) is not None:
             high = min(high, ex_high - step) if high is not None else ex_high - step
         if low is None and high is None:
             low, high = 1, 100
@@ -200,53 +374,70 @@ class _Generator:
     def integer(self, schema: dict) -> int:
         low, high = self._bounds(schema, 1)
         low, high = math.ceil(low), math.floor(high)
-        multiple = schema.get("multipleOf")
-        if isinstance(multiple, (int, float)) and multiple > 0 and float(multiple).is_integer():
+        multiple = _number(schema.get("multipleOf"))
+        if multiple is not None and multiple > 0 and float(multiple).is_integer():
             m = int(multiple)
-            first, last = math.ceil(low / m), math.floor(high / m)
+            first, last = -(-low // m), high // m
             if first <= last:
                 return self.rng.randint(first, last) * m
         return self.rng.randint(low, max(low, high))
 
     def number(self, schema: dict) -> float | int:
         low, high = self._bounds(schema, 0.01)
-        multiple = schema.get("multipleOf")
-        if isinstance(multiple, (int, float)) and multiple > 0:
-            first, last = math.ceil(low / multiple), math.floor(high / multiple)
+        multiple = _number(schema.get("multipleOf"))
+        if multiple is not None and multiple > 0:
+            try:
+                first, last = math.ceil(low / multiple), math.floor(high / multiple)
+            except OverflowError:  # a multipleOf so small that no integer counts the steps: any number then
+                first, last = 1, 0
             for _ in range(8 if first <= last else 0):
                 value = self.rng.randint(first, last) * multiple
                 value = int(value) if float(multiple).is_integer() else round(value, 10)
-                if float(value / multiple).is_integer() and low <= value <= high:  # as validators check it, in floats
+                if math.isfinite(value) and float(value / multiple).is_integer() and low <= value <= high:  # as validators check it, in floats
                     return value
         value = round(self.rng.uniform(low, high), 2)
-        return min(max(value, low), high)
+        return min(max(value, low), high) if math.isfinite(value) else low
 
     def string(self, schema: dict, name: str) -> str:
-        fmt = schema.get("format")
-        pattern = schema.get("pattern")
+        fmt = schema.get("format") if isinstance(schema.get("format"), str) else None
+        pattern = schema.get("pattern") if isinstance(schema.get("pattern"), str) and len(schema["pattern"]) <= MAX_PATTERN_LENGTH else None
         if not fmt and not pattern:
             lowered = name.lower()
             fmt = next((f for hint, f in _FORMAT_BY_NAME if hint in lowered), None)
-        low, high = int(schema.get("minLength", 0)), schema.get("maxLength")
+        low, high = _count(schema.get("minLength"), 0), _count(schema.get("maxLength"), None)
+        if low > MAX_STRING_LENGTH:
+            raise Overflow("size")
+        self.budget.charge(low + 2)  # before a long string is built
         if pattern:
-            for candidate in (string_for_pattern(pattern, self.rng), *self.words):
-                if candidate is not None and re.search(pattern, candidate) and _fits(candidate, low, high):
-                    return candidate
-            generated = string_for_pattern(pattern, self.rng)
+            generated = string_for_pattern(pattern, self.rng, max_length=MAX_STRING_LENGTH)
+            words = () if is_risky(pattern) else [w for w in self.words if len(w) <= _MAX_WORD]
+            for candidate in (generated, *words):
+                if candidate is not None and _fits(candidate, low, high) and _search(pattern, candidate):
+                    return self.charged(candidate, low)
             if generated is not None:
-                return generated
+                return self.charged(generated, low)
         text = self.formatted(fmt) if fmt else None
         if text is None or not _fits(text, low, high):
             text = self.phrase(name)
         filler = " ".join(self.words)
-        while len(text) < low:
-            text = f"{text} {filler}" if text else filler
-        if high is not None and len(text) > int(high):
-            text = text[: int(high)]
+        if len(text) < low:
+            if not text:
+                text = filler
+            missing = low - len(text)
+            if missing > 0:
+                text += f" {filler}" * -(-missing // (len(filler) + 1))
+        if high is not None and len(text) > high:
+            text = text[:high]
+        return self.charged(text, low)
+
+    def charged(self, text: str, already: int) -> str:
+        self.budget.charge(max(len(text) - already, 0))
         return text
 
     def phrase(self, name: str) -> str:
         lowered = name.lower()
+        if self.lean:
+            return self.rng.choice(self.words)
         if any(hint in lowered for hint in _PROPER_HINTS):
             proper = [w for w in self.words if w[:1].isupper()] or self.words
             text = self.rng.choice(proper)  # a city, a person, a company: the prompt's capitalised words
@@ -284,6 +475,17 @@ class _Generator:
         return None
 
 
+def _plain_string(schema: Any) -> bool:
+    return isinstance(schema, dict) and not any(k in schema for k in ("pattern", "format", "enum", "const", "$ref", "anyOf", "oneOf", "allOf"))
+
+
+def _search(pattern: str, text: str) -> bool:
+    try:
+        return re.search(pattern, text) is not None
+    except (re.error, RecursionError, OverflowError):
+        return False
+
+
 def _fits(text: str, low: int, high: Any) -> bool:
     return len(text) >= low and (high is None or len(text) <= int(high))
 
@@ -291,9 +493,9 @@ def _fits(text: str, low: int, high: Any) -> bool:
 def _merge(base: dict, extra: dict) -> dict:
     merged = dict(base)
     for key, value in extra.items():
-        if key == "properties" and isinstance(merged.get(key), dict):
+        if key == "properties" and isinstance(merged.get(key), dict) and isinstance(value, dict):
             merged[key] = {**merged[key], **value}
-        elif key == "required" and isinstance(merged.get(key), list):
+        elif key == "required" and isinstance(merged.get(key), list) and isinstance(value, list):
             merged[key] = list(dict.fromkeys([*merged[key], *value]))
         else:
             merged[key] = value

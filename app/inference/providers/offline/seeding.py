@@ -25,20 +25,11 @@ IGNORED_FIELDS = frozenset(
 _ALPHABET = string.ascii_letters + string.digits
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
 def canonical_json(params: dict, ignored: frozenset[str] = IGNORED_FIELDS) -> str:
-    return json.dumps(
-        _plain({k: v for k, v in params.items() if k not in ignored}), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    """The request's JSON, keys sorted; anything not JSON as its str(). No Python recursion: a request
+    nests as deep as the JSON decoder allows (about a thousand levels)."""
+    return json.dumps({str(k): v for k, v in params.items() if k not in ignored}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False, default=str)
 
 
 def request_seed(params: dict, kind: str) -> int:

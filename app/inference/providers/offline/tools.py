@@ -17,8 +17,9 @@ import random
 import re
 from dataclasses import dataclass
 
-from app.core.errors import invalid_request
+from app.core.errors import APIError, invalid_request
 from app.inference.providers.offline.schema import value_for_schema
+from app.inference.providers.offline.schema_limits import SchemaError, check_structure, schema_api_error
 from app.inference.providers.offline.text import content_text, last_user_message, words
 
 # What makes the offline model call a function named `image_generation` unprompted: a request for a picture.
@@ -29,6 +30,10 @@ IMAGE_WORDS = re.compile(r"(?<![A-Za-z])(images?|pictures?|draw|drawings?|illust
 class Function:
     name: str
     parameters: dict | None
+    param: str = "tools"  # where the request holds `parameters`, for errors
+
+    def schema_error(self, error: SchemaError) -> APIError:
+        return schema_api_error(error, self.param, f"function '{self.name}'", code="invalid_function_parameters")
 
 
 @dataclass
@@ -49,11 +54,18 @@ def _functions(params: dict) -> tuple[list[Function], bool]:
             function = tool.get("function")
             if not isinstance(function, dict) or not isinstance(function.get("name"), str):
                 raise invalid_request(f"Missing required parameter: 'tools[{index}].function.name'.", param=f"tools[{index}].function.name")
-            found.append(Function(function["name"], function.get("parameters")))
-    if tools:
-        return found, False
-    legacy = params.get("functions") or []
-    return [Function(f["name"], f.get("parameters")) for f in legacy if isinstance(f, dict) and isinstance(f.get("name"), str)], bool(legacy)
+            found.append(Function(function["name"], function.get("parameters"), f"tools[{index}].function.parameters"))
+    if not tools:
+        legacy = params.get("functions") or []
+        found = [Function(f["name"], f.get("parameters"), f"functions[{i}].parameters")
+                 for i, f in enumerate(legacy if isinstance(legacy, list) else ()) if isinstance(f, dict) and isinstance(f.get("name"), str)]
+    for function in found:  # every schema offered must be one, and within the offline model's caps
+        if function.parameters is not None:
+            try:
+                check_structure(function.parameters)
+            except SchemaError as error:
+                raise function.schema_error(error) from None
+    return found, not tools and bool(found or params.get("functions"))
 
 
 def mention_position(name: str, text: str) -> int | None:
@@ -134,7 +146,10 @@ def arguments(function: Function, rng: random.Random, messages: list[dict]) -> s
     user = last_user_message(messages)
     name_parts = {part.lower() for part in re.split(r"[_\-\s]+", function.name)}
     hints = [w for w in words(content_text(user.get("content")) if user else "") if w.lower() not in name_parts]
-    value = value_for_schema(schema, rng, words=hints)
+    try:
+        value = value_for_schema(schema, rng, words=hints)
+    except SchemaError as error:
+        raise function.schema_error(error) from None
     code = _fenced_code(content_text(user.get("content")) if user else "")
     if code is not None and isinstance(value, dict) and isinstance(value.get("code"), str):
         value["code"] = code  # a `code` argument runs what the prompt's fenced block says, not random words
