@@ -84,6 +84,9 @@ class AudioService:
             raise invalid_request(f"Invalid file format. Supported formats: {SUPPORTED_FILES}", param="file", code="invalid_value") from None
         if seconds < 0.1:
             raise invalid_request("Audio file is too short. Minimum audio length is 0.1 seconds.", param="file", code="audio_too_short")
+        if seconds > model.MAX_SECONDS:
+            raise invalid_request(f"Audio file is too long: {seconds:.0f} seconds, above the offline model's limit of {model.MAX_SECONDS} seconds.",
+                                  param="file", code="audio_too_long")
         timed = _timed(model.words(hashlib.sha256(audio).digest(), seconds), seconds)
         text = " ".join(t.word for t in timed)
         usage = self._usage(model_id, params, seconds, len(timed))

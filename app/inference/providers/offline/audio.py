@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import random
 import struct
 import wave
@@ -20,6 +21,9 @@ import wave
 import numpy as np
 
 SAMPLE_RATE = 24_000
+# The longest audio the offline model transcribes (a transcript is ~2.5 words a second): a container's
+# header declares its duration, and a forged one can declare years in a few bytes.
+MAX_SECONDS = 4 * 3600
 CHARS_PER_SECOND = 15
 WORDS_PER_SECOND = 2.5
 
@@ -31,6 +35,13 @@ class InvalidAudio(ValueError):
 # -- reading ---------------------------------------------------------------------------------------
 def duration(data: bytes) -> float:
     """Seconds of audio in a WAV, MP3, MP4/M4A, Ogg, FLAC or WebM file; InvalidAudio otherwise."""
+    seconds = _duration(data)
+    if not math.isfinite(seconds):
+        raise InvalidAudio("no finite duration")
+    return seconds
+
+
+def _duration(data: bytes) -> float:
     head = data[:12]
     try:
         if head[:4] == b"RIFF" and head[8:12] == b"WAVE":

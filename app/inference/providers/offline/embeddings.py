@@ -24,6 +24,7 @@ NATIVE_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3
 DEFAULT_DIMENSIONS = 1536
 MAX_INPUTS = 2048
 MAX_INPUT_TOKENS = 8192
+MAX_REQUEST_TOKENS = 300_000  # OpenAI's cap for all inputs of one request (each costs ~40 µs per distinct word)
 VOCABULARY = 100277
 _WORD = re.compile(r"\w+")
 _TEXT_COMPONENT = 0.15
@@ -93,6 +94,9 @@ def _inputs(params: dict) -> list[tuple[str, int]]:
                 f"({out[-1][1]} in your prompt; 0 for the completion). Please reduce your prompt; or completion length.",
                 param="input",
             )
+    total = sum(count for _, count in out)
+    if total > MAX_REQUEST_TOKENS:
+        raise invalid_request(f"Requested {total} tokens, max {MAX_REQUEST_TOKENS} tokens per request.", param="input")
     return out
 
 

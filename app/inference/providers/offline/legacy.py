@@ -16,6 +16,10 @@ from app.inference.providers.offline.logprobs import legacy_logprobs
 
 DEFAULT_MAX_TOKENS = 16
 VOCABULARY = 100277
+# Bounds on one request's work: choices (prompts × n), and tokens emitted (echoed prompts included) times
+# the entries logprobs keep for each (1 + `logprobs`), all choices together.
+MAX_CHOICES = 2048
+MAX_ANSWER_TOKENS = 1_000_000
 
 
 @dataclass
@@ -63,8 +67,11 @@ def plan(params: dict) -> tuple[list[LegacyChoice], dict]:
     budget = output.token_budget(params, "max_tokens", default=DEFAULT_MAX_TOKENS)
     stops = output.stop_sequences(params)
     echo = bool(params.get("echo"))
+    if len(items) * n > MAX_CHOICES:
+        raise invalid_request(f"The offline model answers at most {MAX_CHOICES} choices per request (prompts × n), not {len(items) * n}.",
+                              param="n" if n > 1 else "prompt")
     seed = seeding.request_seed(params, "completion")
-    choices, completion_tokens = [], 0
+    choices, completion_tokens, answer_tokens = [], 0, 0
     enc = encoding()
     for p_index, (prompt, _) in enumerate(items):
         for j in range(n):
@@ -75,6 +82,11 @@ def plan(params: dict) -> tuple[list[LegacyChoice], dict]:
             if echo and prompt:
                 pieces.insert(0, prompt)
                 groups.insert(0, [enc.decode_single_token_bytes(t) for t in encode(prompt)])
+            answer_tokens += sum(len(g) for g in groups) * (1 + (top or 0))
+            if answer_tokens > MAX_ANSWER_TOKENS:
+                raise invalid_request(
+                    f"The answer would hold more than {MAX_ANSWER_TOKENS} tokens (echoed prompts included, times 1 + logprobs) for all choices "
+                    "together: lower 'n', 'logprobs' or the length of the echoed prompt.", param="echo" if echo else "n")
             logprobs = None
             if top is not None:
                 logprobs = legacy_logprobs([t for g in groups for t in g], seed, index, top, 0 if echo else len(prompt))

@@ -30,6 +30,15 @@ def _include_usage(params: dict) -> bool:
     return bool(isinstance(options, dict) and options.get("include_usage"))
 
 
+def _input_size(value) -> int:
+    """Characters (or token ids) of an embeddings input, counted without walking the text."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(len(item) if isinstance(item, (str, list)) else 1 for item in value)
+    return 0
+
+
 class OfflineProvider:
     info = ProviderInfo(name="offline", kind="offline")
 
@@ -56,30 +65,31 @@ class OfflineProvider:
             await asyncio.sleep(max(sum(1 for _ in chunks) - 1, 0) * self.chunk_delay_ms / 1000)
 
     async def chat(self, params: dict) -> dict:
-        plan, meta = chat.plan(params), self._meta(params, "chatcmpl-")
+        plan, meta = await asyncio.to_thread(chat.plan, params), self._meta(params, "chatcmpl-")
         await self._as_slow_as_a_stream(chat.chunks(plan, meta, False))
         return chat.completion(plan, meta)
 
     async def chat_stream(self, params: dict) -> AsyncIterator[dict]:
-        plan = chat.plan(params)  # errors surface on the first anext(), before any chunk
+        # Planned off the event loop: schema-valid values and token counts can be a second of work
+        # (bounded: schema_limits.py). Errors surface on the first anext(), before any chunk.
+        plan = await asyncio.to_thread(chat.plan, params)
         async for item in self._paced(chat.chunks(plan, self._meta(params, "chatcmpl-"), _include_usage(params))):
             yield item
 
     async def completions(self, params: dict) -> dict:
-        choices, usage = legacy.plan(params)
+        choices, usage = await asyncio.to_thread(legacy.plan, params)
         meta = self._meta(params, "cmpl-")
         await self._as_slow_as_a_stream(legacy.chunks(choices, usage, meta, False))
         return legacy.completion(choices, usage, meta)
 
     async def completions_stream(self, params: dict) -> AsyncIterator[dict]:
-        choices, usage = legacy.plan(params)
+        choices, usage = await asyncio.to_thread(legacy.plan, params)
         async for item in self._paced(legacy.chunks(choices, usage, self._meta(params, "cmpl-"), _include_usage(params))):
             yield item
 
     async def embeddings(self, params: dict) -> dict:
-        batch = params.get("input")
-        if isinstance(batch, list) and len(batch) > 16 and not isinstance(batch[0], int):
-            return await asyncio.to_thread(embeddings.create, params)  # big batches: off the event loop
+        if _input_size(params.get("input")) > 4096:
+            return await asyncio.to_thread(embeddings.create, params)  # big inputs: off the event loop
         return embeddings.create(params)
 
     async def moderations(self, params: dict) -> dict:
