@@ -36,7 +36,7 @@ async def create_message(request: Request) -> dict | Stream:
 @post("/count_tokens", status_code=200)
 async def count_tokens(request: Request) -> dict:
     platform, tenant = caller(request)
-    return platform.messages.count_tokens(tenant, decode_json_object(await request.body()))
+    return await platform.messages.count_tokens(tenant, decode_json_object(await request.body()))
 
 
 anthropic_router = Router(

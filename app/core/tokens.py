@@ -133,8 +133,9 @@ def count_tool_tokens(tools: Iterable[dict], model: str | None = None) -> int:
         total += func_init
         description = str(function.get("description") or "").rstrip(".")
         total += len(enc.encode(f"{function.get('name', '')}:{description}", disallowed_special=()))
-        properties = ((function.get("parameters") or {}).get("properties")) or {}
-        if properties:
+        parameters = function.get("parameters")
+        properties = parameters.get("properties") if isinstance(parameters, dict) else None
+        if isinstance(properties, dict) and properties:  # a schema's shape is checked where it is used
             total += prop_init
             for key, spec in properties.items():
                 spec = spec if isinstance(spec, dict) else {}

@@ -6,12 +6,16 @@ through the translators, and its answer translated back, streams included.
 """
 from __future__ import annotations
 
+import asyncio
 from typing import AsyncIterator
 
 from app.core.errors import invalid_request
 from app.core.tokens import count_chat_tokens
 from app.inference.base import RelayResponse, UpstreamError
+from app.inference.providers.offline.schema import check_schema
+from app.inference.providers.offline.schema_limits import SchemaError
 from app.inference.translate import anthropic as translate
+from app.services.anthropic_params import check_message_params
 from app.services.inference import InferenceService
 from app.services.inference_errors import api_error
 from app.services.relay_refs import anthropic_refs
@@ -21,23 +25,25 @@ from app.services.relay_scope import RelayScope
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta", "content-type")
 
 
-def check_message_params(params: dict) -> dict:
-    """Anthropic's required fields. Deliberately lenient beyond them: Claude Code and newer SDKs send
-    beta fields this server does not need to understand."""
-    if not isinstance(params.get("model"), str) or not params["model"]:
-        raise invalid_request("model: Field required", param="model")
-    if not isinstance(params.get("max_tokens"), int) or isinstance(params.get("max_tokens"), bool) or params["max_tokens"] < 1:
-        raise invalid_request("max_tokens: Field required (an integer of at least 1)", param="max_tokens")
-    messages = params.get("messages")
-    if not isinstance(messages, list):
-        raise invalid_request("messages: Field required (a list)", param="messages")
-    for index, message in enumerate(messages):
-        # "system" turns inside messages come with a beta (mid-conversation system) Claude Code sends.
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant", "system"):
-            raise invalid_request(f"messages.{index}.role: Input should be 'user' or 'assistant'", param=f"messages.{index}.role")
-        if "content" not in message:
-            raise invalid_request(f"messages.{index}.content: Field required", param=f"messages.{index}.content")
-    return params
+def _schemas(params: dict) -> list[tuple[str, dict]]:
+    """(param, schema) for what the offline model generates values of: client tools' input_schema and
+    the structured-output format."""
+    found = [(f"tools.{i}.input_schema", t["input_schema"]) for i, t in enumerate(params.get("tools") or ())
+             if t.get("type") in (None, "custom") and isinstance(t.get("input_schema"), dict)]
+    for path, fmt in (("output_config.format", (params.get("output_config") or {}).get("format")), ("output_format", params.get("output_format"))):
+        if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+            found.append((f"{path}.schema", fmt.get("schema")))
+    return found
+
+
+def _check_schemas(params: dict) -> None:
+    """The offline model's bounds on the schemas it fills (app/inference/providers/offline/schema_limits.py)."""
+    for param, schema in _schemas(params):
+        try:
+            check_schema(schema)
+        except SchemaError as error:
+            raise invalid_request(f"{param}: JSON schema is invalid or beyond the offline model's limits: {error.detail} "
+                                  f"(in context={error.context!r})", param=param) from None
 
 
 def _makes_containers(params: dict) -> bool:
@@ -64,24 +70,32 @@ class MessagesService:
             raise api_error(error) from None
         return self._scope.watch(tenant_id, "anthropic", relayed) if _makes_containers(params) else relayed
 
-    def _chat_params(self, params: dict) -> dict:
-        chat = translate.messages_to_chat_request(params)
+    @staticmethod
+    def _translated(params: dict) -> dict:
+        try:
+            return translate.messages_to_chat_request(params)
+        except ValueError as error:  # content the chat shape cannot carry (a document by URL, a server-tool block)
+            raise invalid_request(str(error)) from None
+
+    async def _chat_params(self, tenant_id: str, params: dict) -> dict:
+        if self._inference.provider_for(tenant_id, params["model"]).info.kind == "offline":
+            await asyncio.to_thread(_check_schemas, params)  # a bounded dry run of the values it will generate
+        chat = self._translated(params)
         chat["model"] = params["model"]
         return chat
 
     async def create(self, tenant_id: str, params: dict) -> dict:
-        completion = await self._inference.call(tenant_id, "chat", self._chat_params(params))
+        completion = await self._inference.call(tenant_id, "chat", await self._chat_params(tenant_id, params))
         return translate.chat_completion_to_message(completion, model=params["model"])
 
     async def create_stream(self, tenant_id: str, params: dict) -> AsyncIterator[tuple[str, dict]]:
-        chat = {**self._chat_params(params), "stream": True, "stream_options": {"include_usage": True}}
+        chat = {**await self._chat_params(tenant_id, params), "stream": True, "stream_options": {"include_usage": True}}
         chunks = await self._inference.stream(tenant_id, "chat_stream", chat)
         input_tokens = count_chat_tokens(chat["messages"], chat.get("tools"))
         return translate.chat_chunks_to_messages_stream(chunks, model=params["model"], input_tokens=input_tokens)
 
-    def count_tokens(self, tenant_id: str, params: dict) -> dict:
-        if not isinstance(params.get("model"), str) or not isinstance(params.get("messages"), list):
-            raise invalid_request("model and messages are required", param="messages")
+    async def count_tokens(self, tenant_id: str, params: dict) -> dict:
+        check_message_params(params, count_only=True)
         self._inference.provider_for(tenant_id, params["model"])
-        chat = translate.messages_to_chat_request({**params, "max_tokens": params.get("max_tokens") or 1})
-        return {"input_tokens": count_chat_tokens(chat["messages"], chat.get("tools"))}
+        chat = self._translated({**params, "max_tokens": params.get("max_tokens") or 1})
+        return {"input_tokens": await asyncio.to_thread(count_chat_tokens, chat["messages"], chat.get("tools"))}

@@ -296,6 +296,8 @@ def _chat_parts(block: dict) -> list[dict]:
         return [{"type": "text", "text": block.get("text", "")}]
     source = block.get("source") or {}
     if kind == "image":
+        if source.get("type") not in ("url", "base64"):
+            raise ValueError(f"Image sources of type '{source.get('type')}' are not supported by this model.")
         url = source.get("url") if source.get("type") == "url" else f"data:{source.get('media_type')};base64,{source.get('data')}"
         return [{"type": "image_url", "image_url": {"url": url}}]
     if kind == "document":
@@ -372,7 +374,8 @@ def messages_to_chat_request(params: dict) -> dict:
             body[key] = params[key]
     if user := (params.get("metadata") or {}).get("user_id"):
         body["user"] = user
-    output_format = (params.get("output_config") or {}).get("format") or {}
+    # output_config.format, or output_format as the structured-outputs beta spelled it
+    output_format = (params.get("output_config") or {}).get("format") or params.get("output_format") or {}
     if output_format.get("type") == "json_schema":
         body["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": output_format.get("schema") or {}, "strict": True}}
     return body
