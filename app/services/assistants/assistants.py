@@ -16,6 +16,7 @@ from app.core.ids import new_id
 from app.core.metadata import check_metadata
 from app.core.pagination import Page, fetch_page, list_body
 from app.services.assistants.tool_resources import ToolResources, check_max_items, check_max_length, check_range, merge, no_object
+from app.services.schema_checks import chat_shaped, check_offline_schemas
 from storage.db import Database
 from storage.models import Assistant
 from storage.prepared import Prepared
@@ -111,6 +112,11 @@ class AssistantsService:
                 raise invalid_request(f"The requested model '{model}' does not exist.", param="model", code="model_not_found") from None
             raise
 
+    async def _check_schemas(self, tenant_id: str, model: str, params: dict) -> None:
+        """Function parameters and a json_schema format the offline model fills: within its bounds."""
+        if self._inference is not None:
+            await check_offline_schemas(self._inference, tenant_id, model, chat_shaped(params.get("tools"), params.get("response_format")))
+
     async def get(self, tenant_id: str, assistant_id: str) -> dict:
         row = await self._db.fetch_one(_GET, {"id": assistant_id, "tenant_id": tenant_id})
         if row is None:
@@ -121,6 +127,7 @@ class AssistantsService:
         _check_fields(params)
         self._check_model(tenant_id, params["model"])
         tools = check_tools(list(params.get("tools") or []))
+        await self._check_schemas(tenant_id, params["model"], params)
         metadata = check_metadata(params.get("metadata")) or {}
         await self._resources.check(tenant_id, params.get("tool_resources"))
         now = int(time.time())
@@ -149,6 +156,7 @@ class AssistantsService:
             assistant["model"] = params["model"]
         if "tools" in params:
             assistant["tools"] = check_tools(list(params["tools"] or []))
+        await self._check_schemas(tenant_id, assistant["model"], params)
         if "metadata" in params:
             assistant["metadata"] = check_metadata(params["metadata"]) or {}
         if "tool_resources" in params:

@@ -17,6 +17,7 @@ from app.core.pagination import Page, fetch_page, list_body
 from app.services.assistants import run_objects as objects
 from app.services.assistants.executor import close_unfinished, public_step
 from app.services.assistants.run_store import RunStore, runs, steps
+from app.services.schema_checks import chat_shaped, check_offline_schemas
 from storage.models import ACTIVE_RUN_STATUSES
 from storage.prepared import Prepared
 
@@ -83,6 +84,7 @@ class RunsService:
             check_metadata(params["metadata"])
         model = params.get("model") or assistant["model"]
         self._inference.provider_for(tenant_id, model)  # an unknown model is refused now, not inside the job
+        await check_offline_schemas(self._inference, tenant_id, model, chat_shaped(params.get("tools"), params.get("response_format")))
         run = objects.new_run(thread_id=thread["id"], assistant=assistant, params=params, expires_in=self._settings.run_expiry_seconds)
         try:
             await self.store.insert_run(run, tenant_id)

@@ -23,6 +23,7 @@ from app.core.pagination import Page, list_body
 from app.core.tokens import count_chat_tokens
 from app.inference.base import RelayResponse
 from app.services.relay_refs import responses_refs
+from app.services import schema_checks
 from app.services.responses import items as build
 from app.services.responses import relay as relaying
 from app.services.responses.engine import Engine, Stopped, error_body
@@ -33,6 +34,16 @@ from app.services.responses.store import ResponseStore
 log = logging.getLogger("understudy.responses")
 END = "understudy.end"  # a bus-only marker: the response stopped without a terminal event (cancelled)
 _ACTIVE = ("queued", "in_progress")
+
+
+def _schemas(params: dict) -> list[schema_checks.Schema]:
+    """The schemas the model fills: function tools' parameters and `text.format`."""
+    found = [schema_checks.function(f"tools[{i}].parameters", t.get("name"), t.get("parameters"))
+             for i, t in enumerate(params.get("tools") or ()) if isinstance(t, dict) and t.get("type") == "function"]
+    fmt = (params.get("text") or {}).get("format") or {}
+    if fmt.get("type") == "json_schema":
+        found.append(schema_checks.output("text.format.schema", fmt.get("name"), fmt.get("schema")))
+    return found
 
 
 def not_found(response_id: str) -> APIError:
@@ -158,6 +169,7 @@ class ResponsesService:
     async def create(self, tenant_id: str, params: dict, streaming: bool):
         """The finished Response, or (streaming) an async iterator of (type, event)."""
         tools = self._check(tenant_id, params)
+        await schema_checks.check_offline_schemas(self._inference, tenant_id, params["model"], _schemas(params))
         inputs = build.input_items(params.get("input"))
         context = await self._context(tenant_id, params)
         response = new_response(new_id("resp_"), params, tools, "queued" if params.get("background") else "in_progress")
