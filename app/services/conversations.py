@@ -170,6 +170,9 @@ def check_items(items, param: str = "items") -> list:
         if not isinstance(item, dict):
             raise invalid_request(f"Invalid type for '{where}': expected an object.", param=where, code="invalid_type")
         kind = item.get("type")
+        if kind is not None and not isinstance(kind, str):
+            raise invalid_request(f"Invalid type for '{where}.type': expected a string.",
+                                  param=f"{where}.type", code="invalid_type")
         if kind is not None and kind not in ITEM_TYPES and kind != "item_reference" or kind == "compaction_trigger":
             supported = ", ".join(f"'{k}'" for k in (*ITEM_TYPES, "item_reference"))
             raise invalid_request(f"Invalid value: '{kind}'. Supported values are: {supported}.", param=f"{where}.type", code="invalid_value")
@@ -200,6 +203,9 @@ def _check_parts(parts: list, param: str) -> None:
         kind = part.get("type")
         if kind is None:
             raise invalid_request(f"Missing required parameter: '{where}.type'.", param=f"{where}.type", code="missing_required_parameter")
+        if not isinstance(kind, str):
+            raise invalid_request(f"Invalid type for '{where}.type': expected a string.",
+                                  param=f"{where}.type", code="invalid_type")
         if kind not in _PART_TYPES:
             supported = ", ".join(f"'{k}'" for k in _PART_TYPES)
             raise invalid_request(f"Invalid value: '{kind}'. Supported values are: {supported}.", param=f"{where}.type", code="invalid_value")

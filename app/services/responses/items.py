@@ -10,10 +10,12 @@ from __future__ import annotations
 import base64
 import json
 
+from app.core.errors import invalid_request
 from app.core.ids import new_id
 
 _PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "file_search_call": "fs_", "reasoning": "rs_",
            "custom_tool_call": "ctc_", "custom_tool_call_output": "ctco_", "image_generation_call": "ig_"}
+_PAIRED = ("function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output")
 
 
 def input_items(value) -> list[dict]:
@@ -34,7 +36,11 @@ def input_items(value) -> list[dict]:
             continue
         else:
             # Other items (the SDK's types already checked them) are kept; those the model cannot use
-            # (reasoning, hosted tools' calls) are not shown to it.
+            # (reasoning, hosted tools' calls) are not shown to it. A call and its output are paired by
+            # call_id, which the SDK's current types leave optional and the API requires.
+            if kind in _PAIRED and not isinstance(item.get("call_id"), str):
+                raise invalid_request(f"Missing required parameter: 'input[{index}].call_id'.", param=f"input[{index}].call_id",
+                                      code="missing_required_parameter")
             stored = {**item, "id": item.get("id") or new_id(_PREFIX.get(kind, "item_"))}
             if kind in ("function_call_output", "custom_tool_call_output"):
                 stored.setdefault("status", "completed")
