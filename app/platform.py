@@ -13,6 +13,7 @@ from app.events import EventBus, InMemoryEventBus, RedisEventBus
 from app.inference.providers.offline import OfflineProvider
 from app.inference.router import InferenceRouter, build_router
 from app.services.assistants.assistants import AssistantsService
+from app.services.assistants.code_runner import CodeRunner
 from app.services.assistants.executor import RunExecutor
 from app.services.assistants.run_store import RunStore
 from app.services.assistants.runs import RunsService
@@ -81,6 +82,7 @@ class Platform:
     fine_tuning: FineTuningService
     usage: UsageRecorder
     rate_limits: RateLimiter
+    code_runner: CodeRunner  # code_interpreter sandboxes, a bounded number at once
     api_keys: ApiKeysService  # issued keys and projects (keys mode, the admin API)
 
     async def close(self) -> None:
@@ -169,6 +171,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         fine_tuning=FineTuningService(db, files, queue, models, settings),
         usage=usage,
         rate_limits=rate_limits,
+        code_runner=CodeRunner(settings.sandbox_concurrency),
         api_keys=ApiKeysService(db, bus),
     )
     usage.start()

@@ -45,6 +45,8 @@ class Settings:
     # Jobs at once in the in-process runner, or in each arq worker: runs spend most of their time waiting
     # on a model.
     job_concurrency: int = 32
+    # code_interpreter sandboxes at once in one process: each may hold 512 MB of memory and 512 MB of tmpfs.
+    sandbox_concurrency: int = 4
     # Team mode (arq): attempts per job, the longest one attempt may run, and how soon a job held by a
     # worker that died is taken up by another.
     job_max_tries: int = 5
@@ -91,6 +93,21 @@ class Settings:
     # its own (/v1/organization/projects/{id}/rate_limits). Shared through Redis when redis_url is set.
     rate_limit_rpm: int = 0
     rate_limit_tpm: int = 0
+    # HTTP limits (app/serving.py): request line and headers together (larger: 431), how long a request's
+    # headers may take to arrive, how long an idle keep-alive connection stays open, and open connections
+    # per process (at the cap, the oldest idle or still-reading connection makes room; none: 503).
+    max_header_bytes: int = 64 * 1024
+    header_timeout_seconds: float = 10.0
+    keep_alive_seconds: int = 5
+    max_connections: int = 1000
+    # Whole multipart bodies (413 above): image edits and variations, audio transcriptions and translations.
+    # File parts are spooled to disk past 1 MiB while they arrive.
+    max_image_body_bytes: int = 64 * 1024 * 1024
+    max_audio_body_bytes: int = 26 * 1024 * 1024
+    # Absolute links this server hands out (image URLs): its public base URL, e.g. https://llm.example.com.
+    # Empty: the request's own scheme and Host (validated), or X-Forwarded-Proto/-Host when trust_forwarded.
+    public_url: str = ""
+    trust_forwarded: bool = False
     extra: dict = field(default_factory=dict)
 
     @property

@@ -289,3 +289,24 @@ else:
         assert not left, f"the run left {left} in {place}"
     # The run's tmpfs was memory; it is gone with its mount namespace (other processes' shmem may move a little).
     assert _shmem() - before_shmem < 64 * 1024 * 1024
+
+
+def test_sandboxes_at_once_are_capped_per_process(tmp_path):
+    """UNDERSTUDY_SANDBOX_CONCURRENCY bounds what all code interpreters hold together: with a cap of 1,
+    three runs started together execute their code one after another (the kernel's monotonic clock is
+    the same inside and out, so the intervals they print can be compared)."""
+    srv = start_server(tmp_path / "capped", {"UNDERSTUDY_SANDBOX_CONCURRENCY": "1"})
+    try:
+        with openai.OpenAI(base_url=f"{srv.url}/v1", api_key=new_key(), max_retries=0, timeout=60) as sdk:
+            code = "import time\nstart = time.monotonic()\ntime.sleep(0.5)\nprint('interval', start, time.monotonic())"
+            logs: list[str] = []
+            threads = [threading.Thread(target=lambda: logs.append(run_code(sdk, code))) for _ in range(3)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        srv.stop()
+    intervals = sorted(tuple(map(float, line.split()[1:3])) for text in logs for line in text.splitlines() if line.startswith("interval"))
+    assert len(intervals) == 3, logs
+    assert all(earlier[1] <= later[0] for earlier, later in zip(intervals, intervals[1:])), intervals

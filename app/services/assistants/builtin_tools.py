@@ -48,7 +48,7 @@ def public_file_search(payload: dict, include_content: bool) -> dict:
 
 async def code_interpreter(platform, tenant_id: str, arguments: str, input_file_ids: list[str]) -> dict:
     """Runs the code; returns the call's `code_interpreter` payload ({input, outputs})."""
-    from app.services.assistants.sandbox import SandboxFile, run_python  # subprocess machinery, loaded when first used
+    from app.services.assistants.sandbox import SandboxFile  # subprocess machinery, loaded when first used
 
     code = _argument(arguments, "code") or _argument(arguments, "input")
     inputs = []
@@ -58,7 +58,7 @@ async def code_interpreter(platform, tenant_id: str, arguments: str, input_file_
             inputs.append(SandboxFile(row.filename, await platform.files.read_all(tenant_id, file_id)))
         except Exception:  # a file deleted since it was attached is simply not there
             continue
-    result = await run_python(code, inputs=inputs)
+    result = await platform.code_runner.run(code, inputs)
     if result.error and result.exit_code is None and "unavailable" in result.error:
         raise ToolFailure(result.error)
     logs = result.logs
