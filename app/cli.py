@@ -40,6 +40,8 @@ def serve(host: str | None, port: int | None, data_dir: str | None, workers: int
     if workers > 1 and not settings.redis_url:
         # Jobs and their events would stay inside the process that started them.
         raise click.UsageError("--workers above 1 needs team mode: set UNDERSTUDY_REDIS_URL (and a shared database and blob store)")
+    from app.serving import run_options
+
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -48,6 +50,7 @@ def serve(host: str | None, port: int | None, data_dir: str | None, workers: int
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
         workers=workers if workers > 1 else None,
+        **run_options(settings),  # header size and deadline, connection cap, keep-alive (app/serving.py)
     )
 
 

@@ -22,6 +22,7 @@ from app.api.files import FilesController
 from app.api.gemini import gemini_routers
 from app.api.headers import OpenAIHeaders
 from app.api.health import healthz
+from app.api.limits import HeaderLimit
 from app.api.images import ImagesController, image_content
 from app.api.models import ModelsController
 from app.api.batches import BATCHES_HANDLERS
@@ -32,6 +33,7 @@ from app.api.runs import RunsController
 from app.api.threads import ThreadsController
 from app.api.uploads import UploadsController
 from app.api.vector_stores import VectorStoresController
+from app.core import redaction
 from app.platform import Platform, open_platform
 from app.settings import Settings
 
@@ -78,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=None,
         logging_config=None,
     )
-    # Outermost, so even a 404 for an unknown route carries OpenAI's headers.
-    app.asgi_handler = OpenAIHeaders(app.asgi_handler)
+    # Outermost, so even a 404 for an unknown route (or a 431 for oversized headers) carries OpenAI's headers.
+    app.asgi_handler = OpenAIHeaders(HeaderLimit(app.asgi_handler, settings.max_header_bytes))
+    redaction.install()  # no `?key=` in the access log
     return app

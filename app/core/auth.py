@@ -22,12 +22,16 @@ from sqlalchemy.exc import IntegrityError
 
 from app.core.errors import APIError
 from app.core.ids import new_id
+from app.core.lru import LRU
 from storage.db import Database
 from storage.models import ApiKey, Project, Tenant
 from storage.prepared import Prepared
 
 log = logging.getLogger("understudy.auth")
-_CACHE_LIMIT = 100_000
+# Resolved (and refused) keys kept in memory: bounded by count and by bytes, least recently used out.
+CACHE_ENTRIES, CACHE_BYTES = 100_000, 32 * 1024 * 1024
+# OpenAI's keys are well under 200 characters; a longer one is refused before anything looks it up.
+MAX_KEY_CHARS = 200
 # The event-bus channel of revocations: {"key_id": …} or {"project_id": …}.
 REVOCATIONS = "auth.revocations"
 KEYS_TTL = 1.0
@@ -55,10 +59,17 @@ def key_from_headers(authorization: str | None, x_api_key: str | None) -> str:
             raise APIError(
                 "Malformed Authorization header: expected 'Bearer YOUR_KEY'.", status_code=401, code="invalid_api_key"
             )
-        return token.strip()
+        return _bounded(token.strip())
     if x_api_key:
-        return x_api_key.strip()
+        return _bounded(x_api_key.strip())
     raise APIError(MISSING_KEY, status_code=401)
+
+
+def _bounded(key: str) -> str:
+    if len(key) > MAX_KEY_CHARS:
+        raise APIError(f"Incorrect API key provided: {_redacted(key)}. API keys are at most {MAX_KEY_CHARS} characters.",
+                       status_code=401, code="invalid_api_key")
+    return key
 
 
 def _redacted(key: str) -> str:
@@ -82,14 +93,15 @@ class Authenticator:
         self._db = db
         self._bus = bus
         self._keys_ttl = keys_ttl
-        self._tenants: dict[str, str] = {}
+        self._tenants: LRU[str] = LRU(CACHE_ENTRIES, CACHE_BYTES)
         # keys mode: key -> (project id, monotonic deadline, key id)
-        self._project_keys: dict[str, tuple[str, float, str]] = {}
+        self._project_keys: LRU[tuple[str, float, str]] = LRU(CACHE_ENTRIES, CACHE_BYTES)
         # keys mode: unknown keys -> monotonic deadline (a flood of bad keys costs one query per key per TTL)
-        self._refused: dict[str, float] = {}
+        self._refused: LRU[float] = LRU(CACHE_ENTRIES, CACHE_BYTES)
         self._listener: asyncio.Task | None = None
 
     async def tenant_for_key(self, key: str) -> str:
+        key = _bounded(key)
         if self.mode == "keys":
             entry = self._project_keys.get(key)
             if entry is not None and entry[1] > time.monotonic():
@@ -108,8 +120,6 @@ class Authenticator:
                 code="invalid_api_key",
             )
         tenant = await self._provision(hashlib.sha256(key.encode()).hexdigest())
-        if len(self._tenants) >= _CACHE_LIMIT:
-            self._tenants.clear()
         self._tenants[key] = tenant
         return tenant
 
@@ -142,8 +152,6 @@ class Authenticator:
         deadline = time.monotonic() + self._keys_ttl
         row = await self._db.fetch_one(_PROJECT_KEY, {"key_hash": hashlib.sha256(key.encode()).hexdigest()})
         if row is None or (row.expires_at is not None and row.expires_at <= now):
-            if len(self._refused) >= _CACHE_LIMIT:
-                self._refused.clear()
             self._refused[key] = deadline
             raise _incorrect(key)
         if row.last_used_at is None or row.last_used_at <= now - LAST_USED_RESOLUTION:
@@ -151,8 +159,6 @@ class Authenticator:
                 await self._db.write([(_TOUCH, {"b_id": row.id, "now": now})])
             except Exception:  # noqa: BLE001 — bookkeeping must not fail a request
                 log.exception("could not record a key's last use")
-        if len(self._project_keys) >= _CACHE_LIMIT:
-            self._project_keys.clear()
         self._project_keys[key] = (row.project_id, deadline, row.id)
         return row.project_id
 
