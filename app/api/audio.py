@@ -26,7 +26,8 @@ class AudioController(Controller):
 
     async def _transcribe(self, request: Request, form, task: str) -> dict | Response | Stream:
         platform, tenant = caller(request)
-        params, files = await read_form(request, form, {"file"}, file_limit=MAX_AUDIO_BYTES, too_large=too_large())
+        params, files = await read_form(request, form, {"file": 1}, file_limit=MAX_AUDIO_BYTES, too_large=too_large(),
+                                        body_limit=platform.settings.max_audio_body_bytes)
         audio = next((f.data for f in files if f.name == "file"), None)
         kind, result = await AudioService(platform.models).transcribe(tenant, params, audio, task=task)
         if kind == "stream":

@@ -8,7 +8,7 @@ from litestar import Controller, Request, delete, get, post
 from litestar.response import Stream
 
 from app.core.errors import invalid_request
-from app.core.multipart import iter_parts
+from app.core.multipart import FORM_OVERHEAD, bounded, iter_parts
 from app.core.pagination import page_params
 from app.api.deps import caller
 from app.services.files import check_purpose
@@ -48,7 +48,8 @@ class FilesController(Controller):
         staged = None
         filename = mime_type = None
         try:
-            async for part in iter_parts(request.headers.get("content-type"), request.stream()):
+            body = bounded(request, platform.settings.max_file_bytes + FORM_OVERHEAD)
+            async for part in iter_parts(request.headers.get("content-type"), body):
                 if part.name not in _FIELDS:
                     raise invalid_request(f"Unknown parameter: '{part.name}'.", param=part.name, code="unknown_parameter")
                 if part.name != "file":

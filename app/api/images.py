@@ -22,7 +22,7 @@ from typing_extensions import TypedDict
 
 from app.api.deps import caller
 from app.core.errors import APIError, invalid_request
-from app.core.multipart import iter_parts
+from app.core.multipart import Spool, bounded, iter_parts
 from app.core.sse import SSEvent, sse_response
 from app.core.validation import parse_json_params, validate_params
 from app.services.images import ImagesService, Upload
@@ -122,25 +122,40 @@ def _assign(body: dict, hints: dict, path: list[str], value: str) -> None:
 
 
 async def read_form(
-    request: Request, params_type, file_fields: set[str], *, file_limit: int, too_large: APIError | None = None
+    request: Request, params_type, file_fields: dict[str, int], *, file_limit: int, body_limit: int, too_large: APIError | None = None
 ) -> tuple[dict, list[FilePart]]:
-    """The text fields, typed and validated against `params_type`, and the file parts, read whole
-    (each at most `file_limit` bytes)."""
+    """The text fields, typed and validated against `params_type`, and the file parts: at most
+    `file_fields[name]` parts of each file field, each at most `file_limit` bytes, the whole body at most
+    `body_limit`. A part beyond those, or a file under an unknown name, is refused as soon as its headers
+    are read; file parts are spooled (memory up to a small threshold, disk past it) and only read into
+    memory once the whole form is in and valid."""
     hints = typing.get_type_hints(params_type, include_extras=True)
     body: dict = {}
-    files: list[FilePart] = []
-    async for part in iter_parts(request.headers.get("content-type"), request.stream()):
-        path = re.findall(r"^[^\[]+|(?<=\[)[^\]]*(?=\])", part.name) or [part.name]
-        if path[0] in file_fields:
-            data = bytearray()
-            async for chunk in part:
-                data += chunk
-                if len(data) > file_limit:
-                    raise too_large or invalid_request(f"The file '{path[0]}' is too large.", param=path[0])
-            files.append(FilePart(path[0], part.filename, part.content_type, bytes(data)))
-        else:
-            _assign(body, hints, path, await part.text())
-    return validate_params(params_type, body), files
+    spooled: list[tuple[str, str | None, str | None, Spool]] = []
+    counts: dict[str, int] = {}
+    try:
+        async for part in iter_parts(request.headers.get("content-type"), bounded(request, body_limit)):
+            path = re.findall(r"^[^\[]+|(?<=\[)[^\]]*(?=\])", part.name) or [part.name]
+            name = path[0]
+            if name in file_fields:
+                counts[name] = counts.get(name, 0) + 1
+                if counts[name] > file_fields[name]:
+                    raise invalid_request(f"Too many files for '{name}': at most {file_fields[name]}.", param=name, code="invalid_value")
+                spool = Spool()
+                spooled.append((name, part.filename, part.content_type, spool))
+                async for chunk in part:
+                    await spool.write(chunk)
+                    if spool.size > file_limit:
+                        raise too_large or invalid_request(f"The file '{name}' is too large.", param=name)
+            elif part.filename is not None:
+                raise invalid_request(f"Unknown parameter: '{part.name}'.", param=part.name, code="unknown_parameter")
+            else:
+                _assign(body, hints, path, await part.text())
+        params = validate_params(params_type, body)
+        return params, [FilePart(name, filename, content_type, await spool.read()) for name, filename, content_type, spool in spooled]
+    finally:
+        for *_, spool in spooled:
+            spool.close()
 
 
 def base_url(request: Request) -> str:
@@ -172,7 +187,8 @@ class ImagesController(Controller):
     @post("/edits", status_code=200, request_max_body_size=None)
     async def edits(self, request: Request) -> dict | Stream:
         platform, tenant = caller(request)
-        params, files = await read_form(request, _EditForm, {"image", "mask", "markup"}, file_limit=50 * 1024 * 1024)
+        params, files = await read_form(request, _EditForm, {"image": 16, "mask": 1, "markup": 1}, file_limit=50 * 1024 * 1024,
+                                        body_limit=platform.settings.max_image_body_bytes)
         masks = _uploads(files, "mask")
         service = ImagesService(platform.blobs, platform.models)
         plan = service.plan_edit(tenant, params, _uploads(files, "image"), masks[0] if masks else None)
@@ -181,7 +197,8 @@ class ImagesController(Controller):
     @post("/variations", status_code=200, request_max_body_size=None)
     async def variations(self, request: Request) -> dict:
         platform, tenant = caller(request)
-        params, files = await read_form(request, _VariationForm, {"image"}, file_limit=4 * 1024 * 1024 + 1)
+        params, files = await read_form(request, _VariationForm, {"image": 1}, file_limit=4 * 1024 * 1024 + 1,
+                                        body_limit=platform.settings.max_image_body_bytes)
         images = _uploads(files, "image")
         service = ImagesService(platform.blobs, platform.models)
         plan = service.plan_variation(tenant, params, images[0] if images else None)

@@ -5,7 +5,7 @@ from litestar import Controller, Request, post
 from openai.types import upload_complete_params, upload_create_params
 
 from app.core.errors import invalid_request
-from app.core.multipart import iter_parts
+from app.core.multipart import FORM_OVERHEAD, bounded, iter_parts
 from app.core.validation import parse_json_params
 from app.api.deps import caller
 
@@ -23,7 +23,8 @@ class UploadsController(Controller):
     async def add_part(self, request: Request, upload_id: str) -> dict:
         platform, tenant = caller(request)
         part_object = None
-        async for part in iter_parts(request.headers.get("content-type"), request.stream()):
+        body = bounded(request, platform.settings.max_part_bytes + FORM_OVERHEAD)
+        async for part in iter_parts(request.headers.get("content-type"), body):
             if part.name != "data":
                 raise invalid_request(f"Unknown parameter: '{part.name}'.", param=part.name, code="unknown_parameter")
             if part_object is not None:

@@ -3,19 +3,24 @@
 Litestar's own form parsing buffers the entire request, which is wrong for a 512 MB file. This feeds
 python-multipart's push parser from the request stream and hands out parts one at a time:
 
-    async for part in iter_parts(content_type, request.stream()):
+    async for part in iter_parts(content_type, bounded(request, limit)):
         if part.filename is None: value = await part.text()
         else: async for chunk in part: ...
+
+`bounded` caps the whole body (a Content-Length over it is refused before a byte is read), and a
+`Spool` keeps a file part in memory up to a small threshold, on disk past it.
 """
 from __future__ import annotations
 
+import asyncio
+import tempfile
 from collections import deque
 from typing import AsyncIterable, AsyncIterator
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from app.core.errors import invalid_request
+from app.core.errors import APIError, invalid_request
 
 _FIELD_LIMIT = 1024 * 1024  # a non-file field larger than this is not a parameter
 
@@ -140,3 +145,71 @@ def boundary_of(content_type: str | None) -> bytes:
 
 def iter_parts(content_type: str | None, body: AsyncIterable[bytes]) -> AsyncIterator[Part]:
     return _Reader(boundary_of(content_type), body).parts()
+
+
+def body_too_large(limit: int) -> APIError:
+    return APIError(f"Request body too large: this endpoint accepts at most {limit} bytes.", status_code=413, code="request_too_large")
+
+
+# What a form adds around its file: boundaries, part headers, the other fields.
+FORM_OVERHEAD = 1024 * 1024
+
+
+async def bounded(request, limit: int) -> AsyncIterator[bytes]:
+    """The request's body as it arrives, refused (413) as soon as it passes `limit` bytes."""
+    error = body_too_large(limit)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise error
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise error
+        yield chunk
+
+
+SPOOL_THRESHOLD = 1024 * 1024
+_WRITE_BATCH = 1024 * 1024
+
+
+class Spool:
+    """One file part's bytes: in memory up to `threshold`, then in an anonymous temporary file (written
+    off the event loop, a batch at a time). `close()` frees either."""
+
+    def __init__(self, threshold: int = SPOOL_THRESHOLD) -> None:
+        self._threshold = threshold
+        self._pending = bytearray()
+        self._file = None
+        self.size = 0
+
+    async def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self._pending += chunk
+        if self._file is None and len(self._pending) <= self._threshold:
+            return
+        if len(self._pending) >= _WRITE_BATCH:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self._file is None:
+            self._file = await asyncio.to_thread(tempfile.TemporaryFile)
+        data, self._pending = bytes(self._pending), bytearray()
+        await asyncio.to_thread(self._file.write, data)
+
+    async def read(self) -> bytes:
+        if self._file is None:
+            return bytes(self._pending)
+        if self._pending:
+            await self._flush()
+
+        def read_all() -> bytes:
+            self._file.seek(0)
+            return self._file.read()
+        return await asyncio.to_thread(read_all)
+
+    def close(self) -> None:
+        self._pending = bytearray()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
