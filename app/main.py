@@ -23,6 +23,7 @@ from app.api.gemini import gemini_routers
 from app.api.headers import OpenAIHeaders
 from app.api.health import healthz
 from app.api.limits import HeaderLimit
+from app.api.links import check_public_url
 from app.api.images import ImagesController, image_content
 from app.api.models import ModelsController
 from app.api.batches import BATCHES_HANDLERS
@@ -53,6 +54,8 @@ async def _sweep_periodically(platform: Platform) -> None:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
+    if settings.public_url:
+        check_public_url(settings.public_url)  # refuse to start with a link base clients could not use
 
     @asynccontextmanager
     async def lifespan(app: Litestar):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Controller, Request, Response, delete, get, post
 
 from app.api.deps import caller
+from app.api.links import public_base_url
 from app.core.errors import APIError
 from app.core.pagination import page_params
 from app.core.validation import decode_json_object
@@ -44,8 +45,8 @@ BATCHES_HANDLERS: list = [BatchesController]
 
 
 def _base_url(request: Request) -> str:
-    """Where the client reached us: a Message Batch's `results_url` points back here."""
-    return str(request.base_url).rstrip("/")
+    """A Message Batch's `results_url` points back here (app/api/links.py: never a client's Host at its word)."""
+    return public_base_url(request)
 
 
 class MessageBatchesController(Controller):

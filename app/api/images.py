@@ -21,6 +21,7 @@ from openai.types import image_create_variation_params, image_edit_params, image
 from typing_extensions import TypedDict
 
 from app.api.deps import caller
+from app.api.links import public_base_url
 from app.core.errors import APIError, invalid_request
 from app.core.multipart import Spool, bounded, iter_parts
 from app.core.sse import SSEvent, sse_response
@@ -158,13 +159,6 @@ async def read_form(
             spool.close()
 
 
-def base_url(request: Request) -> str:
-    """Where the client reached us, for absolute links (behind a proxy, its Host header)."""
-    host = request.headers.get("host") or request.url.netloc
-    scheme = request.headers.get("x-forwarded-proto") or request.url.scheme
-    return f"{scheme}://{host}"
-
-
 def _uploads(files: list[FilePart], name: str) -> list[Upload]:
     return [Upload(f.name, f.content_type, f.data) for f in files if f.name == name]
 
@@ -175,7 +169,7 @@ class ImagesController(Controller):
     async def _answer(self, request: Request, service: ImagesService, tenant: str, plan) -> dict | Stream:
         if plan.stream:
             return sse_response(SSEvent(data, event=name) async for name, data in service.events(plan))
-        return await service.respond(tenant, plan, base_url(request))
+        return await service.respond(tenant, plan, public_base_url(request))
 
     @post("/generations", status_code=200)
     async def generations(self, request: Request) -> dict | Stream:
@@ -202,7 +196,7 @@ class ImagesController(Controller):
         images = _uploads(files, "image")
         service = ImagesService(platform.blobs, platform.models)
         plan = service.plan_variation(tenant, params, images[0] if images else None)
-        return await service.respond(tenant, plan, base_url(request))
+        return await service.respond(tenant, plan, public_base_url(request))
 
 
 @get("/v1/images/content/{name:str}")
