@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import resource
 
 from app.settings import Settings
 
@@ -33,6 +34,7 @@ except ImportError:  # no httptools: plain h11 with its own header bound (run_op
 
 log = logging.getLogger("understudy.http")
 _LINGER_SECONDS, _LINGER_BYTES = 2.0, 16 * 1024 * 1024
+_SPARE_FDS = 256  # beside connections: the database, blobs being written, upstream sockets, the listener
 # Connections that may be closed to make room (idle, or still reading headers), oldest first.
 _evictable: dict = {}
 
@@ -55,6 +57,35 @@ def _limits() -> Settings:
     return Settings.from_env()
 
 
+def connection_cap(max_connections: int) -> int:
+    """`max_connections`, or fewer when the process may not open that many files: past its descriptor
+    limit a server stops accepting anyone, so the cap must bite first."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return max_connections
+    return max(1, min(max_connections, soft - _SPARE_FDS))
+
+
+@functools.cache
+def _cap() -> int:
+    return connection_cap(_limits().max_connections)
+
+
+def raise_fd_limit(max_connections: int) -> None:
+    """Lifts the soft descriptor limit towards the hard one so the connection cap fits (inherited by workers)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + _SPARE_FDS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+    if connection_cap(max_connections) < max_connections:
+        log.warning("open files are limited to %s: at most %s connections per process (UNDERSTUDY_MAX_CONNECTIONS=%s)",
+                    resource.getrlimit(resource.RLIMIT_NOFILE)[0], connection_cap(max_connections), max_connections)
+
+
 if HttpToolsProtocol is not None:
 
     class GuardedProtocol(HttpToolsProtocol):
@@ -62,7 +93,7 @@ if HttpToolsProtocol is not None:
             super().__init__(*args, **kwargs)
             settings = _limits()
             self._max_header_bytes, self._header_timeout = settings.max_header_bytes, settings.header_timeout_seconds
-            self._max_connections = settings.max_connections
+            self._max_connections = _cap()
             self._reading_headers, self._header_bytes, self._received = True, 0, False
             self._header_timer = None
             self._lingering = -1  # bytes still dropped after an early answer before closing; -1: not lingering
@@ -180,6 +211,7 @@ if HttpToolsProtocol is not None:
 
 def run_options(settings: Settings) -> dict:
     """uvicorn.run's keyword arguments for the HTTP side."""
+    raise_fd_limit(settings.max_connections)
     options = {
         "timeout_keep_alive": settings.keep_alive_seconds,
         # X-Forwarded-For/-Proto rewrite the client and scheme only behind a proxy we were told to trust.
