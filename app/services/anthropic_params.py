@@ -129,6 +129,8 @@ def check_message_params(params: dict, *, count_only: bool = False) -> dict:
     messages = params.get("messages")
     if not isinstance(messages, list):
         _fail("messages", "Field required (a list)")
+    if not messages:
+        _fail("messages", "List should have at least 1 item after validation, not 0")
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in _ROLES:
             _fail(f"messages.{index}.role", "Input should be 'user' or 'assistant'")

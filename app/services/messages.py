@@ -6,12 +6,12 @@ through the translators, and its answer translated back, streams included.
 """
 from __future__ import annotations
 
-import asyncio
 from typing import AsyncIterator
 
 from app.core.errors import invalid_request
 from app.core.tokens import count_chat_tokens
 from app.inference.base import RelayResponse, UpstreamError
+from app.inference.providers.offline.offload import offloaded
 from app.inference.providers.offline.schema import check_schema
 from app.inference.providers.offline.schema_limits import SchemaError
 from app.inference.translate import anthropic as translate
@@ -79,7 +79,7 @@ class MessagesService:
 
     async def _chat_params(self, tenant_id: str, params: dict) -> dict:
         if self._inference.provider_for(tenant_id, params["model"]).info.kind == "offline":
-            await asyncio.to_thread(_check_schemas, params)  # a bounded dry run of the values it will generate
+            await offloaded(_check_schemas, params)  # a bounded dry run of the values it will generate
         chat = self._translated(params)
         chat["model"] = params["model"]
         return chat
@@ -98,4 +98,4 @@ class MessagesService:
         check_message_params(params, count_only=True)
         self._inference.provider_for(tenant_id, params["model"])
         chat = self._translated({**params, "max_tokens": params.get("max_tokens") or 1})
-        return {"input_tokens": await asyncio.to_thread(count_chat_tokens, chat["messages"], chat.get("tools"))}
+        return {"input_tokens": await offloaded(count_chat_tokens, chat["messages"], chat.get("tools"))}

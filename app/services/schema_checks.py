@@ -11,10 +11,10 @@ Only for models the offline model answers: an upstream judges schemas itself.
 """
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from app.inference.providers.offline.offload import offloaded
 from app.inference.providers.offline.schema import check_schema
 from app.inference.providers.offline.schema_limits import SchemaError, schema_api_error
 
@@ -48,7 +48,7 @@ async def check_offline_schemas(inference, tenant_id: str, model: Any, schemas: 
     schemas = [s for s in schemas if s.schema is not None]
     if not schemas or not isinstance(model, str) or inference.provider_for(tenant_id, model).info.kind != "offline":
         return
-    await asyncio.to_thread(_check, schemas)
+    await offloaded(_check, schemas)
 
 
 def chat_shaped(tools: Any, response_format: Any, prefix: str = "") -> list[Schema]:

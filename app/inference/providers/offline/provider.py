@@ -14,6 +14,7 @@ from typing import AsyncIterator, Iterator
 from app.core.ids import new_id
 from app.inference.base import ProviderInfo
 from app.inference.providers.offline import chat, embeddings, legacy, moderation
+from app.inference.providers.offline.offload import offloaded
 
 CHUNK_DELAY_ENV = "UNDERSTUDY_OFFLINE_CHUNK_DELAY_MS"
 
@@ -65,31 +66,31 @@ class OfflineProvider:
             await asyncio.sleep(max(sum(1 for _ in chunks) - 1, 0) * self.chunk_delay_ms / 1000)
 
     async def chat(self, params: dict) -> dict:
-        plan, meta = await asyncio.to_thread(chat.plan, params), self._meta(params, "chatcmpl-")
+        plan, meta = await offloaded(chat.plan, params), self._meta(params, "chatcmpl-")
         await self._as_slow_as_a_stream(chat.chunks(plan, meta, False))
         return chat.completion(plan, meta)
 
     async def chat_stream(self, params: dict) -> AsyncIterator[dict]:
         # Planned off the event loop: schema-valid values and token counts can be a second of work
         # (bounded: schema_limits.py). Errors surface on the first anext(), before any chunk.
-        plan = await asyncio.to_thread(chat.plan, params)
+        plan = await offloaded(chat.plan, params)
         async for item in self._paced(chat.chunks(plan, self._meta(params, "chatcmpl-"), _include_usage(params))):
             yield item
 
     async def completions(self, params: dict) -> dict:
-        choices, usage = await asyncio.to_thread(legacy.plan, params)
+        choices, usage = await offloaded(legacy.plan, params)
         meta = self._meta(params, "cmpl-")
         await self._as_slow_as_a_stream(legacy.chunks(choices, usage, meta, False))
         return legacy.completion(choices, usage, meta)
 
     async def completions_stream(self, params: dict) -> AsyncIterator[dict]:
-        choices, usage = await asyncio.to_thread(legacy.plan, params)
+        choices, usage = await offloaded(legacy.plan, params)
         async for item in self._paced(legacy.chunks(choices, usage, self._meta(params, "cmpl-"), _include_usage(params))):
             yield item
 
     async def embeddings(self, params: dict) -> dict:
         if _input_size(params.get("input")) > 4096:
-            return await asyncio.to_thread(embeddings.create, params)  # big inputs: off the event loop
+            return await offloaded(embeddings.create, params)  # big inputs: off the event loop
         return embeddings.create(params)
 
     async def moderations(self, params: dict) -> dict:

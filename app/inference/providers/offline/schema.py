@@ -395,6 +395,8 @@ class _Generator:
                 value = int(value) if float(multiple).is_integer() else round(value, 10)
                 if math.isfinite(value) and float(value / multiple).is_integer() and low <= value <= high:  # as validators check it, in floats
                     return value
+            if low <= 0 <= high:
+                return 0  # a multiple of anything, where the steps are too small to count
         value = round(self.rng.uniform(low, high), 2)
         return min(max(value, low), high) if math.isfinite(value) else low
 
