@@ -165,6 +165,7 @@ def test_anthropic_count_tokens_refuses_a_malformed_schema(claude):
 def test_other_generators_are_bounded(oai):
     _refused(lambda: oai.embeddings.create(model="text-embedding-3-small", input="hi", dimensions=10**9), "dimensions")
     _refused(lambda: oai.embeddings.create(model="text-embedding-3-small", input=["hello " * 4000] * 80), "input")  # 320k tokens
+    _refused(lambda: oai.moderations.create(input=["a"] * 3000), "input")
     _refused(lambda: oai.images.generate(model="dall-e-2", prompt="a cat", n=10**9), "n")
     _refused(lambda: oai.images.generate(model="dall-e-2", prompt="a cat", size="100000x100000"), "size")
     _refused(lambda: oai.completions.create(model="gpt-3.5-turbo-instruct", prompt=["a"] * 2000, n=2), "n")

@@ -83,11 +83,16 @@ def _result(text: str, images: int) -> dict:
     return {"flagged": any(categories.values()), "categories": categories, "category_scores": category_scores, "category_applied_input_types": applied}
 
 
+MAX_INPUTS = 2048  # texts per request, as embeddings take
+
+
 def _inputs(value) -> list[tuple[str, int]]:
     """(text, image count) per result: each string is one input; a list of parts is one input."""
     if isinstance(value, str):
         return [(value, 0)]
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        if len(value) > MAX_INPUTS:  # each costs ~50 µs of regular expressions: 10 MB of "a"s would be minutes
+            raise invalid_request(f"Invalid 'input': maximum array size is {MAX_INPUTS}, but got {len(value)}.", param="input")
         return [(v, 0) for v in value]
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         texts, images = [], 0

@@ -32,11 +32,12 @@ def _include_usage(params: dict) -> bool:
 
 
 def _input_size(value) -> int:
-    """Characters (or token ids) of an embeddings input, counted without walking the text."""
+    """Characters (or token ids, or parts) of an embeddings or moderations input, counted without walking the text."""
     if isinstance(value, str):
         return len(value)
     if isinstance(value, list):
-        return sum(len(item) if isinstance(item, (str, list)) else 1 for item in value)
+        return sum(len(item) if isinstance(item, (str, list)) else len(str(item.get("text") or "")) + 1 if isinstance(item, dict) else 1
+                   for item in value)
     return 0
 
 
@@ -94,6 +95,8 @@ class OfflineProvider:
         return embeddings.create(params)
 
     async def moderations(self, params: dict) -> dict:
+        if _input_size(params.get("input")) > 4096:
+            return await offloaded(moderation.create, params, new_id("modr-"))  # long texts: off the event loop
         return moderation.create(params, new_id("modr-"))
 
     async def close(self) -> None:
