@@ -8,7 +8,7 @@ from openai.types import completion_create_params, embedding_create_params, mode
 from app.api.deps import caller
 from app.api.relay import relay_response
 from app.core.sse import data_events, sse_response
-from app.core.validation import decode_json_object, validate_params
+from app.core.validation import decode_json_object, validated
 
 
 _USAGE_KIND = {"/completions": "completions", "/embeddings": "embeddings"}  # moderations are not metered
@@ -29,9 +29,9 @@ async def create_completion(request: Request) -> dict | Stream:
     raw = await request.body()
     params = decode_json_object(raw)
     streaming = params.get("stream") is True
-    validate_params(
+    await validated(
         completion_create_params.CompletionCreateParamsStreaming if streaming else completion_create_params.CompletionCreateParamsNonStreaming,
-        params,
+        params, len(raw),
     )
     relayed = await _relayed_or_none(request, params, raw, "/completions", streaming)
     if relayed is not None:
@@ -45,7 +45,7 @@ async def create_completion(request: Request) -> dict | Stream:
 async def create_embeddings(request: Request) -> dict | Stream:
     platform, tenant = caller(request)
     raw = await request.body()
-    params = validate_params(embedding_create_params.EmbeddingCreateParams, decode_json_object(raw))
+    params = await validated(embedding_create_params.EmbeddingCreateParams, decode_json_object(raw), len(raw))
     relayed = await _relayed_or_none(request, params, raw, "/embeddings")
     return relayed if relayed is not None else await platform.inference.call(tenant, "embeddings", params)
 
@@ -53,7 +53,8 @@ async def create_embeddings(request: Request) -> dict | Stream:
 @post("/moderations", status_code=200)
 async def create_moderation(request: Request) -> dict:
     platform, tenant = caller(request)
-    params = validate_params(moderation_create_params.ModerationCreateParams, decode_json_object(await request.body()))
+    raw = await request.body()
+    params = await validated(moderation_create_params.ModerationCreateParams, decode_json_object(raw), len(raw))
     return await platform.inference.moderations(tenant, params)
 
 

@@ -16,7 +16,7 @@ from app.api.relay import relay_response
 from app.core.errors import APIError, invalid_request
 from app.core.pagination import page_params
 from app.core.sse import named_events, sse_response
-from app.core.validation import decode_json_object, validate_params
+from app.core.validation import decode_json_object, validated
 
 try:
     from openai.types.responses.input_token_count_params import InputTokenCountParams
@@ -63,7 +63,7 @@ class ResponsesController(Controller):
             return relay_response(relayed, platform.usage.metered("completions", tenant, body.get("model")))
         body.pop("client_metadata", None)  # Codex's request tags: accepted, not kept
         streaming = body.get("stream") is True
-        validate_params(create_params.ResponseCreateParamsStreaming if streaming else create_params.ResponseCreateParamsNonStreaming, _lenient(body))
+        await validated(create_params.ResponseCreateParamsStreaming if streaming else create_params.ResponseCreateParamsNonStreaming, _lenient(body), len(raw))
         body.pop("stream", None)
         body.pop("stream_options", None)
         if "model" not in body:
@@ -80,7 +80,7 @@ class ResponsesController(Controller):
         if relayed is not None:
             return relay_response(relayed)
         if InputTokenCountParams is not None:
-            validate_params(InputTokenCountParams, _lenient(body))
+            await validated(InputTokenCountParams, _lenient(body), len(raw))
         return await platform.responses.input_tokens(tenant, body)
 
     @get("/{response_id:str}")
