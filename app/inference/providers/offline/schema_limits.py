@@ -176,7 +176,7 @@ def _check_node(node: dict, context: tuple, root: Any, caps: bool) -> list[tuple
         if key in node and not isinstance(node[key], str):
             raise SchemaError(f"'{key}' must be a string, not {type(node[key]).__name__}", context)
     ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith("#") and not resolve_pointer(root, ref)[0]:
+    if isinstance(ref, str) and (ref == "#" or ref.startswith("#/")) and not resolve_pointer(root, ref)[0]:  # JSON pointers; anchors and URLs pass
         raise SchemaError(f"'$ref' {ref[:200]!r} does not resolve to anything in this schema", context)
     return children
 
