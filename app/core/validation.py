@@ -80,7 +80,8 @@ def _body_path(loc: tuple, body: Any) -> tuple:
     for part in loc:
         if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and not part[:1].isupper() and part not in _BRANCH_LABELS:
+        elif isinstance(node, dict) and isinstance(part, str) and not part[:1].isupper() and part not in _BRANCH_LABELS \
+                and not part.startswith(_BRANCH_PREFIXES):
             node = node.get(part)
         else:
             continue
@@ -90,6 +91,7 @@ def _body_path(loc: tuple, body: Any) -> tuple:
 
 # Labels pydantic gives union branches that are not upper-case class names.
 _BRANCH_LABELS = {"str", "int", "float", "bool", "list", "dict", "none", "function-after", "function-plain"}
+_BRANCH_PREFIXES = ("literal[", "function-", "tagged-union[", "json-or-python[", "nullable[", "union[")
 
 
 def _to_api_error(error: ValidationError, body: Any) -> APIError:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from tests.security import spec_bodies, type_mutation
 
 EXAMPLES_PER_OPERATION = 20
+_RUNS: list[tuple[str, str, str]] = []  # (thread id, run id, body) of the runs the spec bodies started
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +56,26 @@ def test_spec_bodies_get_no_5xx(fuzz_client, ids, operation, data):
     response = fuzz_client.post(operation.path.format(**ids), content=json.dumps(body).encode(), headers={"content-type": "application/json"})
     note(f"{response.status_code} {response.text[:300]}")
     assert _problem(operation.protocol, response) is None, f"POST {operation.path}: {_problem(operation.protocol, response)}"
+    if response.status_code == 200 and response.headers.get("content-type", "").startswith("application/json"):
+        answer = response.json()
+        if answer.get("object") == "thread.run":
+            _RUNS.append((answer["thread_id"], answer["id"], json.dumps(body)[:500]))
+
+
+def test_runs_from_spec_bodies_did_not_crash(fuzz_client):
+    """An accepted run executes as a job: a body the API took must not make the job crash (it would end
+    `failed` with the generic server error) — the request should have been refused instead."""
+    crashed = []
+    deadline = time.monotonic() + 30
+    for thread_id, run_id, body in _RUNS:
+        while True:
+            run = fuzz_client.get(f"/v1/threads/{thread_id}/runs/{run_id}").json()
+            if run["status"] not in ("queued", "in_progress", "cancelling") or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if (run.get("last_error") or {}).get("message") == "The server had an error while processing the run.":
+            crashed.append(f"{run_id}: {body}")
+    assert not crashed, "\n".join(crashed)
 
 
 @pytest.mark.parametrize("endpoint", type_mutation.ENDPOINTS, ids=lambda e: e.name)

@@ -29,6 +29,16 @@ _OVERDUE = Prepared(select(runs.c.id).where(runs.c.status == "requires_action", 
 _GET_STEP = Prepared(select(steps.c.data).where(steps.c.id == bindparam("id"), steps.c.tenant_id == bindparam("tenant_id")))
 
 
+def _check_tool_choice(choice) -> None:
+    """A function choice names its function (the SDK's types leave `function.name` unchecked): refused
+    now, not as a run that fails inside the job."""
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        function = choice.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise invalid_request("Missing required parameter: 'tool_choice.function.name'.", param="tool_choice.function.name",
+                                  code="missing_required_parameter")
+
+
 def include_content(include: list[str] | None) -> bool:
     for item in include or ():
         if item != FILE_SEARCH_CONTENT:
@@ -84,6 +94,7 @@ class RunsService:
             check_metadata(params["metadata"])
         model = params.get("model") or assistant["model"]
         self._inference.provider_for(tenant_id, model)  # an unknown model is refused now, not inside the job
+        _check_tool_choice(params.get("tool_choice"))
         await check_offline_schemas(self._inference, tenant_id, model, chat_shaped(params.get("tools"), params.get("response_format")))
         run = objects.new_run(thread_id=thread["id"], assistant=assistant, params=params, expires_in=self._settings.run_expiry_seconds)
         try:
@@ -100,6 +111,7 @@ class RunsService:
         if params.get("tool_resources") is not None and thread_params.get("tool_resources") is None:
             thread_params["tool_resources"] = params["tool_resources"]
         await self._assistants.get(tenant_id, params["assistant_id"])  # before a thread is made for nothing
+        _check_tool_choice(params.get("tool_choice"))
         thread = await self._threads.create(tenant_id, thread_params)
         run_params = {k: v for k, v in params.items() if k not in ("thread", "tool_resources")}
         return thread, await self.create(tenant_id, thread["id"], run_params)
