@@ -172,6 +172,8 @@ class ResponsesService:
         await schema_checks.check_offline_schemas(self._inference, tenant_id, params["model"], _schemas(params))
         inputs = build.input_items(params.get("input"))
         context = await self._context(tenant_id, params)
+        if not inputs and not context and not params.get("instructions"):  # nothing for the model to answer
+            raise invalid_request("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
         response = new_response(new_id("resp_"), params, tools, "queued" if params.get("background") else "in_progress")
         if params.get("background"):
             await self.store.insert(response, tenant_id, {"params": params}, inputs)
