@@ -137,6 +137,8 @@ def check_message_params(params: dict, *, count_only: bool = False) -> dict:
         if "content" not in message:
             _fail(f"messages.{index}.content", "Field required")
         _content(message["content"], f"messages.{index}.content")
+        if message["content"] in ("", []) and not (index == len(messages) - 1 and message["role"] == "assistant"):
+            _fail(f"messages.{index}", "all messages must have non-empty content except for the optional final assistant message")
     system = params.get("system")
     if system is not None and not isinstance(system, str):
         _blocks(_need(system, list, "system"), "system")
