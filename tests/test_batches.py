@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.conftest import assert_openai_error, new_key, start_server
-from tests.support.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream, upstream_env
 from tests.support.openapi import assert_matches_schema
 
 MODEL = "gpt-4o-mini"
@@ -211,9 +211,7 @@ def test_batch_survives_a_server_kill(slow_dir):
 def test_upstream_errors_retried_then_counted(tmp_path):
     with FakeUpstream(chunks=3) as fake:
         providers = [{"name": "up", "kind": "openai", "base_url": fake.openai_url, "api_key": "sk-up"}]
-        env = {"UNDERSTUDY_PROVIDERS": json.dumps(providers), "UNDERSTUDY_ROUTES": json.dumps([{"model": "gpt-*", "provider": "up"}]),
-               "UNDERSTUDY_UPSTREAM_MAX_RETRIES": "0",
-               **{f"UNDERSTUDY_{kind}_{what}": "" for kind in ("OPENAI", "ANTHROPIC", "GEMINI") for what in ("BASE_URL", "API_KEY")}}
+        env = upstream_env(providers, [{"model": "gpt-*", "provider": "up"}], UNDERSTUDY_UPSTREAM_MAX_RETRIES="0")
         server = start_server(tmp_path / "up", env)
         try:
             with sdk(server, new_key()) as client:

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import new_key, start_server
-from tests.support.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream, upstream_env
 from tests.support.openapi import assert_matches_schema
 
 MODEL = "claude-sonnet-4-5"
@@ -165,9 +165,7 @@ def test_window_runs_out_and_output_files_expire(tmp_path):
 def test_relayed_to_an_anthropic_upstream(tmp_path):
     with FakeUpstream(chunks=3) as fake:
         providers = [{"name": "up", "kind": "anthropic", "base_url": fake.url, "api_key": "sk-ant-up"}]
-        env = {"UNDERSTUDY_PROVIDERS": json.dumps(providers), "UNDERSTUDY_ROUTES": json.dumps([{"model": "claude-*", "provider": "up"}]),
-               "UNDERSTUDY_UPSTREAM_MAX_RETRIES": "0",
-               **{f"UNDERSTUDY_{kind}_{what}": "" for kind in ("OPENAI", "ANTHROPIC", "GEMINI") for what in ("BASE_URL", "API_KEY")}}
+        env = upstream_env(providers, [{"model": "claude-*", "provider": "up"}], UNDERSTUDY_UPSTREAM_MAX_RETRIES="0")
         server = start_server(tmp_path / "up", env)
         try:
             with anthropic.Anthropic(base_url=server.url, api_key=new_key(), max_retries=0) as ac:

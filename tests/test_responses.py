@@ -13,6 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from tests.conftest import assert_openai_error, new_key, start_server
+from tests.support.fake_upstream import upstream_env
 from tests.support.openapi import assert_matches_schema
 
 MODEL = "gpt-4o-mini"
@@ -404,8 +405,7 @@ def routed_server(upstream, tmp_path_factory):
     providers = [{"name": "up-openai", "kind": "openai", "base_url": upstream.openai_url, "api_key": UPSTREAM_KEY},
                  {"name": "up-anthropic", "kind": "anthropic", "base_url": upstream.url, "api_key": UPSTREAM_KEY}]
     routes = [{"model": "gpt-*", "provider": "up-openai"}, {"model": "claude-*", "provider": "up-anthropic"}]
-    env = {"UNDERSTUDY_PROVIDERS": json.dumps(providers), "UNDERSTUDY_ROUTES": json.dumps(routes), "UNDERSTUDY_UPSTREAM_MAX_RETRIES": "0",
-           **{f"UNDERSTUDY_{kind}_{what}": "" for kind in ("OPENAI", "ANTHROPIC", "GEMINI") for what in ("BASE_URL", "API_KEY")}}
+    env = upstream_env(providers, routes, UNDERSTUDY_UPSTREAM_MAX_RETRIES="0")
     server = start_server(tmp_path_factory.mktemp("responses-routed"), env)
     yield server
     server.stop()

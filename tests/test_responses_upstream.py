@@ -15,7 +15,7 @@ from app.inference.base import ProviderInfo
 from app.inference.router import build_router
 from app.settings import Settings
 from tests.conftest import new_key, start_server
-from tests.support.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream, upstream_env
 from tests.support.openapi import assert_matches_schema
 
 KEY = "sk-upstream-fixed-key"  # the only key the fake accepts: the server must send it, not the client's
@@ -35,9 +35,7 @@ def server(upstream, tmp_path_factory):
     providers = [{"name": "speaks", "kind": "openai", "base_url": upstream.openai_url, "api_key": KEY, "responses": True},
                  {"name": "chat-only", "kind": "openai", "base_url": upstream.openai_url, "api_key": KEY}]
     routes = [{"model": "gpt-*", "provider": "speaks"}, {"model": "local-*", "provider": "chat-only"}]
-    env = {"UNDERSTUDY_PROVIDERS": json.dumps(providers), "UNDERSTUDY_ROUTES": json.dumps(routes),
-           "UNDERSTUDY_EXTRA_MODELS": "local-llama", "UNDERSTUDY_UPSTREAM_MAX_RETRIES": "0",
-           **{f"UNDERSTUDY_{kind}_{what}": "" for kind in ("OPENAI", "ANTHROPIC", "GEMINI") for what in ("BASE_URL", "API_KEY")}}
+    env = upstream_env(providers, routes, UNDERSTUDY_EXTRA_MODELS="local-llama", UNDERSTUDY_UPSTREAM_MAX_RETRIES="0")
     srv = start_server(tmp_path_factory.mktemp("responses-upstream"), env)
     yield srv
     srv.stop()

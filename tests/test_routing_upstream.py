@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from tests.conftest import assert_openai_error, new_key, start_server
-from tests.support.fake_upstream import FakeUpstream, vector_for
+from tests.support.fake_upstream import FakeUpstream, upstream_env, vector_for
 
 KEY = "sk-upstream-fixed-key"  # the only key the fake accepts: the server must send it, not the client's
 SYSTEM, HELLO = {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}
@@ -39,10 +39,7 @@ def server(upstream, tmp_path_factory):
                  {"name": "up-gemini", "kind": "gemini", "base_url": upstream.url, "api_key": KEY}]
     routes = [{"model": ["gpt-*", "text-embedding-3-small"], "provider": "up-openai"},
               {"model": "claude-*", "provider": "up-anthropic"}, {"model": "gemini-*", "provider": "up-gemini"}]
-    env = {"UNDERSTUDY_PROVIDERS": json.dumps(providers), "UNDERSTUDY_ROUTES": json.dumps(routes),
-           "UNDERSTUDY_UPSTREAM_MAX_RETRIES": "1",  # two attempts in all
-           # no shortcut providers whatever the environment says: only the routes above
-           **{f"UNDERSTUDY_{kind}_{what}": "" for kind in ("OPENAI", "ANTHROPIC", "GEMINI") for what in ("BASE_URL", "API_KEY")}}
+    env = upstream_env(providers, routes, UNDERSTUDY_UPSTREAM_MAX_RETRIES="1")  # two attempts in all
     srv = start_server(tmp_path_factory.mktemp("routing"), env)
     yield srv
     srv.stop()

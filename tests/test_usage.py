@@ -14,6 +14,7 @@ import pytest
 from app.services.usage import UsageRecorder, in_batch
 from storage.db import Database
 from tests.conftest import assert_openai_error, new_key, start_server
+from tests.support.fake_upstream import upstream_env
 from tests.support.openapi import assert_matches_schema
 from tests.test_db import anyio_backend, db_url, pg_databases  # noqa: F401  (fixtures: SQLite and PostgreSQL databases)
 
@@ -249,8 +250,7 @@ def test_relayed_calls_are_recorded(tmp_path):
         providers = [{"name": "oa", "kind": "openai", "base_url": fake.openai_url, "api_key": "sk-up", "responses": True},
                      {"name": "an", "kind": "anthropic", "base_url": fake.url, "api_key": "sk-ant-up"}]
         routes = [{"model": "gpt-*", "provider": "oa"}, {"model": "claude-*", "provider": "an"}]
-        env = {"UNDERSTUDY_ADMIN_KEY": ADMIN_KEY, "UNDERSTUDY_PROVIDERS": json.dumps(providers), "UNDERSTUDY_ROUTES": json.dumps(routes),
-               **{f"UNDERSTUDY_{kind}_{what}": "" for kind in ("OPENAI", "ANTHROPIC", "GEMINI") for what in ("BASE_URL", "API_KEY")}}
+        env = upstream_env(providers, routes, UNDERSTUDY_ADMIN_KEY=ADMIN_KEY)
         server = start_server(tmp_path / "relay", env)
         try:
             key, expected = new_key(), Counter()

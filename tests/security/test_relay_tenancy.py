@@ -6,7 +6,6 @@ A live server whose gpt-* models go to an upstream that speaks Responses, claude
 and gemini-* to a Gemini one, all the real fake upstream on loopback (tests/support/fake_upstream.py)."""
 from __future__ import annotations
 
-import json
 
 import anthropic
 import httpx
@@ -14,7 +13,7 @@ import openai
 import pytest
 
 from tests.conftest import assert_openai_error, new_key, start_server
-from tests.support.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream, upstream_env
 
 KEY = "sk-upstream-fixed-key"
 
@@ -31,8 +30,7 @@ def server(upstream, tmp_path_factory):
                  {"name": "claude", "kind": "anthropic", "base_url": upstream.url, "api_key": KEY},
                  {"name": "gemini", "kind": "gemini", "base_url": upstream.url, "api_key": KEY}]
     routes = [{"model": "gpt-*", "provider": "speaks"}, {"model": "claude-*", "provider": "claude"}, {"model": "gemini-*", "provider": "gemini"}]
-    env = {"UNDERSTUDY_PROVIDERS": json.dumps(providers), "UNDERSTUDY_ROUTES": json.dumps(routes), "UNDERSTUDY_UPSTREAM_MAX_RETRIES": "0",
-           **{f"UNDERSTUDY_{kind}_{what}": "" for kind in ("OPENAI", "ANTHROPIC", "GEMINI") for what in ("BASE_URL", "API_KEY")}}
+    env = upstream_env(providers, routes, UNDERSTUDY_UPSTREAM_MAX_RETRIES="0")
     srv = start_server(tmp_path_factory.mktemp("relay-tenancy"), env)
     yield srv
     srv.stop()

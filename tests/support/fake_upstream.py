@@ -472,6 +472,13 @@ class _Exchange:
         await self.reply({"embeddings": embeddings})
 
 
+def upstream_env(providers: list[dict], routes: list[dict], **env: str) -> dict[str, str]:
+    """A test server's environment routing to `providers` by `routes` and nothing else: the one-upstream
+    shortcut variables are blanked whatever the machine's environment says; `env` adds more settings."""
+    blanked = {f"UNDERSTUDY_{kind}_{what}": "" for kind in ("OPENAI", "ANTHROPIC", "GEMINI") for what in ("BASE_URL", "API_KEY")}
+    return {"UNDERSTUDY_PROVIDERS": json.dumps(providers), "UNDERSTUDY_ROUTES": json.dumps(routes), **blanked, **env}
+
+
 def vector_for(text: str, dims: int) -> list[float]:
     """A deterministic unit vector for a text (the same input always embeds the same)."""
     digest = hashlib.sha256(text.encode()).digest()
