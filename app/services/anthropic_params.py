@@ -2,8 +2,9 @@
 
 Every field this server reads is checked for its JSON type, with Anthropic's wording and path
 ("messages.0.content.1.source: Input should be a valid dictionary"), so a wrong type is a 400 and never
-reaches the translators as a crash. Deliberately lenient beyond that: Claude Code and newer SDKs send
-beta fields and block types this server does not read (they pass; user content blocks the offline
+reaches the translators as a crash. A top-level field Anthropic does not know is refused in its words
+(`KNOWN_FIELDS`). Deliberately lenient beyond that: Claude Code and newer SDKs send beta fields and
+block types this server does not read (they pass; user content blocks the offline
 path cannot turn into chat are refused by the translator, also as a 400). The anthropic SDK is a test
 dependency only, so these checks are written out rather than a TypeAdapter over its TypedDicts.
 """
@@ -117,9 +118,24 @@ def _schema(schema: dict, path: str) -> None:
         _fail(path, f"JSON schema is invalid: {error.detail} (in context={error.context!r})")
 
 
+# Every top-level field Anthropic's Messages API takes, beta ones included (the anthropic SDK's
+# `MessageCreateParams` and beta `MessageCreateParams`, and fields older SDKs and clients such as litellm
+# still send: sampling settings, the structured-outputs beta's `output_format`). Anything else is refused
+# as Anthropic refuses it: "<field>: Extra inputs are not permitted".
+KNOWN_FIELDS = frozenset({
+    "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature", "top_k", "top_p",
+    "tools", "tool_choice", "thinking", "service_tier", "container", "inference_geo", "speed", "cache_control",
+    "diagnostics", "user_profile_id", "workspace_id", "output_config", "output_format", "betas", "mcp_servers",
+    "context_management", "compaction", "billing_policy", "fallback_credit_token", "fallbacks", "thread",
+})
+
+
 def check_message_params(params: dict, *, count_only: bool = False) -> dict:
     """The body, unchanged, when every field this server reads has its type; else Anthropic's 400.
     `count_only`: a `count_tokens` body (no `max_tokens`)."""
+    for name in params:
+        if name not in KNOWN_FIELDS:
+            _fail(name, "Extra inputs are not permitted")
     if not isinstance(params.get("model"), str) or not params["model"]:
         _fail("model", "Field required")
     if not count_only:
