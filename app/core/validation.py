@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import functools
+import types
 import typing
 from typing import Any
 
 import msgspec
 from pydantic import TypeAdapter, ValidationError
-from typing_extensions import is_typeddict
+from typing_extensions import TypedDict, is_typeddict
 
 from app.core.errors import APIError, invalid_request
 
@@ -47,7 +48,58 @@ def _param(loc: tuple) -> str:
 
 @functools.cache
 def _adapter(params_type) -> TypeAdapter:
-    return TypeAdapter(params_type)
+    return TypeAdapter(_input_form(params_type))
+
+
+# Fields the SDK's types require, being shapes of output, that OpenAI's input leaves optional: clients replay
+# output items as input (an assistant message without `id`/`status`, `output_text` without `annotations`),
+# and an `input_image` without `detail` means `auto`. Keyed by the TypedDict's module and name.
+_OPTIONAL_ON_INPUT: dict[tuple[str, str], frozenset[str]] = {
+    ("openai.types.responses.response_output_message_param", "ResponseOutputMessageParam"): frozenset({"id", "status"}),
+    ("openai.types.responses.response_output_text_param", "ResponseOutputTextParam"): frozenset({"annotations"}),
+    ("openai.types.responses.response_input_image_param", "ResponseInputImageParam"): frozenset({"detail"}),
+    ("openai.types.responses.response_input_image_content_param", "ResponseInputImageContentParam"): frozenset({"detail"}),
+}
+_ITERABLES = (collections.abc.Iterable, collections.abc.Sequence, list)
+
+
+def _input_form(hint):
+    """The SDK's type as a request is checked: lists eager (`list[...]`, not lazy `Iterable[...]`, so that a
+    union tries each branch on the whole value, e.g. an array of token arrays), and the output shapes'
+    fields in `_OPTIONAL_ON_INPUT` optional."""
+    return _rewrite(hint, ())
+
+
+def _rewrite(hint, building: tuple):
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if is_typeddict(hint):
+        return hint if hint in building else _typeddict(hint, building)
+    if origin is typing.Annotated:
+        return typing.Annotated[(_rewrite(args[0], building), *hint.__metadata__)]
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[tuple(_rewrite(a, building) for a in args)]
+    if origin in _ITERABLES and len(args) == 1:
+        return list[_rewrite(args[0], building)]
+    if origin in (dict, collections.abc.Mapping) and len(args) == 2:
+        return dict[args[0], _rewrite(args[1], building)]
+    return hint
+
+
+def _typeddict(hint, building: tuple):
+    building = (*building, hint)
+    relaxed = _OPTIONAL_ON_INPUT.get((hint.__module__, hint.__name__), frozenset())
+    fields = {}
+    for name, field in typing.get_type_hints(hint, include_extras=True).items():
+        required = name in hint.__required_keys__
+        while typing.get_origin(field) in (typing.Required, typing.NotRequired):
+            required = typing.get_origin(field) is typing.Required
+            field = typing.get_args(field)[0]
+        field = _rewrite(field, building)
+        fields[name] = typing.NotRequired[field] if name in relaxed or not required else typing.Required[field]
+    rebuilt = TypedDict(hint.__name__, fields)
+    if hasattr(hint, "__pydantic_config__"):  # e.g. arbitrary_types_allowed, for the SDK's file-upload unions
+        rebuilt.__pydantic_config__ = hint.__pydantic_config__
+    return rebuilt
 
 
 @functools.cache
@@ -96,7 +148,9 @@ _BRANCH_PREFIXES = ("literal[", "function-", "tagged-union[", "json-or-python[",
 
 def _to_api_error(error: ValidationError, body: Any) -> APIError:
     errors = error.errors(include_url=False)
-    first = errors[0]
+    # A union fails once per branch: the branch that got deepest into the body names the field to blame
+    # (`input[0][1]`, not `input`); among equally deep failures, the first.
+    first = max(errors, key=lambda e: len(_body_path(e["loc"], body)))
     kind, loc = first["type"], _body_path(first["loc"], body)
     param = _param(loc)
     if kind == "missing":
