@@ -8,6 +8,7 @@ from openai.types import completion_create_params, embedding_create_params, mode
 from app.api.deps import caller
 from app.api.relay import relay_response
 from app.core.sse import data_events, sse_response
+from app.core.bounds import check_bounds
 from app.core.validation import decode_json_object, validated
 
 
@@ -33,6 +34,7 @@ async def create_completion(request: Request) -> dict | Stream:
         completion_create_params.CompletionCreateParamsStreaming if streaming else completion_create_params.CompletionCreateParamsNonStreaming,
         params, len(raw),
     )
+    check_bounds("completions", params)
     relayed = await _relayed_or_none(request, params, raw, "/completions", streaming)
     if relayed is not None:
         return relayed
@@ -46,6 +48,7 @@ async def create_embeddings(request: Request) -> dict | Stream:
     platform, tenant = caller(request)
     raw = await request.body()
     params = await validated(embedding_create_params.EmbeddingCreateParams, decode_json_object(raw), len(raw))
+    check_bounds("embeddings", params)
     relayed = await _relayed_or_none(request, params, raw, "/embeddings")
     return relayed if relayed is not None else await platform.inference.call(tenant, "embeddings", params)
 

@@ -16,6 +16,7 @@ from app.api.relay import relay_response
 from app.core.errors import APIError, invalid_request
 from app.core.pagination import page_params
 from app.core.sse import named_events, sse_response
+from app.core.bounds import check_bounds
 from app.core.validation import decode_json_object, validated
 
 try:
@@ -64,6 +65,7 @@ class ResponsesController(Controller):
         body.pop("client_metadata", None)  # Codex's request tags: accepted, not kept
         streaming = body.get("stream") is True
         await validated(create_params.ResponseCreateParamsStreaming if streaming else create_params.ResponseCreateParamsNonStreaming, _lenient(body), len(raw))
+        check_bounds("responses", body)
         body.pop("stream", None)
         body.pop("stream_options", None)
         if "model" not in body:

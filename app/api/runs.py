@@ -10,6 +10,7 @@ from openai.types.beta.threads import run_create_params, run_submit_tool_outputs
 from app.api.deps import caller
 from app.core.pagination import page_params
 from app.core.sse import named_events, sse_response
+from app.core.bounds import check_bounds
 from app.core.validation import decode_json_object, required_only, validate_params
 from app.services.assistants.runs import include_content
 
@@ -22,6 +23,7 @@ async def _params(request: Request, streaming_type, plain_type, **path) -> tuple
     body = decode_json_object(await request.body())
     streaming = body.get("stream") is True
     validate_params(streaming_type if streaming else plain_type, {**body, **path})  # the SDK's types include path ids
+    check_bounds("runs", body)
     body.pop("stream", None)
     return body, streaming
 

@@ -8,6 +8,7 @@ Every referenced file and store is checked before anything is created, so a bad 
 """
 from __future__ import annotations
 
+from app.core.bounds import check_value
 from app.core.errors import APIError, invalid_request
 
 MAX_CODE_FILES = 20
@@ -37,14 +38,7 @@ def check_max_items(items: list, maximum: int, param: str) -> None:
 
 
 def check_range(value, low: float, high: float, param: str, kind: str = "decimal") -> None:
-    if value is None:
-        return
-    if value < low:
-        raise invalid_request(f"Invalid '{param}': {kind} below minimum value. Expected a value >= {low}, but got {value} instead.",
-                              param=param, code=f"{kind}_below_min_value")
-    if value > high:
-        raise invalid_request(f"Invalid '{param}': {kind} above maximum value. Expected a value <= {high}, but got {value} instead.",
-                              param=param, code=f"{kind}_above_max_value")
+    check_value(value, kind, low, high, param)
 
 
 async def check_file(files, tenant_id: str, file_id: str, param: str) -> None:
