@@ -69,7 +69,7 @@ def test_message_batch_end_to_end(ac, server):
     assert [b.id for b in ac.messages.batches.list(limit=5, after_id=second.id).data] == [batch.id]
     with openai.OpenAI(base_url=f"{server.url}/v1", api_key=ac.api_key, max_retries=0) as oa:
         assert oa.batches.list().data == []
-        with pytest.raises(openai.NotFoundError):
+        with pytest.raises(openai.BadRequestError):  # 'msgbatch_' is not an OpenAI batch id: refused before any lookup
             oa.batches.retrieve(batch.id)
     raw = ac.messages.batches.with_raw_response.retrieve(batch.id).http_response.json()
     assert_matches_schema(raw, "MessageBatch", spec="anthropic")

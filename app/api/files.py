@@ -46,12 +46,13 @@ class FilesController(Controller):
         platform, tenant = caller(request)
         fields: dict[str, str] = {}
         staged = None
-        filename = mime_type = None
+        filename = mime_type = unknown = None
         try:
             body = bounded(request, platform.settings.max_file_bytes + FORM_OVERHEAD)
             async for part in iter_parts(request.headers.get("content-type"), body):
-                if part.name not in _FIELDS:
-                    raise invalid_request(f"Unknown parameter: '{part.name}'.", param=part.name, code="unknown_parameter")
+                if part.name not in _FIELDS:  # reported after a missing 'file', as OpenAI does
+                    unknown = unknown or part.name
+                    continue
                 if part.name != "file":
                     fields[part.name] = await part.text()
                     continue
@@ -68,6 +69,10 @@ class FilesController(Controller):
         if staged is None:
             raise invalid_request("Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
         try:
+            if unknown is not None:
+                raise invalid_request(f"Unknown parameter: '{unknown}'.", param=unknown, code="unknown_parameter")
+            if fields.get("purpose") == "batch" and not (filename or "").lower().endswith(".jsonl"):
+                raise invalid_request("Invalid file format for Batch API. Must be .jsonl", param="file", code="invalid_file_format")
             expires_after = _expires_after(fields)
         except BaseException:
             await platform.files.discard(staged)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import secrets
 import string
 
+from app.core.errors import invalid_request
+
 _ALPHABET = string.ascii_letters + string.digits
 
 
@@ -21,3 +23,11 @@ def new_id(prefix: str, length: int = 24) -> str:
 
 def request_id() -> str:
     return "req_" + secrets.token_hex(16)
+
+
+def check_prefix(object_id, prefix: str, param: str) -> None:
+    """OpenAI checks an id's shape before looking it up: "Invalid 'conversation': 'abc'. Expected an ID that
+    begins with 'conv'." (400); a well-shaped unknown id is still the resource's 404."""
+    if isinstance(object_id, str) and not object_id.startswith(prefix):
+        raise invalid_request(f"Invalid '{param}': '{object_id}'. Expected an ID that begins with '{prefix.rstrip('_-')}'.",
+                              param=param, code="invalid_value")

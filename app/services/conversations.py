@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.core.errors import APIError, invalid_request
-from app.core.ids import new_id
+from app.core.ids import check_prefix, new_id
 from app.core.metadata import check_metadata
 from app.core.pagination import Page, fetch_page, list_body
 from app.core.validation import validate_params
@@ -229,7 +229,8 @@ class ConversationsService:
 
     # ---- conversations ----
 
-    async def get(self, tenant_id: str, conversation_id: str) -> dict:
+    async def get(self, tenant_id: str, conversation_id: str, param: str = "conversation_id") -> dict:
+        check_prefix(conversation_id, "conv_", param)
         row = await self._db.fetch_one(_GET, {"id": conversation_id, "tenant_id": tenant_id})
         if row is None:
             raise no_conversation(conversation_id)

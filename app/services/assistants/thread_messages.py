@@ -12,7 +12,7 @@ import time
 from sqlalchemy import bindparam, delete, insert, or_, select, update
 
 from app.core.errors import invalid_request
-from app.core.ids import new_id
+from app.core.ids import check_prefix, new_id
 from app.core.metadata import check_metadata
 from app.core.pagination import Page, fetch_page, list_body
 from app.services.assistants.tool_resources import ToolResources, check_file, no_object
@@ -77,6 +77,7 @@ class ThreadMessagesService:
         self._resources = ToolResources(files, vector_stores)
 
     async def thread(self, tenant_id: str, thread_id: str) -> dict:
+        check_prefix(thread_id, "thread_", "thread_id")
         row = await self._db.fetch_one(_THREAD, {"id": thread_id, "tenant_id": tenant_id})
         if row is None:
             raise no_object("thread", thread_id, "thread_id")

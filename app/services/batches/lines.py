@@ -6,6 +6,7 @@ import msgspec
 from openai.types import completion_create_params, embedding_create_params, moderation_create_params
 from openai.types.chat import completion_create_params as chat_params
 
+from app.core.bounds import check_bounds
 from app.core.errors import APIError, invalid_request
 from app.core.validation import validate_params
 from app.inference.translate.anthropic import error_message
@@ -52,6 +53,10 @@ def parse_lines(data: bytes, endpoint: str) -> tuple[list[dict], list[dict], str
                                  number, "custom_id"))
             continue
         seen.add(custom_id)
+        missing = next((name for name in ("method", "url") if item.get(name) is None), None)
+        if missing is not None:
+            errors.append(_error("missing_required_parameter", f"Missing required parameter: '{missing}'.", number, missing))
+            continue
         if item.get("method") != "POST":
             errors.append(_error("invalid_method", f"Invalid value: '{item.get('method')}'. Supported values are: 'POST'.", number, "method"))
             continue
@@ -61,6 +66,10 @@ def parse_lines(data: bytes, endpoint: str) -> tuple[list[dict], list[dict], str
         body = item.get("body")
         if not isinstance(body, dict):
             errors.append(_error("missing_required_parameter", "Missing required parameter: 'body' (an object).", number, "body"))
+            continue
+        problem = _body_problem(body, endpoint)
+        if problem is not None:
+            errors.append({**problem, "line": number})
             continue
         line_model = body.get("model")
         if isinstance(line_model, str):
@@ -78,19 +87,39 @@ def parse_lines(data: bytes, endpoint: str) -> tuple[list[dict], list[dict], str
     return lines, errors, model
 
 
+# What each endpoint's body must hold, checked at validation (as OpenAI does) rather than line by line later.
+_REQUIRED = {
+    "/v1/chat/completions": ("model", "messages"), "/v1/responses": ("model",), "/v1/embeddings": ("model", "input"),
+    "/v1/completions": ("model", "prompt"), "/v1/moderations": ("input",),
+}
+
+
+def _body_problem(body: dict, endpoint: str) -> dict | None:
+    if body.get("stream") is True:
+        return _error("streaming_unsupported", "Streaming is not supported for batch requests: 'body.stream' must be false or absent.",
+                      None, "body.stream")
+    for name in _REQUIRED.get(endpoint, ()):
+        if body.get(name) is None:
+            return _error("invalid_request", f"Missing required parameter: 'body.{name}'.", None, f"body.{name}")
+    return None
+
+
 async def call_line(platform, tenant: str, endpoint: str, body: dict) -> dict:
     if endpoint == "/v1/chat/completions":
         if body.get("stream"):
             raise invalid_request("Streaming is not supported in a batch.", param="stream", code="invalid_value")
         validate_params(chat_params.CompletionCreateParamsNonStreaming, body)
+        check_bounds("chat", body)
         return await platform.chat.create(tenant, body)
     if endpoint == "/v1/embeddings":
         validate_params(embedding_create_params.EmbeddingCreateParams, body)
+        check_bounds("embeddings", body)
         return await platform.inference.call(tenant, "embeddings", body)
     if endpoint == "/v1/completions":
         if body.get("stream"):
             raise invalid_request("Streaming is not supported in a batch.", param="stream", code="invalid_value")
         validate_params(completion_create_params.CompletionCreateParamsNonStreaming, body)
+        check_bounds("completions", body)
         return await platform.inference.call(tenant, "completions", body)
     if endpoint == "/v1/moderations":
         validate_params(moderation_create_params.ModerationCreateParams, body)
@@ -100,6 +129,7 @@ async def call_line(platform, tenant: str, endpoint: str, body: dict) -> dict:
             raise invalid_request("Streaming and background responses are not supported in a batch.", param="stream", code="invalid_value")
         if "model" not in body:
             raise invalid_request("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+        check_bounds("responses", body)
         params = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
         return await platform.responses.create(tenant, params, False)
     if endpoint == "/v1/messages":

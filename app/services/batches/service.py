@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.core.errors import APIError, invalid_request, not_found
-from app.core.ids import new_id, request_id
+from app.core.ids import check_prefix, new_id, request_id
 from app.core.metadata import check_metadata
 from app.core.pagination import Page, fetch_page, list_body
 from app.services.batches import messages as anthropic
@@ -109,6 +109,8 @@ class BatchesService:
         return _wire(await self._own(tenant_id, batch_id))
 
     async def _own(self, tenant_id: str, batch_id: str, prefix: str = "batch_") -> dict:
+        if prefix == "batch_":
+            check_prefix(batch_id, prefix, "batch_id")
         row = None
         if batch_id.startswith(prefix):
             row = await self._db.fetch_one(_GET_OWN, {"id": batch_id, "tenant_id": tenant_id})
@@ -234,7 +236,17 @@ class BatchesService:
         if batch["endpoint"] == anthropic.MESSAGES:  # checked at create time
             data = await self._blobs.read_all(batch["input_blob"])
             return [msgspec.json.decode(line) for line in data.splitlines()], [], None
-        return parse_lines(await self._files.read_all(tenant, batch["input_file_id"]), batch["endpoint"])
+        lines, errors, model = parse_lines(await self._files.read_all(tenant, batch["input_file_id"]), batch["endpoint"])
+        if not errors and model is not None:
+            try:
+                self._platform().inference.provider_for(tenant, model)
+            except APIError as error:
+                if error.status_code != 404:
+                    raise
+                first = next((line["line"] for line in lines if line["body"].get("model") == model), None)
+                errors = [{"code": "model_not_found", "message": f"The model '{model}' does not exist or you do not have access to it.",
+                           "param": "body.model", "line": first}]
+        return lines, errors, model
 
     async def _finalize(self, tenant: str, batch: dict) -> None:
         rows = await self._db.fetch_all(_ALL, {"batch_id": batch["id"]})

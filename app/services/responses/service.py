@@ -144,7 +144,7 @@ class ResponsesService:
             return found
         conversation = _conversation_id(params)
         if conversation:
-            await self._conversations.get(tenant_id, conversation)
+            await self._conversations.get(tenant_id, conversation, "conversation")
             return list(await self._conversations.items_for_context(tenant_id, conversation))
         return []
 
