@@ -105,3 +105,15 @@ def test_anthropic_unknown_field_refused(claude):
     # every field Anthropic takes still passes
     claude.messages.create(model=CLAUDE, max_tokens=20, messages=[{"role": "user", "content": "hi"}], metadata={"user_id": "u"},
                            extra_body={"temperature": 0.5, "top_k": 5, "top_p": 0.9, "service_tier": "auto", "context_management": {"edits": []}})
+
+
+def test_union_errors_blame_the_type_when_no_branch_takes_it(http):
+    response = http.post("/responses", json={"model": MODEL, "input": [{"type": "bogus"}]})
+    error = assert_openai_error(response, 400, param="input[0].type", code="invalid_value")
+    assert "'function_call_output'" in error["message"]
+    response = http.post("/responses", json={"model": MODEL, "input": [{"role": "user", "content": [{"type": "bogus", "text": "x"}]}]})
+    assert_openai_error(response, 400, param="input[0].content[0].type", code="invalid_value")
+    response = http.post("/responses", json={"model": MODEL, "input": [{"type": "function_call_output", "call_id": "c"}]})
+    assert_openai_error(response, 400, param="input[0].output", code="missing_required_parameter")
+    response = http.post("/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": [{"type": "bogus"}]}]})
+    assert_openai_error(response, 400, param="messages[0].content[0].type", code="invalid_value")

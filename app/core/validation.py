@@ -146,11 +146,21 @@ _BRANCH_LABELS = {"str", "int", "float", "bool", "list", "dict", "none", "functi
 _BRANCH_PREFIXES = ("literal[", "function-", "tagged-union[", "json-or-python[", "nullable[", "union[")
 
 
+def _blamed(errors: list[dict], body: Any) -> dict:
+    """A union fails once per branch; the failure to report is the deepest (`input[0][1]`, not `input`).
+    A branch whose `type` does not match the value's is blamed for its `type` only, and only when no
+    branch whose `type` matched failed as deep (then it is the `type` that is wrong)."""
+    wrong_type = [e for e in errors if e["type"] == "literal_error" and e["loc"] and e["loc"][-1] == "type"]
+    rejected = {e["loc"][:-1] for e in wrong_type}
+    others = [e for e in errors if not any(e["loc"][:len(key)] == key for key in rejected)]
+    ranked = [(len(_body_path(e["loc"], body)), 1, -i, e) for i, e in enumerate(others)]
+    ranked += [(len(_body_path(e["loc"], body)), 0, -i, e) for i, e in enumerate(wrong_type)]
+    return max(ranked, key=lambda r: r[:3])[3] if ranked else errors[0]
+
+
 def _to_api_error(error: ValidationError, body: Any) -> APIError:
     errors = error.errors(include_url=False)
-    # A union fails once per branch: the branch that got deepest into the body names the field to blame
-    # (`input[0][1]`, not `input`); among equally deep failures, the first.
-    first = max(errors, key=lambda e: len(_body_path(e["loc"], body)))
+    first = _blamed(errors, body)
     kind, loc = first["type"], _body_path(first["loc"], body)
     param = _param(loc)
     if kind == "missing":
