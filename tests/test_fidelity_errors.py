@@ -166,3 +166,23 @@ def test_batch_upload_must_be_jsonl(http):
     response = http.post("/files", files={"file": ("data.csv", b"a,b\n1,2\n")}, data={"purpose": "batch"})
     assert_openai_error(response, 400, param="file")
 
+
+# --- 6. broken base64 in an image data URL -------------------------------------------------------------
+
+BROKEN = "data:image/png;base64,@@not-base64@@"
+
+
+def test_chat_image_with_broken_base64(client):
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": BROKEN}}]}])
+    error = _error(excinfo)
+    assert error["code"] == "invalid_value" and error["param"] == "messages[0].content[1].image_url.url"
+
+
+def test_responses_input_image_with_broken_base64(client):
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        client.responses.create(model=MODEL, input=[{"role": "user", "content": [
+            {"type": "input_text", "text": "what is this?"}, {"type": "input_image", "image_url": BROKEN, "detail": "auto"}]}])
+    error = _error(excinfo)
+    assert error["code"] == "invalid_value" and error["param"] == "input[0].content[1].image_url"

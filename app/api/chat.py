@@ -11,6 +11,7 @@ from app.core.metadata import metadata_filters
 from app.core.pagination import page_params
 from app.core.sse import data_events, sse_response
 from app.core.bounds import check_bounds
+from app.core.data_urls import check_chat_images
 from app.core.validation import decode_json_object, required_only, validated
 
 
@@ -25,6 +26,7 @@ class ChatCompletionsController(Controller):
         streaming = params.get("stream") is True
         await validated(chat_params.CompletionCreateParamsStreaming if streaming else chat_params.CompletionCreateParamsNonStreaming, params, len(raw))
         check_bounds("chat", params)
+        check_chat_images(params.get("messages"))
         relayed = await platform.chat.relay(tenant, params, raw)
         if relayed is not None:
             return relay_response(relayed, platform.usage.metered("completions", tenant, params.get("model")))

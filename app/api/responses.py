@@ -17,6 +17,7 @@ from app.core.errors import APIError, invalid_request
 from app.core.pagination import page_params
 from app.core.sse import named_events, sse_response
 from app.core.bounds import check_bounds
+from app.core.data_urls import check_response_images
 from app.core.validation import decode_json_object, validated
 
 try:
@@ -66,6 +67,7 @@ class ResponsesController(Controller):
         streaming = body.get("stream") is True
         await validated(create_params.ResponseCreateParamsStreaming if streaming else create_params.ResponseCreateParamsNonStreaming, _lenient(body), len(raw))
         check_bounds("responses", body)
+        check_response_images(body.get("input"))
         body.pop("stream", None)
         body.pop("stream_options", None)
         if "model" not in body:
