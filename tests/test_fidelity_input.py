@@ -117,3 +117,22 @@ def test_union_errors_blame_the_type_when_no_branch_takes_it(http):
     assert_openai_error(response, 400, param="input[0].output", code="missing_required_parameter")
     response = http.post("/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": [{"type": "bogus"}]}]})
     assert_openai_error(response, 400, param="messages[0].content[0].type", code="invalid_value")
+
+
+def test_anthropic_output_format_streamed_and_counted(claude):
+    beta = {"extra_headers": {"anthropic-beta": "structured-outputs-2025-11-13"},
+            "extra_body": {"output_format": {"type": "json_schema", "schema": SCHEMA}}}
+    with claude.messages.stream(model=CLAUDE, max_tokens=200, messages=[{"role": "user", "content": "Largest city?"}], **beta) as stream:
+        text = "".join(stream.text_stream)
+    assert set(json.loads(text)) == {"city", "population"}
+    assert claude.messages.count_tokens(model=CLAUDE, messages=[{"role": "user", "content": "Largest city?"}], **beta).input_tokens > 0
+
+
+def test_conversation_items_still_checked(client):
+    conversation = client.conversations.create()
+    with pytest.raises(openai.BadRequestError) as error:
+        client.conversations.items.create(conversation.id, items=[{"type": "message", "role": "assistant", "content": [{"type": "output_text"}]}])
+    assert error.value.body["param"] == "items[0].content[0].text"
+    with pytest.raises(openai.BadRequestError) as error:
+        client.conversations.items.create(conversation.id, items=[{"role": "user", "content": [{"type": "input_image", "detail": "bogus"}]}])
+    assert error.value.body["param"] == "items[0].content[0].detail"
