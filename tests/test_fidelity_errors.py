@@ -95,6 +95,11 @@ def test_path_ids_of_the_wrong_shape(client):
         client.batches.retrieve("batch_unknown")
     with pytest.raises(openai.NotFoundError):
         client.beta.threads.retrieve("thread_unknown")
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        client.beta.assistants.retrieve("abc")
+    assert _error(excinfo)["message"] == "Invalid 'assistant_id': 'abc'. Expected an ID that begins with 'asst'."
+    with pytest.raises(openai.NotFoundError):
+        client.beta.assistants.retrieve("asst_unknown")
 
 
 # --- 7. a multipart upload without its file ------------------------------------------------------------

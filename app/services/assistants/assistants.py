@@ -12,7 +12,7 @@ import time
 from sqlalchemy import bindparam, delete, insert, select, update
 
 from app.core.errors import APIError, invalid_request
-from app.core.ids import new_id
+from app.core.ids import check_prefix, new_id
 from app.core.metadata import check_metadata
 from app.core.pagination import Page, fetch_page, list_body
 from app.services.assistants.tool_resources import ToolResources, check_max_items, check_max_length, check_range, merge, no_object
@@ -118,6 +118,7 @@ class AssistantsService:
             await check_offline_schemas(self._inference, tenant_id, model, chat_shaped(params.get("tools"), params.get("response_format")))
 
     async def get(self, tenant_id: str, assistant_id: str) -> dict:
+        check_prefix(assistant_id, "asst_", "assistant_id")
         row = await self._db.fetch_one(_GET, {"id": assistant_id, "tenant_id": tenant_id})
         if row is None:
             raise no_object("assistant", assistant_id, "assistant_id")
