@@ -101,7 +101,7 @@ class Authenticator:
         self._listener: asyncio.Task | None = None
 
     async def tenant_for_key(self, key: str) -> str:
-        key = _bounded(key)
+        """`key` comes from `key_from_headers`, which already refused an overlong one."""
         if self.mode == "keys":
             entry = self._project_keys.get(key)
             if entry is not None and entry[1] > time.monotonic():
