@@ -40,6 +40,12 @@ class EventBus(Protocol):
     async def close(self) -> None: ...
 
 
+def _decode(raw: bytes) -> Any:
+    """An event from its JSON: a published tuple comes back a tuple (its items as JSON gives them)."""
+    event = msgspec.json.decode(raw)
+    return tuple(event) if isinstance(event, list) else event
+
+
 class _QueueSubscription:
     def __init__(self) -> None:
         self.queue: asyncio.Queue = asyncio.Queue()
@@ -61,6 +67,13 @@ class InMemoryEventBus:
     async def publish(self, channel: str, event: Any, *, keep: bool = False) -> None:
         # `keep` is a no-op in memory: publisher and readers share the process, and the publisher holds
         # the history itself (e.g. ResponsesService._live).
+        if self._subscribers.get(channel):
+            # Readers get the event as it was when published, as they would from Redis: a publisher goes
+            # on changing its objects (a run's message is completed right after `thread.message.created`).
+            self.deliver(channel, _decode(msgspec.json.encode(event)))
+
+    def deliver(self, channel: str, event: Any) -> None:
+        """Hands `event` itself (no copy) to the channel's local subscribers."""
         for subscription in self._subscribers.get(channel, ()):
             subscription.queue.put_nowait(event)
 
@@ -121,11 +134,6 @@ class RedisEventBus:
         # subscribes would each open one (and lose all but the last). Commands take turns.
         self._commands = asyncio.Lock()
 
-    @staticmethod
-    def _decode(raw: bytes) -> Any:
-        event = msgspec.json.decode(raw)
-        return tuple(event) if isinstance(event, list) else event
-
     async def publish(self, channel: str, event: Any, *, keep: bool = False) -> None:
         data = msgspec.json.encode(event)
         if not keep:
@@ -138,7 +146,7 @@ class RedisEventBus:
             await pipe.execute()
 
     async def kept(self, channel: str) -> list:
-        return [self._decode(raw) for raw in await self._redis.lrange(self.KEPT_PREFIX + channel, 0, -1)]
+        return [_decode(raw) for raw in await self._redis.lrange(self.KEPT_PREFIX + channel, 0, -1)]
 
     async def forget(self, channel: str) -> None:
         await self._redis.delete(self.KEPT_PREFIX + channel)
@@ -205,7 +213,7 @@ class RedisEventBus:
                 continue
             channel = message["channel"].decode()[skip:]
             if message["type"] == "message":
-                await self._local.publish(channel, self._decode(message["data"]))
+                self._local.deliver(channel, _decode(message["data"]))
             elif message["type"] == "subscribe":
                 pending = self._pending.get(channel, 0) - 1
                 if pending > 0:

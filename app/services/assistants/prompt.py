@@ -45,7 +45,12 @@ def model_tools(tools: list[dict]) -> list[dict]:
     return out
 
 
-def model_tool_choice(choice) -> str | dict | None:
+def model_tool_choice(choice, after_tools: bool = False) -> str | dict | None:
+    """The run's tool_choice for one model call. A forced choice (`required`, a named tool) binds the
+    run's first call only: once tool outputs are in, the run goes on as `auto`, as OpenAI's does —
+    forcing every call would ask for the same tool for ever."""
+    if after_tools and choice is not None and choice != "none":
+        return "auto"
     if choice is None or isinstance(choice, str):
         return choice
     if choice.get("type") == "function":
@@ -133,7 +138,7 @@ async def build_request(run: dict, thread_messages: list[dict], steps: list[dict
             turns.pop(0)
         fits = bool(turns) and total <= budget
     messages = system + turns + tail
-    params = streamed_chat_request(run["model"], messages, model_tools(run.get("tools") or []), model_tool_choice(run.get("tool_choice")), run)
+    params = streamed_chat_request(run["model"], messages, model_tools(run.get("tools") or []), model_tool_choice(run.get("tool_choice"), after_tools=any(step["type"] == "tool_calls" for step in steps)), run)
     if isinstance(run.get("response_format"), dict) and run["response_format"].get("type") != "text":
         params["response_format"] = run["response_format"]
     if run.get("reasoning_effort"):
