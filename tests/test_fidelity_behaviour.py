@@ -48,3 +48,87 @@ def test_streamed_run_events_carry_objects_as_they_were(client):
     assert events["thread.message.completed"].status == "completed" and events["thread.message.completed"].content[0].text.value
     assert events["thread.run.step.created"].status == "in_progress" and events["thread.run.step.completed"].status == "completed"
     assert events["thread.run.in_progress"].status == "in_progress" and events["thread.run.completed"].status == "completed"
+
+
+# ---- the offline model, as agent frameworks drive it ----
+
+FINAL_RESULT = {  # Pydantic AI's output tool
+    "type": "function",
+    "function": {
+        "name": "final_result",
+        "description": "The final response which ends this conversation",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "summary": {"type": "string"}},
+                       "required": ["city", "summary"]},
+    },
+}
+
+
+def test_forced_call_after_a_tool_result_moves_on_to_a_function_not_yet_called(client):
+    messages = [{"role": "user", "content": "What is the weather in Oslo? Use get_weather."}]
+    first = client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER, FINAL_RESULT], tool_choice="required")
+    call = first.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    messages += [first.choices[0].message.model_dump(exclude_none=True), {"role": "tool", "tool_call_id": call.id, "content": "cold, -3"}]
+    second = client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER, FINAL_RESULT], tool_choice="required")
+    calls = second.choices[0].message.tool_calls
+    assert [c.function.name for c in calls] == ["final_result"]
+    assert set(json.loads(calls[0].function.arguments)) == {"city", "summary"}
+    # Every function called already: the forced call is still made (a model must call something).
+    messages += [second.choices[0].message.model_dump(exclude_none=True), {"role": "tool", "tool_call_id": calls[0].id, "content": "ok"}]
+    third = client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER, FINAL_RESULT], tool_choice="required")
+    assert len(third.choices[0].message.tool_calls) == 1
+
+
+def test_an_all_optional_schema_is_never_answered_with_an_empty_object(client):
+    optional = {"type": "object", "properties": {"name": {"type": "string"}}}  # one optional field: `{}` was drawn 30% of the time
+    tool = {"type": "function", "function": {"name": "extract", "parameters": optional}}
+    for seed in range(12):
+        completion = client.chat.completions.create(model=MODEL, seed=seed, tools=[tool], tool_choice="required",
+                                                    messages=[{"role": "user", "content": f"Extract the name from note {seed}: Ada wrote it."}])
+        assert json.loads(completion.choices[0].message.tool_calls[0].function.arguments) != {}
+        structured = client.chat.completions.create(model=MODEL, seed=seed, messages=[{"role": "user", "content": f"Note {seed}"}],
+                                                    response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": optional}})
+        assert json.loads(structured.choices[0].message.content) != {}
+
+
+PERSON = {"properties": {"name": {"title": "Name", "type": "string"}, "age": {"title": "Age", "type": "integer"},
+                         "tags": {"title": "Tags", "type": "array", "items": {"type": "string"}}},
+          "required": ["name", "age", "tags"], "title": "Person", "type": "object"}
+
+
+def _is_person(value) -> bool:
+    return (isinstance(value, dict) and set(value) >= {"name", "age", "tags"} and isinstance(value["name"], str)
+            and isinstance(value["age"], int) and isinstance(value["tags"], list))
+
+
+def test_json_object_follows_a_schema_written_in_the_system_prompt(client):
+    # Instructor's JSON mode: the schema in the system message, response_format json_object.
+    system = ("As a genius expert, your task is to understand the content and provide the parsed objects in json that match "
+              f"the following json_schema:\n\n{json.dumps(PERSON, indent=2)}\n\nMake sure to return an instance of the JSON, not the schema itself")
+    completion = client.chat.completions.create(model=MODEL, response_format={"type": "json_object"},
+                                                messages=[{"role": "system", "content": system}, {"role": "user", "content": "Ada Lovelace, 36, mathematician"}])
+    assert _is_person(json.loads(completion.choices[0].message.content))
+
+
+def test_langchain_format_instructions_are_followed_not_their_example(client):
+    # LangChain's PydanticOutputParser instructions, verbatim: an example schema first, then the real one.
+    instructions = (
+        'The output should be formatted as a JSON instance that conforms to the JSON schema below.\n\nAs an example, for the schema '
+        '{"properties": {"foo": {"title": "Foo", "description": "a list of strings", "type": "array", "items": {"type": "string"}}}, '
+        '"required": ["foo"]}\nthe object {"foo": ["bar", "baz"]} is a well-formatted instance of the schema. The object '
+        '{"properties": {"foo": ["bar", "baz"]}} is not well-formatted.\n\nHere is the output schema:\n```\n'
+        + json.dumps(PERSON) + "\n```")
+    completion = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": f"Describe Ada Lovelace.\n{instructions}"}])
+    assert _is_person(json.loads(completion.choices[0].message.content))
+    # Pydantic AI's PromptedOutput: the schema in the instructions, no response_format, plain JSON back.
+    prompted = client.responses.create(model=MODEL, input="Describe Ada Lovelace.", instructions=(
+        "Always respond with a JSON object that's compatible with this schema:\n\n" + json.dumps(PERSON)
+        + "\n\nDon't include any text or Markdown fencing before or after."))
+    assert _is_person(json.loads(prompted.output_text))
+
+
+def test_a_prompt_that_mentions_braces_but_no_schema_gets_prose(client):
+    completion = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": 'Explain this JSON: {"a": 1, "b": [2]}'}])
+    text = completion.choices[0].message.content
+    with pytest.raises(ValueError):
+        json.loads(text)

@@ -13,6 +13,7 @@ from typing import Iterator
 from app.core.errors import invalid_request
 from app.core.tokens import count_chat_tokens, count_tokens
 from app.inference.providers.offline import logprobs as lp
+from app.inference.providers.offline import prompt_schema
 from app.inference.providers.offline import output, seeding, style, text, tools
 from app.inference.providers.offline.schema import value_for_schema
 from app.inference.providers.offline.schema_limits import SchemaError, check_structure, schema_api_error
@@ -76,7 +77,7 @@ def _response_text(params: dict, messages: list[dict], r) -> str:
     response_format = params.get("response_format") or {}
     kind = response_format.get("type", "text") if isinstance(response_format, dict) else "text"
     if kind == "json_object":
-        return json.dumps(text.json_reply(messages, r), ensure_ascii=False)
+        return _instance_of_prompt_schema(messages, r, asked=True) or json.dumps(text.json_reply(messages, r), ensure_ascii=False)
     if kind == "json_schema":
         spec = response_format.get("json_schema") or {}
         schema = spec.get("schema") if isinstance(spec, dict) else None
@@ -96,7 +97,22 @@ def _response_text(params: dict, messages: list[dict], r) -> str:
         reply = style.closest_reply(params[style.STYLE_KEY], text.content_text(user.get("content")) if user else "")
         if reply:
             return reply
-    return text.reply_text(messages, r)
+    return _instance_of_prompt_schema(messages, r, asked=False) or text.reply_text(messages, r)
+
+
+def _instance_of_prompt_schema(messages: list[dict], r, *, asked: bool) -> str | None:
+    """JSON following the schema the prompt spells out (prompt_schema.py), or None: no schema, or one
+    beyond the offline model's caps (it is only text: then the usual answer)."""
+    schema = prompt_schema.schema_in_prompt(messages, asked=asked)
+    if schema is None:
+        return None
+    user = text.last_user_message(messages)
+    hints = text.words(text.content_text(user.get("content")) if user else "")
+    try:
+        check_structure(schema)
+        return json.dumps(value_for_schema(schema, r, words=hints), ensure_ascii=False)
+    except SchemaError:
+        return None
 
 
 def _calls(decision: tools.ToolDecision, messages: list[dict], seed: int, index: int, budget: int | None,

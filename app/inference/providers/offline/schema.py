@@ -248,6 +248,10 @@ class _Generator(Scalars):
                 if key not in taken and len(taken) < maximum and self.rng.random() < 0.7:
                     optional.append(key)
                     taken.add(key)
+            if not taken and properties and maximum >= 1:
+                # All optional and none drawn: a model fills in something, and `{}` reads as a failed
+                # extraction to frameworks that validate it (Pydantic models with defaults, say).
+                optional.append(self.rng.choice(list(properties)))
         self.budget.charge(2)
         out = {key: self.member(properties.get(key, {}), key, depth) for key in chosen}
         for key in optional:

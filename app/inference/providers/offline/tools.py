@@ -3,7 +3,8 @@
 A real model calls a tool when the conversation asks for it; the offline model's stand-in for "asks for
 it" is that the last user message names the function (case-insensitive, `_` may be written as a space
 or a hyphen). `required` and a named `tool_choice` always produce a call; after tool results the model
-answers in text (unless a call is forced). A function named `file_search` is called for any user
+answers in text (unless a call is forced: then it calls a function it has not called since the user spoke,
+if there is one). A function named `file_search` is called for any user
 question (real models search attached files before answering); a function named `image_generation`
 (the Responses engine's image tool) is called instead when the user's message asks for a picture — it
 says image, picture, draw(ing), illustration or photo (or a plural), with that message as its `prompt`.
@@ -131,11 +132,34 @@ def decide(params: dict, messages: list[dict]) -> ToolDecision:
             chosen = [f for f in functions if f.name == "image_generation"]
         if not chosen:
             chosen = [f for f in functions if f.name == "file_search"]
+    if mode == "required" and isinstance(last, dict) and last.get("role") in ("tool", "function"):
+        # Forced again after tool results: a model moves on to a function it has not called yet (Pydantic
+        # AI's `final_result` after `get_weather`) rather than repeat the call it has the answer to.
+        called = called_since_user(messages)
+        fresh = [f for f in chosen if f.name not in called] or [f for f in functions if f.name not in called]
+        chosen = fresh or chosen
     if mode == "required" and not chosen:
         chosen = [functions[0]]
     if legacy or params.get("parallel_tool_calls") is False:
         chosen = chosen[:1]
     return ToolDecision(chosen, legacy)
+
+
+def called_since_user(messages: list[dict]) -> set[str]:
+    """The functions the assistant called after the last user message."""
+    called: set[str] = set()
+    for message in reversed(messages):
+        if not isinstance(message, dict) or message.get("role") == "user":
+            break
+        if message.get("role") == "assistant":
+            for call in message.get("tool_calls") or ():
+                name = ((call or {}).get("function") or {}).get("name") if isinstance(call, dict) else None
+                if isinstance(name, str):
+                    called.add(name)
+            legacy = message.get("function_call")
+            if isinstance(legacy, dict) and isinstance(legacy.get("name"), str):
+                called.add(legacy["name"])
+    return called
 
 
 def arguments(function: Function, rng: random.Random, messages: list[dict]) -> str:
