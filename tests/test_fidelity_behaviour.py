@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import openai
 import pytest
 
 MODEL = "gpt-4o-mini"
@@ -132,3 +133,62 @@ def test_a_prompt_that_mentions_braces_but_no_schema_gets_prose(client):
     text = completion.choices[0].message.content
     with pytest.raises(ValueError):
         json.loads(text)
+
+
+# ---- Responses: service_tier, compaction ----
+
+def test_responses_report_the_service_tier_that_served_them(client):
+    assert client.responses.create(model=MODEL, input="hi").service_tier == "default"
+    assert client.responses.create(model=MODEL, input="hi", service_tier="flex").service_tier == "flex"
+    assert client.responses.create(model=MODEL, input="hi", service_tier="fast").service_tier == "priority"  # OpenAI's words for fast
+    with client.responses.stream(model=MODEL, input="hi", service_tier="priority") as stream:
+        assert stream.get_final_response().service_tier == "priority"
+    assert client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], service_tier="fast").service_tier == "priority"
+
+
+def test_compaction_keeps_user_messages_and_one_summary_item_the_next_turn_understands(client, http):
+    first = client.responses.create(model=MODEL, input="Plan a landing page for a dog petting cafe.")
+    history = [{"role": "user", "content": "Plan a landing page for a dog petting cafe."}] + [item.model_dump(exclude_none=True) for item in first.output]
+    compacted = client.responses.compact(model=MODEL, input=history)
+    assert compacted.object == "response.compaction" and compacted.id.startswith("resp_")
+    kinds = [(item.type, getattr(item, "role", None)) for item in compacted.output]
+    assert kinds == [("message", "user"), ("compaction", None)]
+    summary_item = compacted.output[-1]
+    assert summary_item.id.startswith("cmp_") and summary_item.encrypted_content
+    assert "dog petting cafe" not in summary_item.encrypted_content  # opaque, as OpenAI's is
+    assert compacted.usage.input_tokens > 0 and compacted.usage.output_tokens > 0
+    raw = http.post("/responses/compact", json={"model": MODEL, "input": history})
+    assert raw.status_code == 200
+    from tests.support.openapi import assert_matches_schema
+    assert_matches_schema(raw.json(), "CompactResource")
+
+    # The compacted window replaces the history: the summary reaches the model (it costs input tokens).
+    window = [item.model_dump(exclude_none=True, warnings=False) for item in compacted.output]
+    users_only = window[:-1]
+    with_summary = client.responses.input_tokens.count(model=MODEL, input=window + [{"role": "user", "content": "Now the footer."}])
+    without = client.responses.input_tokens.count(model=MODEL, input=users_only + [{"role": "user", "content": "Now the footer."}])
+    assert with_summary.input_tokens > without.input_tokens
+    follow_up = client.responses.create(model=MODEL, input=window + [{"role": "user", "content": "Now the footer."}])
+    assert follow_up.status == "completed"
+    stored = client.responses.input_items.list(follow_up.id, order="asc").data
+    assert [item.type for item in stored] == ["message", "compaction", "message"]
+
+    # Compacting from a stored response's chain works the same; compacting the compacted window folds the summary in.
+    chained = client.responses.compact(model=MODEL, previous_response_id=first.id, input="And a pricing section.")
+    assert [i.type for i in chained.output] == ["message", "message", "compaction"]
+    again = client.responses.compact(model=MODEL, input=window)
+    assert [i.type for i in again.output] == ["message", "compaction"]
+
+
+def test_compaction_refuses_what_openai_refuses(client, http):
+    forged = {"type": "compaction", "id": "cmp_forged", "encrypted_content": "gAAAAABpM0Yj-not-ours="}
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.responses.create(model=MODEL, input=[forged, {"role": "user", "content": "hi"}])
+    assert bad.value.body["code"] == "invalid_encrypted_content" and bad.value.body["param"] == "input[0].encrypted_content"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.compact(model="no-such-model", input="hi")
+    missing = http.post("/responses/compact", json={"input": "hi"})
+    assert missing.status_code == 400 and missing.json()["error"]["param"] == "model"
+    with pytest.raises(openai.BadRequestError) as empty:
+        client.responses.compact(model=MODEL, input=[])
+    assert empty.value.body["param"] == "input"

@@ -1,5 +1,5 @@
 """/v1/responses: create (answered, streamed or in the background), retrieve (or replay a background
-response's events), delete, cancel, input items, input token counts.
+response's events), delete, cancel, input items, input token counts, compaction.
 
 A model routed to an upstream that speaks Responses is relayed there as it is (app/services/responses/
 relay.py); ids this server did not store then belong to that upstream, and requests about them go there."""
@@ -24,6 +24,10 @@ try:
     from openai.types.responses.input_token_count_params import InputTokenCountParams
 except ImportError:  # an SDK without the input-tokens endpoint
     InputTokenCountParams = None
+try:
+    from openai.types.responses.response_compact_params import ResponseCompactParams
+except ImportError:  # an SDK without compaction
+    ResponseCompactParams = None
 
 
 def _lenient(body: dict) -> dict:
@@ -86,6 +90,21 @@ class ResponsesController(Controller):
         if InputTokenCountParams is not None:
             await validated(InputTokenCountParams, _lenient(body), len(raw))
         return await platform.responses.input_tokens(tenant, body)
+
+    @post("/compact", status_code=200)
+    async def compact(self, request: Request) -> dict | Stream:
+        platform, tenant = caller(request)
+        raw = await request.body()
+        body = decode_json_object(raw)
+        relayed = await platform.responses.relay(tenant, "/responses/compact", body, raw)
+        if relayed is not None:
+            return relay_response(relayed)
+        if ResponseCompactParams is not None:
+            await validated(ResponseCompactParams, body, len(raw))
+        check_response_images(body.get("input"))
+        if not isinstance(body.get("model"), str):
+            raise invalid_request("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+        return await platform.responses.compact(tenant, body)
 
     @get("/{response_id:str}")
     async def retrieve(self, request: Request, response_id: str, stream: bool = False, starting_after: int | None = None) -> dict | Stream:

@@ -24,6 +24,12 @@ class UpstreamError(Exception):
         self.headers = headers or {}
 
 
+def served_tier(requested: Any) -> str:
+    """The `service_tier` an answer reports for the one requested: OpenAI reports `priority` for `fast`,
+    and `default` for `auto` or none."""
+    return {"flex": "flex", "priority": "priority", "fast": "priority", "scale": "scale"}.get(requested, "default")
+
+
 @dataclass
 class RelayResponse:
     """An upstream response passed through as it arrives."""

@@ -24,7 +24,7 @@ def streamed_chat_request(model: str, messages: list[dict], tools: list[dict], t
             params["tool_choice"] = tool_choice
         if source.get("parallel_tool_calls") is False:
             params["parallel_tool_calls"] = False
-    for name in ("temperature", "top_p"):
+    for name in ("temperature", "top_p", "service_tier"):
         if source.get(name) is not None:
             params[name] = source[name]
     return params

@@ -110,6 +110,8 @@ class Engine:
                     if check is not None and time.monotonic() - checked > CHECK_SECONDS:
                         await check()
                         checked = time.monotonic()
+                    if chunk.get("service_tier"):
+                        response["service_tier"] = chunk["service_tier"]  # the tier that served it, as reported
                     if chunk.get("usage"):
                         turn.usage = True
                         used_in += chunk["usage"].get("prompt_tokens") or 0

@@ -12,9 +12,10 @@ import json
 
 from app.core.errors import invalid_request
 from app.core.ids import new_id
+from app.services.responses import compaction
 
 _PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "file_search_call": "fs_", "reasoning": "rs_",
-           "custom_tool_call": "ctc_", "custom_tool_call_output": "ctco_", "image_generation_call": "ig_"}
+           "custom_tool_call": "ctc_", "custom_tool_call_output": "ctco_", "image_generation_call": "ig_", "compaction": "cmp_"}
 _PAIRED = ("function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output")
 
 
@@ -41,6 +42,8 @@ def input_items(value) -> list[dict]:
             if kind in _PAIRED and not isinstance(item.get("call_id"), str):
                 raise invalid_request(f"Missing required parameter: 'input[{index}].call_id'.", param=f"input[{index}].call_id",
                                       code="missing_required_parameter")
+            if kind == "compaction":
+                compaction.check_item(item, index)
             stored = {**item, "id": item.get("id") or new_id(_PREFIX.get(kind, "item_"))}
             if kind in ("function_call_output", "custom_tool_call_output"):
                 stored.setdefault("status", "completed")
@@ -78,7 +81,8 @@ async def _part(part: dict, file_bytes) -> dict | None:
 
 async def to_messages(found: list[dict], file_bytes) -> list[dict]:
     """Items (oldest first) as chat messages: developer → system, function calls → assistant tool
-    calls (consecutive calls share one message), outputs → tool messages; reasoning is dropped."""
+    calls (consecutive calls share one message), outputs → tool messages, a compaction → its summary as a
+    system message; reasoning is dropped."""
     messages: list[dict] = []
     for item in found:
         kind = item.get("type", "message")
@@ -100,6 +104,10 @@ async def to_messages(found: list[dict], file_bytes) -> list[dict]:
                 last["tool_calls"].append(call)
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "compaction":  # the summary it carries stands in for the history it replaced
+            summary = compaction.as_message(item)
+            if summary is not None:
+                messages.append(summary)
         elif kind in ("function_call_output", "custom_tool_call_output"):
             output = item.get("output")
             if not isinstance(output, str):

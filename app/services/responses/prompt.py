@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 
 from app.core.errors import APIError, invalid_request
+from app.inference.base import served_tier
 from app.services.assistants.prompt import FILE_SEARCH
 from app.services.inference import streamed_chat_request
 from app.services.images import ImagesService, family, image_models
@@ -184,7 +185,7 @@ def new_response(response_id: str, params: dict, tools: list[dict], status: str)
         "max_tool_calls": params.get("max_tool_calls"), "metadata": params.get("metadata") or {}, "model": params["model"], "output": [],
         "parallel_tool_calls": params.get("parallel_tool_calls", True), "previous_response_id": params.get("previous_response_id"),
         "prompt_cache_key": params.get("prompt_cache_key"), "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
-        "safety_identifier": params.get("safety_identifier"), "service_tier": "default", "store": params.get("store", True),
+        "safety_identifier": params.get("safety_identifier"), "service_tier": served_tier(params.get("service_tier")), "store": params.get("store", True),
         "temperature": params.get("temperature", 1.0), "text": text, "tool_choice": params.get("tool_choice") or "auto", "tools": tools,
         "top_logprobs": params.get("top_logprobs", 0), "top_p": params.get("top_p", 1.0), "truncation": params.get("truncation") or "disabled",
         **({"user": params["user"]} if params.get("user") is not None else {}),

@@ -21,9 +21,10 @@ from app.core.ids import new_id
 from app.core.metadata import check_metadata
 from app.core.pagination import Page, list_body
 from app.core.tokens import count_chat_tokens
-from app.inference.base import RelayResponse
+from app.inference.base import RelayResponse, served_tier
 from app.services.relay_refs import responses_refs
 from app.services import schema_checks
+from app.services.responses import compaction
 from app.services.responses import items as build
 from app.services.responses import relay as relaying
 from app.services.responses.engine import Engine, Stopped, error_body
@@ -158,6 +159,18 @@ class ResponsesService:
             return row.mime_type or "image/png", await self._files.read_all(tenant_id, file_id)
         except APIError:
             return None
+
+    async def compact(self, tenant_id: str, params: dict) -> dict:
+        """`POST /v1/responses/compact` (compaction.py): nothing is stored."""
+        self._inference.provider_for(tenant_id, params["model"])  # an unknown model is a 404 now
+        inputs = build.input_items(params.get("input"))
+        context = await self._context(tenant_id, params)
+        if not inputs and not context:
+            raise invalid_request("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
+        messages = await self._messages(tenant_id, params, context, inputs)
+        summary, used_in, used_out = await compaction.summarise(self._inference, tenant_id, params["model"], messages)
+        users = [item for item in context + inputs if item.get("type", "message") == "message" and item.get("role") == "user"]
+        return compaction.compacted(users, summary, used_in, used_out, served_tier(params.get("service_tier")))
 
     async def input_tokens(self, tenant_id: str, params: dict) -> dict:
         tools = check_tools(params.get("tools") or [])

@@ -12,6 +12,7 @@ from typing import Iterator
 
 from app.core.errors import invalid_request
 from app.core.tokens import count_chat_tokens, count_tokens
+from app.inference.base import served_tier
 from app.inference.providers.offline import logprobs as lp
 from app.inference.providers.offline import prompt_schema
 from app.inference.providers.offline import output, seeding, style, text, tools
@@ -186,8 +187,7 @@ def plan(params: dict) -> Plan:
         choices.append(Choice(index, emitted, [], False, emitted.finish_reason, emitted.token_count, entries))
     tool_defs = params.get("tools") or [{"type": "function", "function": f} for f in params.get("functions") or ()]
     prompt_tokens = count_chat_tokens(messages, tool_defs)
-    tier = params.get("service_tier")
-    return Plan(choices, output.usage(prompt_tokens, sum(c.completion_tokens for c in choices)), want_logprobs, tier if tier in ("flex", "priority", "scale") else "default")
+    return Plan(choices, output.usage(prompt_tokens, sum(c.completion_tokens for c in choices)), want_logprobs, served_tier(params.get("service_tier")))
 
 
 def _message(choice: Choice) -> dict:
