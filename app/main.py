@@ -32,6 +32,7 @@ from app.api.fine_tuning import FINE_TUNING_HANDLERS
 from app.api.responses import RESPONSES_HANDLERS
 from app.api.runs import RunsController
 from app.api.threads import ThreadsController
+from app.api.traces import TRACE_INGEST_HANDLERS, TRACE_READ_HANDLERS
 from app.api.uploads import UploadsController
 from app.api.vector_stores import VectorStoresController
 from app.core import redaction
@@ -40,7 +41,9 @@ from app.settings import Settings
 
 log = logging.getLogger("understudy")
 
-API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController, *RESPONSES_HANDLERS, *CONVERSATIONS_HANDLERS, *BATCHES_HANDLERS, *FINE_TUNING_HANDLERS]
+API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController, *RESPONSES_HANDLERS, *CONVERSATIONS_HANDLERS, *BATCHES_HANDLERS, *FINE_TUNING_HANDLERS, *TRACE_INGEST_HANDLERS]
+
+UNDERSTUDY_HANDLERS = [*TRACE_READ_HANDLERS]
 
 
 async def _sweep_periodically(platform: Platform) -> None:
@@ -73,6 +76,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             healthz,
             image_content,  # unauthenticated, like OpenAI's temporary image URLs
             Router(path="/v1", route_handlers=API_CONTROLLERS, middleware=[AuthMiddleware, RateLimitMiddleware]),
+            # Understudy's own endpoints, under a prefix OpenAI does not use, with the same keys and limits.
+            Router(path="/_understudy/v1", route_handlers=UNDERSTUDY_HANDLERS, middleware=[AuthMiddleware, RateLimitMiddleware]),
             # The admin API: its handlers check the admin key themselves (app/api/admin_auth.py).
             Router(path="/v1/organization", route_handlers=[*ADMIN_HANDLERS, *USAGE_HANDLERS]),
             anthropic_router,

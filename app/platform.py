@@ -36,6 +36,7 @@ from app.services.usage import UsageRecorder
 from app.services.api_keys import ApiKeysService
 from app.services.vector_stores.batches import FileBatchesService
 from app.services.vector_stores.files import VectorStoreFilesService
+from app.services.traces import TracesService
 from app.services.vector_stores.ingest import Ingestor
 from app.services.vector_stores.search import SearchService
 from app.services.vector_stores.stores import VectorStoresService
@@ -84,6 +85,7 @@ class Platform:
     rate_limits: RateLimiter
     code_runner: CodeRunner  # code_interpreter sandboxes, a bounded number at once
     api_keys: ApiKeysService  # issued keys and projects (keys mode, the admin API)
+    traces: TracesService  # what the Agents SDK's exporter sent
 
     async def close(self) -> None:
         await self.queue.stop()
@@ -173,6 +175,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         rate_limits=rate_limits,
         code_runner=CodeRunner(settings.sandbox_concurrency),
         api_keys=ApiKeysService(db, bus),
+        traces=TracesService(db),
     )
     usage.start()
     ctx["platform"] = platform

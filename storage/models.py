@@ -437,3 +437,33 @@ class ApiKey(SQLModel, table=True):
 
 
 from storage.usage_tables import *  # noqa: E402,F401,F403  (usage and rate-limit tables, in their own module)
+
+
+class Trace(SQLModel, table=True):
+    """A trace the Agents SDK's exporter sent to `POST /v1/traces/ingest` (its `export()` as `data`):
+    trace ids are the client's, unique per tenant only."""
+
+    __tablename__ = "traces"
+    __table_args__ = (Index("ix_traces_tenant_id", "tenant_id", "id", unique=True), Index("ix_traces_tenant_seq", "tenant_id", "seq"))
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=128)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    data: dict = json_field(nullable=False)
+
+
+class TraceSpan(SQLModel, table=True):
+    """A finished span of a trace, as exported (`data`); a span may arrive before or without its trace."""
+
+    __tablename__ = "trace_spans"
+    __table_args__ = (
+        Index("ix_trace_spans_tenant_id", "tenant_id", "id", unique=True),
+        Index("ix_trace_spans_tenant_trace_seq", "tenant_id", "trace_id", "seq"),
+        Index("ix_trace_spans_tenant_seq", "tenant_id", "seq"),
+    )
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=128)
+    tenant_id: str = Field(max_length=64)
+    trace_id: str = Field(max_length=128)
+    created_at: int
+    data: dict = json_field(nullable=False)

@@ -283,3 +283,28 @@ async def test_write_batches_commit_together_and_guard_a_compare_and_set(db):
         await db.write([(add, {"id": "job_e", "args": {}, "status": "queued"}), (add, {"id": "job_a", "args": {}, "status": "queued"})])
     rows = await db.fetch_all(select(jobs.c.id, jobs.c.status, jobs.c.args).order_by(jobs.c.id))
     assert [(r.id, r.status, r.args) for r in rows] == [("job_a", "running", {"x": 1}), ("job_b", "queued", {}), ("job_c", "queued", {})]
+
+
+async def test_traces_insert_once_and_keep_the_newest_per_tenant(db):
+    """The ingest's upsert-or-skip and its pruning are dialect SQL: checked on SQLite and PostgreSQL."""
+    from app.core.pagination import page_params
+    from app.services.traces import TracesService
+
+    await db.migrate()
+    traces = TracesService(db, keep_traces=3, keep_spans=4)
+
+    def batch(n: int) -> dict:
+        trace = {"object": "trace", "id": f"trace_{n}", "workflow_name": "w"}
+        span = {"object": "trace.span", "id": f"span_{n}", "trace_id": f"trace_{n}", "span_data": {"type": "custom"}}
+        return {"data": [trace, span, dict(span, id=f"span_{n}b")]}
+
+    for n in range(5):
+        await traces.ingest("tenant-a", batch(n), 0)
+        await traces.ingest("tenant-a", batch(n), 0)  # a retried export
+    await traces.ingest("tenant-b", batch(0), 0)
+    listed = await traces.list("tenant-a", page_params(100, "desc", None))
+    assert [t["id"] for t in listed["data"]] == ["trace_4", "trace_3", "trace_2"]
+    assert [s["id"] for s in (await traces.spans("tenant-a", "trace_4", page_params(100, "asc", None)))["data"]] == ["span_4", "span_4b"]
+    assert [s["id"] for s in (await traces.spans("tenant-a", "trace_3", page_params(100, "asc", None)))["data"]] == ["span_3", "span_3b"]
+    assert (await traces.spans("tenant-a", "trace_2", page_params(100, "asc", None)))["data"] == []
+    assert [t["id"] for t in (await traces.list("tenant-b", page_params(100, "desc", None)))["data"]] == ["trace_0"]

@@ -142,6 +142,8 @@ def _body_path(loc: tuple, body: Any) -> tuple:
 
 
 # Labels pydantic gives union branches that are not upper-case class names.
+# The fields whose literal value picks a union's branch (`object` tells a trace from a span).
+_DISCRIMINATORS = frozenset({"type", "object"})
 _BRANCH_LABELS = {"str", "int", "float", "bool", "list", "dict", "none", "function-after", "function-plain"}
 _BRANCH_PREFIXES = ("literal[", "function-", "tagged-union[", "json-or-python[", "nullable[", "union[")
 
@@ -150,7 +152,7 @@ def _blamed(errors: list[dict], body: Any) -> dict:
     """A union fails once per branch; the failure to report is the deepest (`input[0][1]`, not `input`).
     A branch whose `type` does not match the value's is blamed for its `type` only, and only when no
     branch whose `type` matched failed as deep (then it is the `type` that is wrong)."""
-    wrong_type = [e for e in errors if e["type"] == "literal_error" and e["loc"] and e["loc"][-1] == "type"]
+    wrong_type = [e for e in errors if e["type"] == "literal_error" and e["loc"] and e["loc"][-1] in _DISCRIMINATORS]
     rejected = {e["loc"][:-1] for e in wrong_type}
     others = [e for e in errors if not any(e["loc"][:len(key)] == key for key in rejected)]
     ranked = [(len(_body_path(e["loc"], body)), 1, -i, e) for i, e in enumerate(others)]
