@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+IMAGE_STREAM_FORMATS = ("openai", "progress")
+
+
 def _env_bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
@@ -108,7 +111,15 @@ class Settings:
     # Empty: the request's own scheme and Host (validated), or X-Forwarded-Proto/-Host when trust_forwarded.
     public_url: str = ""
     trust_forwarded: bool = False
+    # How `stream: true` image generations are framed: "openai" (`image_generation.partial_image` /
+    # `.completed`) or "progress", as Seedream-style gateways answer (`progress`, `result`, `done`).
+    # A request's `X-Understudy-Image-Stream` header picks one for itself.
+    image_stream_format: str = "openai"
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.image_stream_format not in IMAGE_STREAM_FORMATS:
+            raise ValueError(f"image_stream_format must be one of {', '.join(IMAGE_STREAM_FORMATS)}, not {self.image_stream_format!r}")
 
     @property
     def resolved_database_url(self) -> str:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 import httpx
 import openai
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.conftest import assert_openai_error
+from tests.conftest import assert_openai_error, start_server
 from tests.support.openapi import assert_matches_schema
 
 # The SDK marks DALL·E-era endpoints (variations) deprecated; they are still part of the API.
@@ -182,6 +183,65 @@ def test_stream_wire_format_names_events(http):
         assert response.headers["content-type"].startswith("text/event-stream")
         text = response.read().decode()
     assert text.startswith("event: image_generation.completed\ndata: {")
+
+
+def _sse(text: str) -> list[tuple[str, str]]:
+    """(event, data) pairs of a server-sent-events body."""
+    frames = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+        frames.append((fields.get("event"), fields["data"]))
+    return frames
+
+
+def _assert_progress_stream(text: str, n: int, size: tuple[int, int], same_as: list[str] | None = None) -> None:
+    frames = _sse(text)
+    assert frames[-1] == ("done", "[DONE]")
+    progress = [json.loads(data)["progress"] for event, data in frames if event == "progress"]
+    assert progress == sorted(set(progress)) and progress[-1] == 100 and 0 < progress[0] < 100
+    results = [json.loads(data) for event, data in frames if event == "result"]
+    assert [r["index"] for r in results] == list(range(n)) and all(r["type"] == "result" for r in results)
+    assert {event for event, _ in frames} == {"progress", "result", "done"}
+    for result in results:
+        assert _decode(result["b64_json"]).size == size
+    if same_as is not None:  # the same pictures as the OpenAI framing and a plain answer
+        assert [r["b64_json"] for r in results] == same_as
+
+
+def test_gateway_progress_stream_when_the_request_asks_for_it(client, http):
+    body = {"prompt": "Gateway", "model": "gpt-image-1", "stream": True, "quality": "low", "n": 2, "size": "1024x1024"}
+    with http.stream("POST", "/images/generations", json=body, headers={"X-Understudy-Image-Stream": "progress"}) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        text = response.read().decode()
+    plain = client.images.generate(prompt="Gateway", model="gpt-image-1", quality="low", n=2, size="1024x1024")
+    _assert_progress_stream(text, 2, (1024, 1024), [item.b64_json for item in plain.data])
+    # The header can also ask for OpenAI's framing, and anything else is refused.
+    with http.stream("POST", "/images/generations", json=body, headers={"X-Understudy-Image-Stream": "openai"}) as response:
+        assert response.read().decode().startswith("event: image_generation.completed\n")
+    error = assert_openai_error(http.post("/images/generations", json=body, headers={"X-Understudy-Image-Stream": "chunks"}), 400, code="invalid_value")
+    assert "'openai' and 'progress'" in error["message"]
+
+
+def test_gateway_progress_stream_when_the_server_is_configured_for_it(tmp_path, api_key):
+    server = start_server(tmp_path, {"UNDERSTUDY_IMAGE_STREAM_FORMAT": "progress"})
+    try:
+        headers = {"Authorization": f"Bearer {api_key}"}
+        body = {"prompt": "Configured", "model": "gpt-image-1", "stream": True, "quality": "low", "size": "1024x1536", "partial_images": 2}
+        with httpx.Client(base_url=f"{server.url}/v1", headers=headers, timeout=60) as http:
+            _assert_progress_stream(http.post("/images/generations", json=body).text, 1, (1024, 1536))
+            # A request may still ask for OpenAI's framing, which the SDK parses.
+            with openai.OpenAI(base_url=f"{server.url}/v1", api_key=api_key, default_headers={"X-Understudy-Image-Stream": "openai"}) as sdk:
+                events = list(sdk.images.generate(**body))
+            assert [e.type for e in events] == ["image_generation.partial_image"] * 2 + ["image_generation.completed"]
+    finally:
+        server.stop()
+
+
+def test_an_unknown_image_stream_format_stops_the_server_from_starting():
+    from app.settings import Settings
+
+    with pytest.raises(ValueError, match="image_stream_format"):
+        Settings.from_env({"UNDERSTUDY_IMAGE_STREAM_FORMAT": "chunks"})
 
 
 def test_edit_with_several_images_and_a_mask(client):

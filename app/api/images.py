@@ -27,6 +27,7 @@ from app.core.multipart import Spool, bounded, iter_parts
 from app.core.sse import SSEvent, sse_response
 from app.core.validation import parse_json_params, validate_params
 from app.services.images import ImagesService, Upload
+from app.settings import IMAGE_STREAM_FORMATS
 
 
 class _GenerateParams(image_generate_params.ImageGenerateParamsBase, total=False):
@@ -163,12 +164,27 @@ def _uploads(files: list[FilePart], name: str) -> list[Upload]:
     return [Upload(f.name, f.content_type, f.data) for f in files if f.name == name]
 
 
+def _stream_format(request: Request) -> str:
+    """The server's image stream framing, or the one this request asks for (X-Understudy-Image-Stream)."""
+    asked = request.headers.get("x-understudy-image-stream")
+    if asked is None:
+        return caller(request).platform.settings.image_stream_format
+    if asked not in IMAGE_STREAM_FORMATS:
+        raise invalid_request(
+            f"Invalid value for the X-Understudy-Image-Stream header: '{asked}'. Supported values are: "
+            + " and ".join(f"'{name}'" for name in IMAGE_STREAM_FORMATS) + ".",
+            code="invalid_value",
+        )
+    return asked
+
+
 class ImagesController(Controller):
     path = "/images"
 
     async def _answer(self, request: Request, service: ImagesService, tenant: str, plan) -> dict | Stream:
         if plan.stream:
-            return sse_response(SSEvent(data, event=name) async for name, data in service.events(plan))
+            events = service.progress_events(plan) if _stream_format(request) == "progress" else service.events(plan)
+            return sse_response(SSEvent(data, event=name) async for name, data in events)
         return await service.respond(tenant, plan, public_base_url(request))
 
     @post("/generations", status_code=200)

@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from app.core.errors import APIError, invalid_request
 from app.inference.providers.offline import images as model
@@ -254,6 +254,19 @@ class ImagesService:
             event = {"type": f"{prefix}.completed", "b64_json": base64.b64encode(final).decode(), "created_at": int(time.time()),
                      **common, "usage": usage}
             yield f"{prefix}.completed", event
+
+    async def progress_events(self, plan: model.ImageJob) -> AsyncIterator[tuple[str, Any]]:
+        """The gateway framing (Seedream-style): `progress` as each image is drawn and encoded, a `result`
+        per image, then `done`. Partial previews have no place in it and are not rendered."""
+        steps = 2 * plan.n
+        for index in range(plan.n):
+            image = await asyncio.to_thread(model.draw, plan, index)
+            yield "progress", {"type": "progress", "progress": 100 * (2 * index + 1) // steps}
+            final = await asyncio.to_thread(model.render_bytes, plan, index, image)
+            yield "progress", {"type": "progress", "progress": 100 * (2 * index + 2) // steps}
+            yield "result", {"type": "result", "index": index, "b64_json": base64.b64encode(final).decode(),
+                             "size": f"{plan.width}x{plan.height}", "output_format": plan.fmt}
+        yield "done", "[DONE]"
 
     # -- temporary links -------------------------------------------------------------------------
     async def _store(self, tenant: str, data: bytes, ext: str, base_url: str) -> str:
