@@ -148,15 +148,30 @@ def test_create_and_run_and_overrides(client, assistant):
     assert [r.id for r in page.data] == [second.id] and page.has_more
 
 
+# An answer longer than the smallest limit OpenAI accepts (256 tokens): 300 list items, as the schema asks.
+LONG_ANSWER = {"type": "json_schema", "json_schema": {"name": "inventory", "strict": True, "schema": {
+    "type": "object", "additionalProperties": False, "required": ["items"],
+    "properties": {"items": {"type": "array", "items": {"type": "string"}, "minItems": 300}},
+}}}
+
+
 def test_limits_truncation_and_bad_input(client, assistant):
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Write a long story about the sea and ships."}])
-    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, max_completion_tokens=3, tools=[], poll_interval_ms=50)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "List everything aboard the ship."}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, max_completion_tokens=256, tools=[],
+                                                   response_format=LONG_ANSWER, poll_interval_ms=50)
     assert run.status == "incomplete" and run.incomplete_details.reason == "max_completion_tokens"
-    assert run.usage.completion_tokens <= 3
+    assert run.usage.completion_tokens <= 256 and run.max_completion_tokens == 256
     message = client.beta.threads.messages.list(thread.id, run_id=run.id).data[0]
     assert message.status == "incomplete" and message.incomplete_details.reason == "max_tokens"
-    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, max_prompt_tokens=5, poll_interval_ms=50)
+    long_question = "Describe the harbour, " + "the cranes and the gulls and the tide, " * 60
+    client.beta.threads.messages.create(thread.id, role="user", content=long_question)
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, max_prompt_tokens=256, poll_interval_ms=50)
     assert run.status == "incomplete" and run.incomplete_details.reason == "max_prompt_tokens"
+    for name in ("max_prompt_tokens", "max_completion_tokens"):  # the spec's minimum, in OpenAI's words
+        with pytest.raises(openai.BadRequestError) as bad:
+            client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id, **{name: 255})
+        assert bad.value.body["code"] == "integer_below_min_value" and bad.value.body["param"] == name
+        assert bad.value.body["message"] == f"Invalid '{name}': integer below minimum value. Expected a value >= 256, but got 255 instead."
     for _ in range(3):
         client.beta.threads.messages.create(thread.id, role="user", content="Another question about rivers.")
     run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id, tools=[],

@@ -12,9 +12,7 @@ from app.core.errors import invalid_request
 
 _SAMPLING = {"temperature": ("decimal", 0, 2), "top_p": ("decimal", 0, 1)}
 _PENALTIES = {"frequency_penalty": ("decimal", -2, 2), "presence_penalty": ("decimal", -2, 2)}
-# The spec also bounds runs' max_prompt_tokens/max_completion_tokens (>= 256); not enforced yet, as the
-# offline model's truncation tests rely on small limits.
-_RUN = _SAMPLING
+_RUN = {**_SAMPLING, "max_prompt_tokens": ("integer", 256, None), "max_completion_tokens": ("integer", 256, None)}
 
 BOUNDS: dict[str, dict[str, tuple[str, float | None, float | None]]] = {
     "chat": {**_SAMPLING, **_PENALTIES, "top_logprobs": ("integer", 0, 20), "n": ("integer", 1, 128)},

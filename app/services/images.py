@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
+from app.core.bounds import check_value
 from app.core.errors import APIError, invalid_request
 from app.inference.providers.offline import images as model
 from app.services.model_catalogue import load as load_catalogue
@@ -42,14 +43,7 @@ def invalid_value(value, supported, param: str) -> APIError:
 
 
 def check_range(value, low, high, param: str, kind: str = "integer") -> None:
-    if value is None:
-        return
-    if value < low:
-        raise invalid_request(f"Invalid '{param}': {kind} below minimum value. Expected a value >= {low}, but got {value} instead.",
-                              param=param, code=f"{kind}_below_min_value")
-    if value > high:
-        raise invalid_request(f"Invalid '{param}': {kind} above maximum value. Expected a value <= {high}, but got {value} instead.",
-                              param=param, code=f"{kind}_above_max_value")
+    check_value(value, kind, low, high, param)
 
 
 def check_length(text: str, maximum: int, param: str) -> None:
