@@ -76,6 +76,10 @@ def test_responses_conversation_of_the_wrong_shape(client):
     assert error["message"] == "Invalid 'conversation': 'abc'. Expected an ID that begins with 'conv'."
     with pytest.raises(openai.NotFoundError):  # a well-shaped unknown id is still a 404
         client.responses.create(model=MODEL, input="hi", conversation="conv_unknown")
+    with pytest.raises(openai.BadRequestError) as excinfo:
+        client.responses.create(model=MODEL, input="hi", previous_response_id="abc")
+    assert _error(excinfo)["message"] == "Invalid 'previous_response_id': 'abc'. Expected an ID that begins with 'resp'."
+    assert _error(excinfo)["param"] == "previous_response_id"
 
 
 def test_path_ids_of_the_wrong_shape(client):

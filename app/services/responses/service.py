@@ -17,7 +17,7 @@ import logging
 from typing import AsyncIterator
 
 from app.core.errors import APIError, invalid_request
-from app.core.ids import new_id
+from app.core.ids import check_prefix, new_id
 from app.core.metadata import check_metadata
 from app.core.pagination import Page, list_body
 from app.core.tokens import count_chat_tokens
@@ -115,6 +115,7 @@ class ResponsesService:
     def _check(self, tenant_id: str, params: dict) -> list[dict]:
         if params.get("previous_response_id") and params.get("conversation"):
             raise invalid_request("Parameters 'previous_response_id' and 'conversation' cannot be used together.", param="conversation")
+        check_prefix(params.get("previous_response_id"), "resp_", "previous_response_id")
         if params.get("prompt") is not None:
             raise invalid_request("The 'prompt' parameter is not available here: there are no stored prompt templates; send 'instructions' and 'input'.",
                                   param="prompt")
