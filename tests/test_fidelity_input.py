@@ -35,6 +35,15 @@ def test_responses_accept_input_image_without_detail(client):
     assert response.status == "completed"
 
 
+def test_responses_accept_function_tools_without_strict_or_parameters(client):
+    """A tool that takes no arguments, as the Agents SDK and LangChain write it (app/core/leniency.py)."""
+    tools = [{"type": "function", "name": "current_time", "description": "The time now."}]
+    response = client.responses.create(model=MODEL, input="Call current_time.", tools=tools, tool_choice="required")
+    call = next(item for item in response.output if item.type == "function_call")
+    assert call.name == "current_time"
+    assert client.responses.input_tokens.count(model=MODEL, input="What time is it?", tools=tools).input_tokens > 0
+
+
 def test_conversation_items_accept_replayed_assistant_messages(client):
     conversation = client.conversations.create()
     added = client.conversations.items.create(conversation.id, items=[

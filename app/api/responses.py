@@ -30,16 +30,6 @@ except ImportError:  # an SDK without compaction
     ResponseCompactParams = None
 
 
-def _lenient(body: dict) -> dict:
-    """The body as the SDK's types check it: OpenAI accepts function tools without `strict` or
-    `parameters` (the SDK's types require both, nullable)."""
-    tools = body.get("tools")
-    if not isinstance(tools, list):
-        return body
-    filled = [{"strict": None, "parameters": None, **t} if isinstance(t, dict) and t.get("type") == "function" else t for t in tools]
-    return {**body, "tools": filled}
-
-
 async def _here_or_upstream(request: Request, response_id: str, local: Awaitable, suffix: str = "") -> dict | Stream:
     """The local answer; for an id not stored here (404), the upstream's, when one speaks Responses."""
     try:
@@ -69,7 +59,7 @@ class ResponsesController(Controller):
             return relay_response(relayed, platform.usage.metered("completions", tenant, body.get("model")))
         body.pop("client_metadata", None)  # Codex's request tags: accepted, not kept
         streaming = body.get("stream") is True
-        await validated(create_params.ResponseCreateParamsStreaming if streaming else create_params.ResponseCreateParamsNonStreaming, _lenient(body), len(raw))
+        await validated(create_params.ResponseCreateParamsStreaming if streaming else create_params.ResponseCreateParamsNonStreaming, body, len(raw))
         check_bounds("responses", body)
         check_response_images(body.get("input"))
         body.pop("stream", None)
@@ -88,7 +78,7 @@ class ResponsesController(Controller):
         if relayed is not None:
             return relay_response(relayed)
         if InputTokenCountParams is not None:
-            await validated(InputTokenCountParams, _lenient(body), len(raw))
+            await validated(InputTokenCountParams, body, len(raw))
         return await platform.responses.input_tokens(tenant, body)
 
     @post("/compact", status_code=200)

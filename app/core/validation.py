@@ -2,7 +2,8 @@
 
 The SDK already types every request parameter; a pydantic TypeAdapter over its TypedDict validates a
 body, and the first error becomes OpenAI's 400: "Missing required parameter: 'x'.", "Invalid type for
-'x': …", "Invalid value: 'v'. Supported values are: …", "Unknown parameter: 'x'.".
+'x': …", "Invalid value: 'v'. Supported values are: …", "Unknown parameter: 'x'.". Where it accepts
+more than those types say, and why, is app/core/leniency.py.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 from typing_extensions import TypedDict, is_typeddict
 
 from app.core.errors import APIError, invalid_request
+from app.core.leniency import DISCRIMINATORS, OPTIONAL_ON_INPUT
 
 _JSON_TYPES = {
     "int": "an integer", "float": "a number", "str": "a string", "bool": "a boolean",
@@ -51,22 +53,13 @@ def _adapter(params_type) -> TypeAdapter:
     return TypeAdapter(_input_form(params_type))
 
 
-# Fields the SDK's types require, being shapes of output, that OpenAI's input leaves optional: clients replay
-# output items as input (an assistant message without `id`/`status`, `output_text` without `annotations`),
-# and an `input_image` without `detail` means `auto`. Keyed by the TypedDict's module and name.
-_OPTIONAL_ON_INPUT: dict[tuple[str, str], frozenset[str]] = {
-    ("openai.types.responses.response_output_message_param", "ResponseOutputMessageParam"): frozenset({"id", "status"}),
-    ("openai.types.responses.response_output_text_param", "ResponseOutputTextParam"): frozenset({"annotations"}),
-    ("openai.types.responses.response_input_image_param", "ResponseInputImageParam"): frozenset({"detail"}),
-    ("openai.types.responses.response_input_image_content_param", "ResponseInputImageContentParam"): frozenset({"detail"}),
-}
 _ITERABLES = (collections.abc.Iterable, collections.abc.Sequence, list)
 
 
 def _input_form(hint):
     """The SDK's type as a request is checked: lists eager (`list[...]`, not lazy `Iterable[...]`, so that a
     union tries each branch on the whole value, e.g. an array of token arrays), and the output shapes'
-    fields in `_OPTIONAL_ON_INPUT` optional."""
+    fields in `OPTIONAL_ON_INPUT` optional."""
     return _rewrite(hint, ())
 
 
@@ -87,7 +80,7 @@ def _rewrite(hint, building: tuple):
 
 def _typeddict(hint, building: tuple):
     building = (*building, hint)
-    relaxed = _OPTIONAL_ON_INPUT.get((hint.__module__, hint.__name__), frozenset())
+    relaxed = OPTIONAL_ON_INPUT.get((hint.__module__, hint.__name__), frozenset())
     fields = {}
     for name, field in typing.get_type_hints(hint, include_extras=True).items():
         required = name in hint.__required_keys__
@@ -142,8 +135,6 @@ def _body_path(loc: tuple, body: Any) -> tuple:
 
 
 # Labels pydantic gives union branches that are not upper-case class names.
-# The fields whose literal value picks a union's branch (`object` tells a trace from a span).
-_DISCRIMINATORS = frozenset({"type", "object"})
 _BRANCH_LABELS = {"str", "int", "float", "bool", "list", "dict", "none", "function-after", "function-plain"}
 _BRANCH_PREFIXES = ("literal[", "function-", "tagged-union[", "json-or-python[", "nullable[", "union[")
 
@@ -152,7 +143,7 @@ def _blamed(errors: list[dict], body: Any) -> dict:
     """A union fails once per branch; the failure to report is the deepest (`input[0][1]`, not `input`).
     A branch whose `type` does not match the value's is blamed for its `type` only, and only when no
     branch whose `type` matched failed as deep (then it is the `type` that is wrong)."""
-    wrong_type = [e for e in errors if e["type"] == "literal_error" and e["loc"] and e["loc"][-1] in _DISCRIMINATORS]
+    wrong_type = [e for e in errors if e["type"] == "literal_error" and e["loc"] and e["loc"][-1] in DISCRIMINATORS]
     rejected = {e["loc"][:-1] for e in wrong_type}
     others = [e for e in errors if not any(e["loc"][:len(key)] == key for key in rejected)]
     ranked = [(len(_body_path(e["loc"], body)), 1, -i, e) for i, e in enumerate(others)]
