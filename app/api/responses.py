@@ -5,7 +5,7 @@ A model routed to an upstream that speaks Responses is relayed there as it is (a
 relay.py); ids this server did not store then belong to that upstream, and requests about them go there."""
 from __future__ import annotations
 
-from typing import Awaitable
+from typing import Any, Awaitable
 
 from litestar import Controller, Request, delete, get, post
 from litestar.response import Stream
@@ -28,6 +28,18 @@ try:
     from openai.types.responses.response_compact_params import ResponseCompactParams
 except ImportError:  # an SDK without compaction
     ResponseCompactParams = None
+
+
+async def _relayed_or_checked(request: Request, path: str, params_type) -> tuple[dict, Any]:
+    """The body, and the upstream's answer when the model is relayed to one that speaks Responses (which
+    then checks the body itself); otherwise the body is checked here against the SDK's type (if it has one)."""
+    platform, tenant = caller(request)
+    raw = await request.body()
+    body = decode_json_object(raw)
+    relayed = await platform.responses.relay(tenant, path, body, raw)
+    if relayed is None and params_type is not None:
+        await validated(params_type, body, len(raw))
+    return body, relayed
 
 
 async def _here_or_upstream(request: Request, response_id: str, local: Awaitable, suffix: str = "") -> dict | Stream:
@@ -71,26 +83,18 @@ class ResponsesController(Controller):
 
     @post("/input_tokens", status_code=200)
     async def input_tokens(self, request: Request) -> dict | Stream:
-        platform, tenant = caller(request)
-        raw = await request.body()
-        body = decode_json_object(raw)
-        relayed = await platform.responses.relay(tenant, "/responses/input_tokens", body, raw)
+        body, relayed = await _relayed_or_checked(request, "/responses/input_tokens", InputTokenCountParams)
         if relayed is not None:
             return relay_response(relayed)
-        if InputTokenCountParams is not None:
-            await validated(InputTokenCountParams, body, len(raw))
+        platform, tenant = caller(request)
         return await platform.responses.input_tokens(tenant, body)
 
     @post("/compact", status_code=200)
     async def compact(self, request: Request) -> dict | Stream:
-        platform, tenant = caller(request)
-        raw = await request.body()
-        body = decode_json_object(raw)
-        relayed = await platform.responses.relay(tenant, "/responses/compact", body, raw)
+        body, relayed = await _relayed_or_checked(request, "/responses/compact", ResponseCompactParams)
         if relayed is not None:
             return relay_response(relayed)
-        if ResponseCompactParams is not None:
-            await validated(ResponseCompactParams, body, len(raw))
+        platform, tenant = caller(request)
         check_response_images(body.get("input"))
         if not isinstance(body.get("model"), str):
             raise invalid_request("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
