@@ -3,10 +3,11 @@
 Migrations are Alembic's, run at start-up (and by `understudy migrate`). Queries go through SQLAlchemy
 Core on the SQLModel tables: the hot paths (id lookup, list pages) skip the ORM's identity map.
 
-Reads (`fetch_one`, `fetch_all`) on SQLite run synchronously on the event loop over one persistent
-autocommit connection: in WAL mode a reader never waits for a writer, an indexed lookup takes tens of
-microseconds, and aiosqlite would spend several thread hand-offs (hundreds of microseconds) on it.
-Writes stay on the async engine, where waiting for SQLite's write lock cannot stall the loop.
+Bounded reads on SQLite (`fetch_one`, and `fetch_bounded` for a list page or a lookup of a page's keys)
+run synchronously on the event loop over one persistent autocommit connection: in WAL mode a reader never
+waits for a writer, an indexed lookup takes tens of microseconds, and aiosqlite would spend several thread
+hand-offs (hundreds of microseconds) on it. `fetch_all` — whose size is the tenant's to choose (a whole
+thread, every result of a batch) — and writes stay on the async engine, off the loop.
 """
 from __future__ import annotations
 
@@ -65,13 +66,19 @@ class Database:
         return self._reader
 
     async def fetch_all(self, query: Executable | Prepared, params: dict[str, Any] | None = None) -> list[Row]:
+        """Every row, read off the event loop: for results of any size."""
+        return await self._fetch(query, params, one=False, on_loop=False)
+
+    async def fetch_bounded(self, query: Executable | Prepared, params: dict[str, Any] | None = None) -> list[Row]:
+        """Every row of a query whose result is small by construction (a LIMIT, a page's keys): on SQLite,
+        read on the loop like `fetch_one`."""
         return await self._fetch(query, params, one=False)
 
     async def fetch_one(self, query: Executable | Prepared, params: dict[str, Any] | None = None) -> Row | None:
         return await self._fetch(query, params, one=True)
 
-    async def _fetch(self, query: Executable | Prepared, params: dict[str, Any] | None, one: bool):
-        if self._reader_engine is not None:
+    async def _fetch(self, query: Executable | Prepared, params: dict[str, Any] | None, one: bool, on_loop: bool = True):
+        if self._reader_engine is not None and on_loop:
             reader = self._read_connection()
             if isinstance(query, Prepared):
                 return query.run_sqlite(reader.connection.dbapi_connection, self._reader_engine.dialect, params or {}, one)

@@ -84,7 +84,7 @@ async def fetch_page(
     query = _page_query(table, columns, tuple(filters), extra, page.order == "asc", page.after is not None, page.before is not None)
     values = {f"f_{name}": value for name, value in filters.items()}
     values.update(params or {}, limit=page.limit + 1, after=page.after, before=page.before)
-    rows = await db.fetch_all(query, values)
+    rows = await db.fetch_bounded(query, values)
     has_more = len(rows) > page.limit
     rows = rows[: page.limit]
     if page.before is not None and page.after is None:

@@ -65,7 +65,7 @@ class FileBatchesService:
     async def get(self, tenant_id: str, store_id: str, batch_id: str) -> dict:
         row = await self._row(tenant_id, store_id, batch_id)
         counts = {"in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0, "total": 0}
-        for status, n in await self._db.fetch_all(_COUNTS, {"batch_id": batch_id}):
+        for status, n in await self._db.fetch_bounded(_COUNTS, {"batch_id": batch_id}):
             counts[status] = n
             counts["total"] += n
         if row.status == "cancelled":

@@ -77,7 +77,7 @@ class VectorStoresService:
     async def _counts(self, store_ids: list[str]) -> dict[str, dict]:
         counts = {store_id: empty_counts() for store_id in store_ids}
         if store_ids:
-            for store_id, status, n in await self._db.fetch_all(_COUNTS, {"ids": store_ids}):
+            for store_id, status, n in await self._db.fetch_bounded(_COUNTS, {"ids": store_ids}):
                 counts[store_id][status] = n
                 counts[store_id]["total"] += n
         return counts
