@@ -1,43 +1,21 @@
-"""The event bus: how events produced by a job reach the API process streaming them to a client.
-
-In memory by default (jobs run in the same process); Redis pub/sub in team mode, where a run executes
-in an arq worker and its client is connected to any API process. A subscriber gets every event
-published on its channel after `subscribe` returned, in order. Events published with `keep=True` are
-also kept (Redis: for an hour) so that a reader in another process can catch up on what it missed.
+"""The event buses (the port is app/core/events.py): in memory by default (jobs run in the same
+process); Redis pub/sub in team mode, where a run executes in an arq worker and its client is connected
+to any API process. Both keep a channel's `keep=True` events for `KEEP_SECONDS` after the last one.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Protocol
+import time
+from typing import Any, AsyncIterator
 
 import msgspec
 
+from app.core.events import EventBus, Subscription  # noqa: F401  (the port, for the implementations' users)
+
 log = logging.getLogger("understudy.events")
-
-
-class Subscription(Protocol):
-    def __aiter__(self) -> AsyncIterator[Any]: ...
-
-
-class EventBus(Protocol):
-    name: str
-
-    async def publish(self, channel: str, event: Any, *, keep: bool = False) -> None:
-        """Delivers `event` to the channel's current subscribers; with `keep`, also appends it to the
-        channel's kept history (atomically with the delivery), for a reader in another process that
-        subscribes late and needs what it missed."""
-
-    def subscribe(self, channel: str): ...  # async context manager yielding a Subscription
-
-    async def kept(self, channel: str) -> list:
-        """The channel's kept history, oldest first."""
-
-    async def forget(self, channel: str) -> None:
-        """Drops the channel's kept history."""
-
-    async def close(self) -> None: ...
+KEEP_SECONDS = 3600
 
 
 def _decode(raw: bytes) -> Any:
@@ -63,14 +41,25 @@ class InMemoryEventBus:
 
     def __init__(self) -> None:
         self._subscribers: dict[str, set[_QueueSubscription]] = {}
+        self._kept: dict[str, tuple[float, list]] = {}  # channel -> (expiry, events)
+        self._next_sweep = 0.0
 
     async def publish(self, channel: str, event: Any, *, keep: bool = False) -> None:
-        # `keep` is a no-op in memory: publisher and readers share the process, and the publisher holds
-        # the history itself (e.g. ResponsesService._live).
-        if self._subscribers.get(channel):
-            # Readers get the event as it was when published, as they would from Redis: a publisher goes
-            # on changing its objects (a run's message is completed right after `thread.message.created`).
-            self.deliver(channel, _decode(msgspec.json.encode(event)))
+        if not keep and not self._subscribers.get(channel):
+            return
+        # Readers get the event as it was when published, as they would from Redis: a publisher goes on
+        # changing its objects (a run's message is completed right after `thread.message.created`).
+        snapshot = _decode(msgspec.json.encode(event))
+        if keep:
+            now = time.monotonic()
+            events = self._kept[channel][1] if channel in self._kept else []
+            events.append(snapshot)
+            self._kept[channel] = (now + KEEP_SECONDS, events)
+            if now >= self._next_sweep:  # histories nobody forgot expire, as Redis expires them
+                self._next_sweep = now + 60
+                for name in [name for name, (expiry, _) in self._kept.items() if expiry < now]:
+                    del self._kept[name]
+        self.deliver(channel, snapshot)
 
     def deliver(self, channel: str, event: Any) -> None:
         """Hands `event` itself (no copy) to the channel's local subscribers."""
@@ -78,10 +67,11 @@ class InMemoryEventBus:
             subscription.queue.put_nowait(event)
 
     async def kept(self, channel: str) -> list:
-        return []
+        expiry, events = self._kept.get(channel, (0.0, []))
+        return list(events) if expiry >= time.monotonic() else []
 
     async def forget(self, channel: str) -> None:
-        pass
+        self._kept.pop(channel, None)
 
     @asynccontextmanager
     async def subscribe(self, channel: str):
@@ -98,6 +88,7 @@ class InMemoryEventBus:
 
     async def close(self) -> None:
         self._subscribers.clear()
+        self._kept.clear()
 
 
 class RedisEventBus:
@@ -114,7 +105,6 @@ class RedisEventBus:
     name = "redis"
     PREFIX = "understudy:events:"
     KEPT_PREFIX = "understudy:kept:"
-    KEEP_SECONDS = 3600
 
     def __init__(self, url: str) -> None:
         from redis.asyncio import Redis
@@ -141,7 +131,7 @@ class RedisEventBus:
             return
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.rpush(self.KEPT_PREFIX + channel, data)
-            pipe.expire(self.KEPT_PREFIX + channel, self.KEEP_SECONDS)
+            pipe.expire(self.KEPT_PREFIX + channel, KEEP_SECONDS)
             pipe.publish(self.PREFIX + channel, data)
             await pipe.execute()
 

@@ -9,7 +9,8 @@ import logging
 from dataclasses import dataclass
 
 from app.core.auth import Authenticator
-from app.events import EventBus, InMemoryEventBus, RedisEventBus
+from app.core.events import EventBus
+from app.events import InMemoryEventBus, RedisEventBus
 from app.inference.providers.offline import OfflineProvider
 from app.inference.router import InferenceRouter, build_router
 from app.services.assistants.assistants import AssistantsService
@@ -45,7 +46,7 @@ from storage.blobs import BlobStore, open_blob_store
 from storage.db import Database
 from storage.selftest import check_storage_internals
 from storage.vectors import VectorIndex
-from workers.queue import JobQueue
+from app.core.queue import JobQueue
 
 log = logging.getLogger("understudy")
 

@@ -160,3 +160,22 @@ async def test_a_job_whose_worker_died_is_taken_up_after_the_lease(queue, redis,
     assert len(taken) == 1
     assert taken[0] - killed_at < LEASE + 8  # the lease, not arq's hour-long in-progress mark (slack for a loaded machine)
     assert await redis.zcard(QUEUE_NAME) == 0
+
+
+async def test_a_job_runs_for_the_key_that_enqueued_it(queue, redis, redis_url):
+    """Usage per issued key: the calling key travels with the job, not with whatever a task inherits."""
+    from app.core.caller import calling_key
+
+    seen: list[str] = []
+
+    async def record(ctx, batch_id: str) -> None:
+        seen.append(calling_key.get())
+
+    token = calling_key.set("key_abc")
+    try:
+        await queue.enqueue("record", batch_id="batch_1")
+    finally:
+        calling_key.reset(token)
+    await queue.enqueue("record", batch_id="batch_2")  # enqueued with no key (a sweep, open mode)
+    await worker(redis_url, {"record": record}, burst=True).main()
+    assert sorted(seen) == ["", "key_abc"]

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from app.events import InMemoryEventBus, RedisEventBus
+from app.events import KEEP_SECONDS, InMemoryEventBus, RedisEventBus
 
 pytestmark = pytest.mark.anyio
 TIMEOUT = 5.0  # liveness only: a delivered event arrives in milliseconds
@@ -235,13 +235,21 @@ async def test_kept_history_for_a_late_reader(redis_buses, channel):
         assert await take(subscription, 1) == [("delta", {"n": 3})]
     assert len(await reader.kept(channel)) == 4
     ttl = await reader._redis.ttl(RedisEventBus.KEPT_PREFIX + channel)
-    assert 0 < ttl <= RedisEventBus.KEEP_SECONDS
+    assert 0 < ttl <= KEEP_SECONDS
     await reader.forget(channel)
     assert await reader.kept(channel) == []
 
 
-async def test_memory_bus_keeps_nothing(channel):
-    bus = InMemoryEventBus()
-    await bus.publish(channel, 1, keep=True)
-    assert await bus.kept(channel) == []
+async def test_kept_history_on_every_bus(bus, channel):
+    """The contract the Responses API's resumable streams rely on, in memory as on Redis: `keep=True`
+    events are kept in order as they were published, others are not, and `forget` drops them."""
     await bus.forget(channel)
+    event = {"n": 0, "text": "first"}
+    await bus.publish(channel, ("delta", event), keep=True)
+    event["text"] = "changed after publishing"
+    await bus.publish(channel, ("not kept", {}))
+    await bus.publish(channel, ("delta", {"n": 1}), keep=True)
+    assert await bus.kept(channel) == [("delta", {"n": 0, "text": "first"}), ("delta", {"n": 1})]
+    assert await bus.kept(f"{channel}-other") == []
+    await bus.forget(channel)
+    assert await bus.kept(channel) == []

@@ -263,3 +263,25 @@ async def test_wait_idle_times_out_while_a_job_is_stuck(db):
     await runner.wait_idle(LIVENESS)
     assert (await row(db, job_id)).status == "succeeded"
     await runner.stop()
+
+
+async def test_a_job_runs_for_the_key_that_enqueued_it_also_after_a_restart(db):
+    from app.core.caller import calling_key
+
+    seen: list[tuple[str, str]] = []
+
+    async def record(ctx, n: str) -> None:
+        seen.append((n, calling_key.get()))
+
+    first = make_runner(db, {"record": record})
+    await first.stop()  # stopped before it ran anything: the job stays queued for the next process
+    token = calling_key.set("key_abc")
+    try:
+        await first.enqueue("record", n="one")
+    finally:
+        calling_key.reset(token)
+    second = make_runner(db, {"record": record})
+    await second.start()  # a fresh task with no inherited context: the key comes from the job's row
+    await second.wait_idle(LIVENESS)
+    assert seen == [("one", "key_abc")]
+    await second.stop()

@@ -12,6 +12,7 @@ from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 
 from app.core.ids import new_id
+from app.core.queue import with_caller
 
 QUEUE_NAME = "understudy:jobs"
 
@@ -29,7 +30,7 @@ class ArqQueue:
 
     async def enqueue(self, job: str, *, key: str | None = None, **args: Any) -> str:
         job_id = key or new_id("job_")
-        await self._pool.enqueue_job(job, _job_id=job_id, **args)  # None when that id is already queued or running
+        await self._pool.enqueue_job(job, _job_id=job_id, **with_caller(args))  # None when that id is already queued or running
         return job_id
 
     async def start(self) -> None:

@@ -21,6 +21,7 @@ from arq.connections import RedisSettings
 from arq.constants import in_progress_key_prefix
 from arq.worker import Retry, Worker
 
+from app.core.queue import run_as_caller
 from app.settings import Settings
 from workers.arq_queue import QUEUE_NAME
 from workers.jobs import JOBS
@@ -46,7 +47,7 @@ def _leased(function, lease_seconds: float, max_tries: int):
         await redis.pexpire(key, int(lease_seconds * 1000))
         renewer = asyncio.create_task(renew())
         try:
-            return await function({**ctx, "max_tries": max_tries}, **args)
+            return await run_as_caller(function, {**ctx, "max_tries": max_tries}, args)
         except Exception as error:
             # As the in-process runner does: a failed attempt is retried with backoff until the last one
             # (arq itself only retries on Retry; any other exception would drop the job at once).

@@ -20,7 +20,7 @@ from app.core.ids import new_id
 from storage.db import Database
 from storage.models import Job
 from storage.prepared import Prepared
-from workers.queue import JobFunction
+from app.core.queue import JobFunction, run_as_caller, with_caller
 
 log = logging.getLogger("understudy.jobs")
 jobs = Job.__table__
@@ -74,6 +74,7 @@ class InProcessRunner:
             raise KeyError(f"unknown job {job!r}")
         now = int(time.time())
         job_id = new_id("job_")
+        args = with_caller(args)
         try:
             await self._db.write([(_ADD, {
                 "id": job_id, "name": job, "args": args, "key": key, "status": "queued", "attempts": 0, "created_at": now, "updated_at": now,
@@ -118,7 +119,7 @@ class InProcessRunner:
             try:
                 # arq's names: which attempt this is, and how many there are (a job can fail cleanly on its last).
                 ctx = {**self.ctx, "job_try": row.attempts, "max_tries": self._max_attempts}
-                await self._registry[row.name](ctx, **row.args)
+                await run_as_caller(self._registry[row.name], ctx, row.args)
             except asyncio.CancelledError:
                 raise  # stopping: the row stays "running" and the next start resumes it
             except Exception as error:

@@ -14,7 +14,7 @@ from litestar import Request
 
 from app.core.auth import key_from_headers
 from app.platform import Platform
-from app.services.usage import calling_key
+from app.core.caller import calling_key
 
 _SCOPE_KEY = "understudy.caller"
 

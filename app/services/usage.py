@@ -8,7 +8,6 @@ A report flushes this process's pending sums first, so what this process served 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 
@@ -16,16 +15,13 @@ from sqlalchemy import and_, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from app.core.caller import calling_key, in_batch
 from app.core.errors import invalid_request
 from storage.db import Database
 from storage.usage_tables import UsageBucket
 
 log = logging.getLogger("understudy.usage")
 
-# Set (to True) around the model calls a batch makes, so their usage is recorded with batch=true.
-in_batch: contextvars.ContextVar[bool] = contextvars.ContextVar("understudy_in_batch", default=False)
-# The issued key (keys mode) a request came with, set by the auth middleware: usage per `api_key_id`.
-calling_key: contextvars.ContextVar[str] = contextvars.ContextVar("understudy_api_key_id", default="")
 
 _TABLE = UsageBucket.__table__
 _KEY = ("start_time", "kind", "project_id", "model", "api_key_id", "batch")

@@ -8,8 +8,7 @@ scratch if a restart interrupted it: its output items are replaced in the transa
 
 A background response's events go out on the bus (`response:{id}`) and are kept with the row when it
 ends; while it executes, a replay (`GET ?stream=true&starting_after=N`) takes the ones already sent
-from the executing job's memory (in-process runner) or from the bus's kept history (team mode: the
-job runs in a worker process; events are published with `keep=True`).
+from the bus's kept history (events are published with `keep=True`), whichever process runs the job.
 """
 from __future__ import annotations
 
@@ -58,7 +57,6 @@ class ResponsesService:
         self._conversations, self._vector_search, self._files, self._settings = conversations, vector_search, files, settings
         self.store = ResponseStore(db)
         self.engine = Engine(inference, vector_search, files)
-        self._live: dict[str, list[tuple[str, dict]]] = {}  # events of background responses executing in this process
 
     # ---- reads ----
 
@@ -239,7 +237,7 @@ class ResponsesService:
             return await self.execute(response_id)  # cancelled (or moved on) meanwhile
         response["status"] = "queued"  # as `response.created` shows it
         channel = f"response:{response_id}"
-        live = self._live[response_id] = []
+        live: list[tuple[str, dict]] = []  # this attempt's events, stored with the row when it ends
         await self._bus.forget(channel)  # a retried attempt starts its history afresh
 
         async def check() -> None:
@@ -269,8 +267,6 @@ class ResponsesService:
                 await self._bus.publish(channel, event, keep=True)
             else:
                 await self._bus.publish(channel, (END, {}))
-        finally:
-            self._live.pop(response_id, None)
 
     async def cancel(self, tenant_id: str, response_id: str) -> dict:
         row = await self._row(tenant_id, response_id)
@@ -294,7 +290,7 @@ class ResponsesService:
         return self._replay(tenant_id, response_id, -1 if starting_after is None else starting_after)
 
     async def _replay(self, tenant_id: str, response_id: str, after: int) -> AsyncIterator[tuple[str, dict]]:
-        """Stored (or, while it executes here, remembered) events after `after`, then live ones."""
+        """Stored (or, while it executes, kept by the bus) events after `after`, then live ones."""
         async with self._bus.subscribe(f"response:{response_id}") as subscription:
             row = await self.store.get(response_id, tenant_id)
             if row is None:
@@ -304,7 +300,7 @@ class ResponsesService:
                     if event["sequence_number"] > after:
                         yield name, event
                 return
-            for name, event in list(self._live.get(response_id) or await self._bus.kept(f"response:{response_id}")):
+            for name, event in await self._bus.kept(f"response:{response_id}"):
                 if event["sequence_number"] > after:
                     after = event["sequence_number"]
                     yield name, event

@@ -17,7 +17,7 @@ from storage.keywords import delete_chunks
 from storage.models import Chunk, VectorStoreFile
 from storage.prepared import Prepared
 from storage.vectors import VectorIndex
-from workers.queue import JobQueue
+from app.core.queue import JobQueue
 
 store_files = VectorStoreFile.__table__
 chunks = Chunk.__table__
