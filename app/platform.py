@@ -13,6 +13,7 @@ from app.core.events import EventBus
 from app.events import InMemoryEventBus, RedisEventBus
 from app.inference.providers.offline import OfflineProvider
 from app.inference.router import InferenceRouter, build_router
+from app.services.agent.tools import BuiltinTools
 from app.services.assistants.assistants import AssistantsService
 from app.services.assistants.code_runner import CodeRunner
 from app.services.assistants.executor import RunExecutor
@@ -24,6 +25,7 @@ from app.services.batches.service import BatchesService
 from app.services.chat import ChatService
 from app.services.conversations import ConversationsService
 from app.services.files import FilesService
+from app.services.images import ImagesService
 from app.services.fine_tuning.service import FineTuningService
 from app.services.gemini import GeminiService
 from app.services.inference import InferenceService
@@ -137,6 +139,9 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     vector_search = SearchService(db, vector_stores, vector_index, inference)
     run_store = RunStore(db)
     conversations = ConversationsService(db)
+    code_runner = CodeRunner(settings.sandbox_concurrency)
+    # The built-in tools of the agent loop (runs and responses); the image tool draws offline.
+    tools = BuiltinTools(vector_search, files, code_runner, ImagesService(None, None))
     relay_scope = RelayScope(db)  # ids a relayed body may name: the upstream sees one key for every tenant
     platform = Platform(
         settings=settings,
@@ -165,8 +170,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         threads=threads,
         thread_messages=thread_messages,
         runs=RunsService(run_store, bus, queue, assistants, threads, thread_messages, inference, settings),
-        # Built-in tools reach the platform's services through `lambda: platform` (it is being built here).
-        run_executor=RunExecutor(run_store, bus, inference, files, vector_search, lambda: platform),
+        run_executor=RunExecutor(run_store, bus, inference, tools, threads, assistants, expiry_seconds=settings.run_expiry_seconds),
         conversations=conversations,
         responses=ResponsesService(db, bus, queue, inference, conversations, vector_search, files, settings, relay_scope),
         # Batch lines run through the live endpoints' services: they reach them through the platform.
@@ -174,7 +178,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         fine_tuning=FineTuningService(db, files, queue, models, settings),
         usage=usage,
         rate_limits=rate_limits,
-        code_runner=CodeRunner(settings.sandbox_concurrency),
+        code_runner=code_runner,
         api_keys=ApiKeysService(db, bus),
         traces=TracesService(db),
     )

@@ -1,0 +1,65 @@
+"""The built-in tools the agent loop runs itself, for runs and responses alike: `file_search` over vector
+stores and `code_interpreter` in the sandbox (and the image service the Responses image tool draws with).
+Each API shapes the results into its own objects (run step details, Responses output items)."""
+from __future__ import annotations
+
+import mimetypes
+from dataclasses import dataclass
+
+_IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
+
+
+class ToolFailure(Exception):
+    """A built-in tool could not run at all (not a tool result the model should see): the run fails."""
+
+
+@dataclass
+class SandboxOutput:
+    code: str
+    logs: str
+    written: list[tuple[str, str, bool]]  # (path, file id, is an image) of each file the code wrote, in order
+
+
+class BuiltinTools:
+    def __init__(self, vector_search, files, code_runner, images) -> None:
+        self.vector_search = vector_search
+        self.files = files
+        self.code_runner = code_runner
+        self.images = images  # ImagesService: the Responses image_generation tool
+
+    async def file_search(self, tenant_id: str, store_ids: list[str], query: str, *, limit: int, score_threshold: float = 0.0,
+                          filters: dict | None = None) -> list[dict]:
+        """The stores' best passages for `query`, best first (the vector-store search result shape)."""
+        request = {"query": query or " ", "max_num_results": min(limit, 50), "ranking_options": {"score_threshold": score_threshold}}
+        if filters is not None:
+            request["filters"] = filters
+        found: list[dict] = []
+        for store_id in store_ids:
+            found += (await self.vector_search.search(tenant_id, store_id, request))["data"]
+        found.sort(key=lambda r: r["score"], reverse=True)
+        return found[:limit]
+
+    async def code_interpreter(self, tenant_id: str, code: str, input_file_ids: list[str], output_purpose: str) -> SandboxOutput:
+        """Runs `code` with the files as its inputs; what it wrote becomes Files of `output_purpose`."""
+        from app.services.assistants.sandbox import SandboxFile  # subprocess machinery, loaded when first used
+
+        inputs = []
+        for file_id in input_file_ids:
+            try:
+                row = await self.files.get_row(tenant_id, file_id)
+                inputs.append(SandboxFile(row.filename, await self.files.read_all(tenant_id, file_id)))
+            except Exception:  # a file deleted since it was attached is simply not there
+                continue
+        result = await self.code_runner.run(code, inputs)
+        if result.error and result.exit_code is None and "unavailable" in result.error:
+            raise ToolFailure(result.error)
+        logs = result.logs
+        if result.error and result.error not in logs:
+            logs = f"{logs}\n{result.error}".strip()
+        output = SandboxOutput(code, logs, [])
+        for made in result.files:
+            mime = mimetypes.guess_type(made.name)[0] or "application/octet-stream"
+            created = await self.files.create_from_bytes(tenant_id, made.data, filename=made.name.rsplit("/", 1)[-1], purpose=output_purpose,
+                                                         mime_type=mime)
+            output.written.append((made.name, created["id"], mime in _IMAGE_TYPES))
+        return output
