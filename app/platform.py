@@ -172,7 +172,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         runs=RunsService(run_store, bus, queue, assistants, threads, thread_messages, inference, settings),
         run_executor=RunExecutor(run_store, bus, inference, tools, threads, assistants, expiry_seconds=settings.run_expiry_seconds),
         conversations=conversations,
-        responses=ResponsesService(db, bus, queue, inference, conversations, vector_search, files, settings, relay_scope),
+        responses=ResponsesService(db, bus, queue, inference, conversations, tools, files, relay_scope),
         # Batch lines run through the live endpoints' services: they reach them through the platform.
         batches=BatchesService(db, blobs, files, queue, lambda: platform, settings),
         fine_tuning=FineTuningService(db, files, queue, models, settings),

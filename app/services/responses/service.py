@@ -26,6 +26,7 @@ from app.services import schema_checks
 from app.services.responses import compaction
 from app.services.responses import items as build
 from app.services.responses import relay as relaying
+from app.services.agent.tools import BuiltinTools
 from app.services.responses.engine import Engine, Stopped, error_body
 from app.services.responses.events import TERMINAL, Events
 from app.services.responses.prompt import chat_tool_choice, chat_tools, check_tools, new_response
@@ -51,12 +52,12 @@ def not_found(response_id: str) -> APIError:
 
 
 class ResponsesService:
-    def __init__(self, db, bus, queue, inference, conversations, vector_search, files, settings, relay_scope) -> None:
+    def __init__(self, db, bus, queue, inference, conversations, tools: BuiltinTools, files, relay_scope) -> None:
         self._db, self._bus, self._queue, self._inference = db, bus, queue, inference
         self._scope = relay_scope  # which ids a relayed body may name, and the ids relayed answers bind (app/services/relay_scope.py)
-        self._conversations, self._vector_search, self._files, self._settings = conversations, vector_search, files, settings
+        self._conversations, self._files = conversations, files
         self.store = ResponseStore(db)
-        self.engine = Engine(inference, vector_search, files)
+        self.engine = Engine(inference, tools)
 
     # ---- reads ----
 
