@@ -21,6 +21,7 @@ from app.services.assistants.run_store import RunStore
 from app.services.assistants.runs import RunsService
 from app.services.assistants.thread_messages import ThreadMessagesService
 from app.services.assistants.threads import ThreadsService
+from app.services.audio import AudioService
 from app.services.batches.service import BatchesService
 from app.services.chat import ChatService
 from app.services.conversations import ConversationsService
@@ -28,6 +29,7 @@ from app.services.files import FilesService
 from app.services.images import ImagesService
 from app.services.fine_tuning.service import FineTuningService
 from app.services.gemini import GeminiService
+from app.services.images import ImagesService
 from app.services.inference import InferenceService
 from app.services.rate_limits import RateLimiter
 from app.services.relay_scope import RelayScope
@@ -89,6 +91,8 @@ class Platform:
     code_runner: CodeRunner  # code_interpreter sandboxes, a bounded number at once
     api_keys: ApiKeysService  # issued keys and projects (keys mode, the admin API)
     traces: TracesService  # what the Agents SDK's exporter sent
+    images: ImagesService
+    audio: AudioService
 
     async def close(self) -> None:
         await self.queue.stop()
@@ -181,6 +185,8 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         code_runner=code_runner,
         api_keys=ApiKeysService(db, bus),
         traces=TracesService(db),
+        images=ImagesService(blobs, models, inference),
+        audio=AudioService(models, inference),
     )
     usage.start()
     ctx["platform"] = platform

@@ -22,9 +22,9 @@ from typing_extensions import TypedDict
 
 from app.api.deps import caller
 from app.api.links import public_base_url
+from app.api.media import media_response
 from app.core.errors import APIError, invalid_request
 from app.core.multipart import Spool, bounded, iter_parts
-from app.core.sse import SSEvent, sse_response
 from app.core.validation import parse_json_params, validate_params
 from app.services.images import ImagesService, Upload
 from app.settings import IMAGE_STREAM_FORMATS
@@ -161,7 +161,7 @@ async def read_form(
 
 
 def _uploads(files: list[FilePart], name: str) -> list[Upload]:
-    return [Upload(f.name, f.content_type, f.data) for f in files if f.name == name]
+    return [Upload(f.name, f.filename, f.content_type, f.data) for f in files if f.name == name]
 
 
 def _stream_format(request: Request) -> str:
@@ -181,43 +181,37 @@ def _stream_format(request: Request) -> str:
 class ImagesController(Controller):
     path = "/images"
 
-    async def _answer(self, request: Request, service: ImagesService, tenant: str, plan) -> dict | Stream:
-        if plan.stream:
-            events = service.progress_events(plan) if _stream_format(request) == "progress" else service.events(plan)
-            return sse_response(SSEvent(data, event=name) async for name, data in events)
-        return await service.respond(tenant, plan, public_base_url(request))
+    async def _answer(self, request: Request, service: ImagesService, tenant: str, plan, params: dict, files: list[Upload] = ()) -> dict | Stream:
+        framing = _stream_format(request) if plan.stream else "openai"  # the header is only read (and checked) for streams
+        return media_response(await service.answer(tenant, plan, params, public_base_url(request), files=files, framing=framing))
 
     @post("/generations", status_code=200)
     async def generations(self, request: Request) -> dict | Stream:
         platform, tenant = caller(request)
         params = parse_json_params(_GenerateParams, await request.body())
-        service = ImagesService(platform.blobs, platform.models)
-        return await self._answer(request, service, tenant, service.plan_generate(tenant, params))
+        return await self._answer(request, platform.images, tenant, platform.images.plan_generate(tenant, params), params)
 
     @post("/edits", status_code=200, request_max_body_size=None)
     async def edits(self, request: Request) -> dict | Stream:
         platform, tenant = caller(request)
         params, files = await read_form(request, _EditForm, {"image": 16, "mask": 1, "markup": 1}, file_limit=50 * 1024 * 1024,
                                         body_limit=platform.settings.max_image_body_bytes)
-        masks = _uploads(files, "mask")
-        service = ImagesService(platform.blobs, platform.models)
-        plan = service.plan_edit(tenant, params, _uploads(files, "image"), masks[0] if masks else None)
-        return await self._answer(request, service, tenant, plan)
+        images, masks = _uploads(files, "image"), _uploads(files, "mask")
+        plan = platform.images.plan_edit(tenant, params, images, masks[0] if masks else None)
+        return await self._answer(request, platform.images, tenant, plan, params, [*images, *masks, *_uploads(files, "markup")])
 
     @post("/variations", status_code=200, request_max_body_size=None)
-    async def variations(self, request: Request) -> dict:
+    async def variations(self, request: Request) -> dict | Stream:
         platform, tenant = caller(request)
         params, files = await read_form(request, _VariationForm, {"image": 1}, file_limit=4 * 1024 * 1024 + 1,
                                         body_limit=platform.settings.max_image_body_bytes)
         images = _uploads(files, "image")
-        service = ImagesService(platform.blobs, platform.models)
-        plan = service.plan_variation(tenant, params, images[0] if images else None)
-        return await service.respond(tenant, plan, public_base_url(request))
+        plan = platform.images.plan_variation(tenant, params, images[0] if images else None)
+        return await self._answer(request, platform.images, tenant, plan, params, images)
 
 
 @get("/v1/images/content/{name:str}")
 async def image_content(request: Request, name: str) -> Response:
     """A temporary image link: outside the authenticated /v1 router, like OpenAI's signed URLs."""
-    platform = request.app.state.platform
-    media_type, data = await ImagesService(platform.blobs, platform.models).content(name)
+    media_type, data = await request.app.state.platform.images.content(name)
     return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})

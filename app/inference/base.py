@@ -41,6 +41,41 @@ class RelayResponse:
 
 
 @dataclass
+class MediaFile:
+    """A file part of a multipart image or audio request (the field name without any [] suffix)."""
+
+    field: str
+    filename: str | None
+    content_type: str | None
+    data: bytes
+
+
+@dataclass
+class MediaRequest:
+    """An images or audio request, as the client sent it (`params`, `files`: what an upstream is sent,
+    on `path` under its base URL) and as the service checked it (`plan`: what the offline model works
+    from). Checked before routing, so every provider gets a request OpenAI's rules accept."""
+
+    path: str  # "images/generations" | "images/edits" | "images/variations" | "audio/speech" | "audio/transcriptions" | "audio/translations"
+    params: dict
+    files: list[MediaFile] = field(default_factory=list)
+    plan: Any = None
+    stream: bool = False
+    framing: str = "openai"  # the offline image stream's framing (X-Understudy-Image-Stream); upstream streams are relayed as sent
+
+
+@dataclass
+class MediaAnswer:
+    """A provider's answer to a MediaRequest: `json` (a dict), `content` (bytes or text of `media_type`),
+    `events` ((name, data) pairs, sent as server-sent events) or `relayed` (a RelayResponse: an
+    upstream's answer passed on as it arrives, error statuses included)."""
+
+    kind: str
+    body: Any
+    media_type: str = "application/json"
+
+
+@dataclass
 class ProviderInfo:
     name: str
     kind: str  # "offline" | "openai" | "anthropic" | "gemini"
@@ -66,5 +101,15 @@ class Provider(Protocol):
     async def embeddings(self, params: dict) -> dict: ...
 
     async def moderations(self, params: dict) -> dict: ...
+
+    async def images(self, request: MediaRequest) -> MediaAnswer:
+        """Generations, edits and variations (`request.path` says which)."""
+        ...
+
+    async def speech(self, request: MediaRequest) -> MediaAnswer: ...
+
+    async def transcription(self, request: MediaRequest) -> MediaAnswer:
+        """Transcriptions and translations (`request.path` says which)."""
+        ...
 
     async def close(self) -> None: ...

@@ -1,25 +1,27 @@
-"""Images: generations, edits and variations with OpenAI's per-model rules, answered by the offline
-image model (app/inference/providers/offline/images.py).
+"""Images: generations, edits and variations with OpenAI's per-model rules, checked here and then
+answered by the provider the model routes to (the offline image model,
+app/inference/providers/offline/images.py, unless an upstream is configured for it).
 
 The rules are the part clients trip over: which sizes, qualities and counts each model takes, that
 GPT image models always answer in base64 (and report usage), that `url` answers are temporary links.
-Those links point back at this server: the bytes go to the blob store under
+The offline model's links point back at this server: the bytes go to the blob store under
 `<tenant>/images/<id>.<ext>` and `GET /v1/images/content/<tenant>-<id>.<ext>` serves them without a key
-for an hour, as OpenAI's are. The id is random (160 bits) and carries its expiry.
+for an hour, as OpenAI's are. The id is random (160 bits) and carries its expiry. An upstream's answer
+(its own links included) is passed on as it is.
 """
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 import secrets
 import time
-from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 from app.core.bounds import check_value
 from app.core.errors import APIError, invalid_request
+from app.inference.base import MediaAnswer, MediaFile, MediaRequest
 from app.inference.providers.offline import images as model
+from app.inference.providers.offline import media
 from app.services.model_catalogue import load as load_catalogue
 from storage.blobs import BlobNotFound, BlobStore
 
@@ -70,19 +72,16 @@ def _flexible_sizes(model_id: str) -> bool:
     return model_id.startswith("gpt-image-2")
 
 
-@dataclass
-class Upload:
-    """An image part of a multipart request: its form field, declared type and bytes."""
-
-    param: str
-    content_type: str | None
-    data: bytes
+Upload = MediaFile  # an image part of a multipart request: its form field, file name, declared type and bytes
 
 
 class ImagesService:
-    def __init__(self, blobs: BlobStore, models) -> None:
+    def __init__(self, blobs: BlobStore, models, inference=None) -> None:
+        """`inference` (app/services/inference.py) routes the checked requests. Without it (and without
+        blobs and models: the Responses image tool's checks) the service plans and draws offline only."""
         self._blobs = blobs
         self._models = models
+        self._inference = inference
 
     # -- validation ------------------------------------------------------------------------------
     def _model(self, tenant: str, params: dict, default: str, *, only: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> str:
@@ -216,51 +215,22 @@ class ImagesService:
         plan.seed = model.seed_of("variation", image.data)
         return plan
 
-    async def respond(self, tenant: str, plan: model.ImageJob, base_url: str) -> dict:
-        blobs = await asyncio.gather(*(asyncio.to_thread(model.render_bytes, plan, i) for i in range(plan.n)))
-        data = []
-        for index, blob in enumerate(blobs):
-            item = {"url": await self._store(tenant, blob, plan.fmt, base_url)} if plan.response_format == "url" \
-                else {"b64_json": base64.b64encode(blob).decode()}
-            if plan.model == "dall-e-3":
-                item["revised_prompt"] = model.revised_prompt(plan, index)
-            data.append(item)
-        body = {"created": int(time.time()), "data": data}
-        if plan.gpt:
-            body.update(background=plan.background, output_format=plan.fmt, size=f"{plan.width}x{plan.height}",
-                        quality=plan.quality, usage=model.usage(plan))
-            if plan.user:
-                body["safety_identifier"] = plan.user
-        return body
+    # -- answers -------------------------------------------------------------------------------------
+    async def answer(self, tenant: str, plan: model.ImageJob, params: dict, base_url: str, *, files: list[Upload] = (),
+                     framing: str = "openai") -> MediaAnswer:
+        """A planned request (`params` and `files` as the client sent them) answered by the provider its
+        model routes to; the offline model's `url` answers become temporary links here."""
+        path = {"generate": "images/generations", "edit": "images/edits", "variation": "images/variations"}[plan.kind]
+        request = MediaRequest(path, params, list(files), plan, plan.stream, framing)
+        answer = await self._inference.media(tenant, "images", plan.model, request)
+        if answer.kind == "json" and plan.response_format == "url":  # drawn here: linked here
+            answer.body["data"] = [{"url": await self._store(tenant, base64.b64decode(item.pop("b64_json")), plan.fmt, base_url), **item}
+                                   for item in answer.body["data"]]
+        return answer
 
-    async def events(self, plan: model.ImageJob) -> AsyncIterator[tuple[str, dict]]:
-        """OpenAI's image stream: `partial_images` coarse previews, then the finished image, per image."""
-        prefix = "image_generation" if plan.kind == "generate" else "image_edit"
-        usage = model.usage(plan)
-        common = {"size": f"{plan.width}x{plan.height}", "quality": plan.quality, "background": plan.background, "output_format": plan.fmt}
-        for index in range(plan.n):
-            image = await asyncio.to_thread(model.draw, plan, index)
-            for step in range(plan.partial_images):
-                partial = await asyncio.to_thread(lambda: model.render_bytes(plan, index, model.blur_for(image, step, plan.partial_images)))
-                yield f"{prefix}.partial_image", {"type": f"{prefix}.partial_image", "b64_json": base64.b64encode(partial).decode(),
-                                                  "created_at": int(time.time()), **common, "partial_image_index": step}
-            final = await asyncio.to_thread(model.render_bytes, plan, index, image)
-            event = {"type": f"{prefix}.completed", "b64_json": base64.b64encode(final).decode(), "created_at": int(time.time()),
-                     **common, "usage": usage}
-            yield f"{prefix}.completed", event
-
-    async def progress_events(self, plan: model.ImageJob) -> AsyncIterator[tuple[str, Any]]:
-        """The gateway framing (Seedream-style): `progress` as each image is drawn and encoded, a `result`
-        per image, then `done`. Partial previews have no place in it and are not rendered."""
-        steps = 2 * plan.n
-        for index in range(plan.n):
-            image = await asyncio.to_thread(model.draw, plan, index)
-            yield "progress", {"type": "progress", "progress": 100 * (2 * index + 1) // steps}
-            final = await asyncio.to_thread(model.render_bytes, plan, index, image)
-            yield "progress", {"type": "progress", "progress": 100 * (2 * index + 2) // steps}
-            yield "result", {"type": "result", "index": index, "b64_json": base64.b64encode(final).decode(),
-                             "size": f"{plan.width}x{plan.height}", "output_format": plan.fmt}
-        yield "done", "[DONE]"
+    def events(self, plan: model.ImageJob) -> AsyncIterator[tuple[str, dict]]:
+        """The offline model's image stream for a plan (the Responses image tool draws its partial images so)."""
+        return media.image_events(plan)
 
     # -- temporary links -------------------------------------------------------------------------
     async def _store(self, tenant: str, data: bytes, ext: str, base_url: str) -> str:
@@ -297,17 +267,17 @@ def _decode(upload: Upload, png_square: bool, limit: int, *, square: bool = True
     """A real PNG/JPEG/WebP (PNG and square for DALL·E 2, as OpenAI requires), within the size limit."""
     formats = "'image/png'" if png_square else "'image/jpeg', 'image/png', and 'image/webp'"
     if len(upload.data) > limit:
-        raise invalid_request(f"Invalid file '{upload.param}': the image must be less than {limit // (1024 * 1024)} MB.",
-                              param=upload.param, code="file_too_large")
+        raise invalid_request(f"Invalid file '{upload.field}': the image must be less than {limit // (1024 * 1024)} MB.",
+                              param=upload.field, code="file_too_large")
     try:
         image, fmt = model.open_image(upload.data)
     except model.InvalidImage:
-        raise invalid_request(f"Invalid file '{upload.param}': not a valid image. Supported file formats are {formats}.",
-                              param=upload.param, code="invalid_image_format") from None
+        raise invalid_request(f"Invalid file '{upload.field}': not a valid image. Supported file formats are {formats}.",
+                              param=upload.field, code="invalid_image_format") from None
     if png_square and fmt != "PNG":
-        raise invalid_request(f"Invalid file '{upload.param}': unsupported mimetype ('{model.INPUT_FORMATS[fmt]}'). "
-                              f"Supported file formats are {formats}.", param=upload.param, code="invalid_image_format")
+        raise invalid_request(f"Invalid file '{upload.field}': unsupported mimetype ('{model.INPUT_FORMATS[fmt]}'). "
+                              f"Supported file formats are {formats}.", param=upload.field, code="invalid_image_format")
     if png_square and square and image.size[0] != image.size[1]:
-        raise invalid_request(f"Invalid file '{upload.param}': the image must be square, got {image.size[0]}x{image.size[1]}.",
-                              param=upload.param, code="invalid_image_format")
+        raise invalid_request(f"Invalid file '{upload.field}': the image must be square, got {image.size[0]}x{image.size[1]}.",
+                              param=upload.field, code="invalid_image_format")
     return image

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import AsyncIterator
 
 from app.core.errors import APIError
-from app.inference.base import Provider, RelayResponse, UpstreamError
+from app.inference.base import MediaAnswer, MediaRequest, Provider, RelayResponse, UpstreamError
 from app.inference.providers.offline.style import STYLE_KEY
 from app.services.inference_errors import api_error, started
 from app.services.models import ModelsService
@@ -122,6 +122,15 @@ class InferenceService:
             return None
         try:
             return await provider.relay("POST", path, body=raw_body, headers={"content-type": "application/json"}, stream=stream)
+        except UpstreamError as error:
+            raise api_error(error) from None
+
+    async def media(self, tenant_id: str, method: str, model: str, request: MediaRequest) -> MediaAnswer:
+        """An images or audio request (`method`: images, speech or transcription), checked already, to the
+        provider `model` routes to. `model` is the one the checks settled on (a client may leave it out)."""
+        provider = self.provider_for(tenant_id, model)
+        try:
+            return await getattr(provider, method)(request)
         except UpstreamError as error:
             raise api_error(error) from None
 

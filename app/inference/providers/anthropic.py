@@ -12,6 +12,7 @@ from typing import Any, AsyncIterator
 import msgspec
 
 from app.inference import http
+from app.inference.base import MediaAnswer, MediaRequest
 from app.inference.providers.openai_compat import HTTPProvider
 from app.inference.translate import anthropic as translate
 
@@ -89,6 +90,15 @@ class AnthropicProvider(HTTPProvider):
 
     async def moderations(self, params: dict) -> dict:
         raise self.not_supported("Moderations")
+
+    async def images(self, request: MediaRequest) -> MediaAnswer:
+        raise self.not_supported(f"/v1/{request.path}")
+
+    async def speech(self, request: MediaRequest) -> MediaAnswer:
+        raise self.not_supported(f"/v1/{request.path}")
+
+    async def transcription(self, request: MediaRequest) -> MediaAnswer:
+        raise self.not_supported(f"/v1/{request.path}")
 
 
 def _status_of(event: dict) -> int:

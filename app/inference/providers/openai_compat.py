@@ -13,7 +13,8 @@ from typing import Any, AsyncIterator
 import msgspec
 
 from app.inference import http
-from app.inference.base import ProviderInfo, RelayResponse, UpstreamError
+from app.inference.base import MediaAnswer, MediaRequest, ProviderInfo, RelayResponse, UpstreamError
+from app.inference.multipart import form_body
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
@@ -189,6 +190,27 @@ class OpenAICompatProvider(HTTPProvider):
 
     async def moderations(self, params: dict) -> dict:
         return await self.post_json("/moderations", params)
+
+    # Images and audio go as OpenAI's API takes them (JSON for generations and speech, multipart for the
+    # requests that carry files); the answer (JSON, audio bytes, text, or a stream) is relayed as it is.
+
+    async def images(self, request: MediaRequest) -> MediaAnswer:
+        return await self._media(request)
+
+    async def speech(self, request: MediaRequest) -> MediaAnswer:
+        return await self._media(request)
+
+    async def transcription(self, request: MediaRequest) -> MediaAnswer:
+        return await self._media(request)
+
+    async def _media(self, request: MediaRequest) -> MediaAnswer:
+        if request.files:
+            body, content_type = form_body(request.params, request.files)
+        else:
+            body, content_type = _encode(request.params), "application/json"
+        accept = "text/event-stream" if request.stream else "*/*"
+        relayed = await self.relay("POST", "/" + request.path, body=body, headers={"content-type": content_type, "accept": accept}, stream=request.stream)
+        return MediaAnswer("relayed", relayed)
 
 
 def _unstreamed(params: dict) -> dict:

@@ -12,8 +12,8 @@ import time
 from typing import AsyncIterator, Iterator
 
 from app.core.ids import new_id
-from app.inference.base import ProviderInfo
-from app.inference.providers.offline import chat, embeddings, legacy, moderation
+from app.inference.base import MediaAnswer, MediaRequest, ProviderInfo
+from app.inference.providers.offline import chat, embeddings, legacy, media, moderation, transcripts
 from app.inference.providers.offline.offload import offloaded
 
 CHUNK_DELAY_ENV = "UNDERSTUDY_OFFLINE_CHUNK_DELAY_MS"
@@ -98,6 +98,15 @@ class OfflineProvider:
         if _input_size(params.get("input")) > 4096:
             return await offloaded(moderation.create, params, new_id("modr-"))  # long texts: off the event loop
         return moderation.create(params, new_id("modr-"))
+
+    async def images(self, request: MediaRequest) -> MediaAnswer:
+        return await media.images(request)
+
+    async def speech(self, request: MediaRequest) -> MediaAnswer:
+        return await media.speech(request)
+
+    async def transcription(self, request: MediaRequest) -> MediaAnswer:
+        return await transcripts.answer(request.plan)
 
     async def close(self) -> None:
         return None
