@@ -26,7 +26,6 @@ from app.services.batches.service import BatchesService
 from app.services.chat import ChatService
 from app.services.conversations import ConversationsService
 from app.services.files import FilesService
-from app.services.images import ImagesService
 from app.services.fine_tuning.service import FineTuningService
 from app.services.gemini import GeminiService
 from app.services.images import ImagesService
@@ -144,8 +143,9 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     run_store = RunStore(db)
     conversations = ConversationsService(db)
     code_runner = CodeRunner(settings.sandbox_concurrency)
-    # The built-in tools of the agent loop (runs and responses); the image tool draws offline.
-    tools = BuiltinTools(vector_search, files, code_runner, ImagesService(None, None))
+    # The built-in tools of the agent loop (runs and responses).
+    images = ImagesService(blobs, models, inference)
+    tools = BuiltinTools(vector_search, files, code_runner, images)
     relay_scope = RelayScope(db)  # ids a relayed body may name: the upstream sees one key for every tenant
     platform = Platform(
         settings=settings,
@@ -185,7 +185,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         code_runner=code_runner,
         api_keys=ApiKeysService(db, bus),
         traces=TracesService(db),
-        images=ImagesService(blobs, models, inference),
+        images=images,
         audio=AudioService(models, inference),
     )
     usage.start()

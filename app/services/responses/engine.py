@@ -48,7 +48,7 @@ class Engine:
     def __init__(self, inference, tools: BuiltinTools) -> None:
         self.inference = inference
         self.tools = tools
-        self.images = tools.images  # base64 answers only (no links to store); tool settings are checked by prompt.py
+        self.images = tools.images  # the image tool draws with it (base64 results; its settings are checked by prompt.py)
 
     async def run(self, tenant_id: str, response: dict, params: dict, messages: list[dict], *, events: Events | None = None, check=None,
                   results: dict | None = None):
