@@ -42,6 +42,7 @@ from app.services.vector_stores.batches import FileBatchesService
 from app.services.vector_stores.files import VectorStoreFilesService
 from app.services.traces import TracesService
 from app.services.vector_stores.ingest import Ingestor
+from app.services.vector_stores.links import StoreFileLinks, StoreRows
 from app.services.vector_stores.search import SearchService
 from app.services.vector_stores.stores import VectorStoresService
 from app.settings import Settings
@@ -113,7 +114,11 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     db = Database(settings.resolved_database_url)
     await db.migrate()
     blobs = open_blob_store(settings)
-    files = FilesService(db, blobs, max_file_bytes=settings.max_file_bytes)
+    vector_index = VectorIndex(db, blobs)
+    store_rows = StoreRows(db)
+    store_links = StoreFileLinks(db, vector_index, store_rows)
+    # A deleted File leaves every vector store it was in (the links sit below both services).
+    files = FilesService(db, blobs, max_file_bytes=settings.max_file_bytes, on_delete=store_links.forget_file)
     models = ModelsService(tuple(settings.extra_models), strict=settings.strict_models)
     router = build_router(settings, OfflineProvider(chunk_delay_ms=settings.offline_chunk_delay_ms))
     usage = UsageRecorder(db)
@@ -131,15 +136,12 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     else:
         queue = InProcessRunner(db, JOBS, ctx, concurrency=settings.job_concurrency)
         bus = InMemoryEventBus()
-    vector_index = VectorIndex(db, blobs)
-    vector_stores = VectorStoresService(db, vector_index, embedding_model=settings.embedding_model)
-    vector_store_files = VectorStoreFilesService(db, vector_index, files, vector_stores, queue)
-    vector_stores.files = vector_store_files
-    files.on_delete.append(vector_store_files.forget_file)
+    vector_store_files = VectorStoreFilesService(db, files, store_rows, store_links, queue)
+    vector_stores = VectorStoresService(db, vector_index, store_rows, vector_store_files, embedding_model=settings.embedding_model)
     thread_messages = ThreadMessagesService(db, files, vector_stores)
     assistants = AssistantsService(db, models, vector_stores, files, inference)  # inference: models are checked as a run resolves them
     threads = ThreadsService(db, thread_messages, vector_stores, files)
-    vector_search = SearchService(db, vector_stores, vector_index, inference)
+    vector_search = SearchService(db, store_rows, vector_index, inference)
     run_store = RunStore(db)
     conversations = ConversationsService(db)
     code_runner = CodeRunner(settings.sandbox_concurrency)
@@ -167,9 +169,9 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         vector_index=vector_index,
         vector_stores=vector_stores,
         vector_store_files=vector_store_files,
-        file_batches=FileBatchesService(db, vector_stores, vector_store_files),
+        file_batches=FileBatchesService(db, store_rows, vector_store_files),
         vector_search=vector_search,
-        ingestor=Ingestor(db, files, vector_store_files, vector_stores, vector_index, inference),
+        ingestor=Ingestor(db, files, vector_store_files, store_rows, vector_index, inference),
         assistants=assistants,
         threads=threads,
         thread_messages=thread_messages,

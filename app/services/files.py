@@ -110,13 +110,13 @@ _GET_ROW = Prepared(select(files).where(*_BY_ID))
 
 
 class FilesService:
-    def __init__(self, db: Database, blobs: BlobStore, *, max_file_bytes: int) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, *, max_file_bytes: int, on_delete=None) -> None:
         self._db = db
         self._blobs = blobs
         self.max_file_bytes = max_file_bytes
-        # Called with (tenant_id, file_id) after a file is deleted: what was built from it goes too
-        # (its chunks in vector stores). Callbacks, because those services sit above this one.
-        self.on_delete: list = []
+        # Called with (tenant_id, file_id) after a file is deleted: what was built from it goes too (its
+        # chunks in vector stores: app/services/vector_stores/links.py, which sits below the stores).
+        self._on_delete = on_delete
 
     async def stage(self, tenant_id: str, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None) -> StagedFile:
         """Streams `chunks` into the blob store; over the size limit, nothing is kept and it is a 413."""
@@ -207,8 +207,8 @@ class FilesService:
         if row is None:
             raise not_found("File", file_id, param="file_id")
         await self._blobs.delete(row.blob_key)
-        for callback in self.on_delete:
-            await callback(tenant_id, file_id)
+        if self._on_delete is not None:
+            await self._on_delete(tenant_id, file_id)
         return {"id": file_id, "object": "file", "deleted": True}
 
     async def content(self, tenant_id: str, file_id: str) -> tuple[object, AsyncIterator[bytes]]:

@@ -12,11 +12,10 @@ from app.core.errors import invalid_request, not_found
 from app.core.pagination import Page, fetch_page, list_body
 from app.services.files import FilesService, Row
 from app.services.vector_stores.chunking import validate_chunking_strategy
+from app.services.vector_stores.links import StoreFileLinks, StoreRows
 from storage.db import Database
-from storage.keywords import delete_chunks
 from storage.models import Chunk, VectorStoreFile
 from storage.prepared import Prepared
-from storage.vectors import VectorIndex
 from app.core.queue import JobQueue
 
 store_files = VectorStoreFile.__table__
@@ -54,11 +53,11 @@ def file_object(row) -> dict:
 
 
 class VectorStoreFilesService:
-    def __init__(self, db: Database, index: VectorIndex, files: FilesService, stores, queue: JobQueue) -> None:
+    def __init__(self, db: Database, files: FilesService, stores: StoreRows, links: StoreFileLinks, queue: JobQueue) -> None:
         self._db = db
-        self._index = index
         self._files = files
         self._stores = stores
+        self._links = links
         self._queue = queue
 
     async def check_attachable(self, tenant_id: str, file_ids: list[str], strategy: dict | None) -> dict:
@@ -121,27 +120,12 @@ class VectorStoreFilesService:
         return file_object(await self.row(tenant_id, store_id, file_id))
 
     async def delete(self, tenant_id: str, store_id: str, file_id: str) -> dict:
-        row = await self.row(tenant_id, store_id, file_id)
-        await self.remove_chunks(store_id, file_id)
-        async with self._db.begin() as conn:
-            await conn.execute(delete(store_files).where(store_files.c.vector_store_id == store_id, store_files.c.id == file_id))
-        if row.usage_bytes:
-            await self._stores.add_usage(store_id, -row.usage_bytes)
+        await self.row(tenant_id, store_id, file_id)
+        await self._links.unlink(tenant_id, store_id, file_id)
         return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
 
-    async def forget_file(self, tenant_id: str, file_id: str) -> None:
-        """The File was deleted: detach it from every vector store of its tenant."""
-        rows = await self._db.fetch_all(select(store_files.c.vector_store_id).where(store_files.c.tenant_id == tenant_id, store_files.c.id == file_id))
-        for row in rows:
-            await self.delete(tenant_id, row.vector_store_id, file_id)
-
     async def remove_chunks(self, store_id: str, file_id: str) -> int:
-        """Every trace of a file in a store: chunk rows, keyword entries, vectors."""
-        async with self._db.begin() as conn:
-            seqs = await delete_chunks(conn, store_id, file_id)
-        if seqs:  # after the commit: a crash in between leaves vectors the next attempt removes
-            await self._index.remove(store_id, seqs)
-        return len(seqs)
+        return await self._links.remove_chunks(store_id, file_id)
 
     async def content(self, tenant_id: str, store_id: str, file_id: str) -> dict:
         await self.row(tenant_id, store_id, file_id)

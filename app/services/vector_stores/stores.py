@@ -18,18 +18,18 @@ from storage.keywords import delete_chunks
 from storage.models import VectorStore, VectorStoreFile, VectorStoreFileBatch
 from storage.prepared import Prepared
 from storage.vectors import VectorIndex
+from app.services.vector_stores.files import VectorStoreFilesService
+from app.services.vector_stores.links import DAY, StoreRows
 
 stores = VectorStore.__table__
 store_files = VectorStoreFile.__table__
 batches = VectorStoreFileBatch.__table__
-_GET = Prepared(select(stores).where(stores.c.id == bindparam("id"), stores.c.tenant_id == bindparam("tenant_id")))
 # Not Prepared: an expanding IN list is rendered per call by SQLAlchemy.
 _COUNTS = (
     select(store_files.c.vector_store_id, store_files.c.status, func.count())
     .where(store_files.c.vector_store_id.in_(bindparam("ids", expanding=True)))
     .group_by(store_files.c.vector_store_id, store_files.c.status)
 )
-DAY = 86_400
 
 
 def check_expires_after(expires_after: dict | None) -> dict | None:
@@ -68,11 +68,12 @@ def store_object(row, counts: dict, now: int) -> dict:
 
 
 class VectorStoresService:
-    def __init__(self, db: Database, index: VectorIndex, *, embedding_model: str) -> None:
+    def __init__(self, db: Database, index: VectorIndex, rows: StoreRows, files: VectorStoreFilesService, *, embedding_model: str) -> None:
         self._db = db
         self._index = index
+        self._rows = rows
+        self.files = files  # attaches the files a store is created with
         self.embedding_model = embedding_model
-        self.files = None  # VectorStoreFilesService, set by the platform (they reference each other)
 
     async def _counts(self, store_ids: list[str]) -> dict[str, dict]:
         counts = {store_id: empty_counts() for store_id in store_ids}
@@ -83,17 +84,7 @@ class VectorStoresService:
         return counts
 
     async def row(self, tenant_id: str, store_id: str):
-        row = await self._db.fetch_one(_GET, {"id": store_id, "tenant_id": tenant_id})
-        if row is None:
-            raise not_found("VectorStore", store_id, param="vector_store_id")
-        return row
-
-    async def usable_row(self, tenant_id: str, store_id: str):
-        """The store, refusing an expired one as OpenAI does for attachments and searches."""
-        row = await self.row(tenant_id, store_id)
-        if row.expires_at is not None and row.expires_at <= int(time.time()):
-            raise invalid_request(f"Vector store {store_id} has expired.", param="vector_store_id", code="vector_store_expired")
-        return row
+        return await self._rows.row(tenant_id, store_id)
 
     async def get(self, tenant_id: str, store_id: str) -> dict:
         row = await self.row(tenant_id, store_id)
@@ -144,19 +135,6 @@ class VectorStoresService:
             async with self._db.begin() as conn:
                 await conn.execute(update(stores).where(stores.c.id == store_id).values(**values))
         return await self.get(tenant_id, store_id)
-
-    async def touch(self, store_id: str, row) -> None:
-        """A search or attachment keeps an expiring store alive (`last_active_at` anchor)."""
-        now = int(time.time())
-        values = {"last_active_at": now}
-        if row.expires_after:
-            values["expires_at"] = now + row.expires_after["days"] * DAY
-        async with self._db.begin() as conn:
-            await conn.execute(update(stores).where(stores.c.id == store_id).values(**values))
-
-    async def add_usage(self, store_id: str, delta: int) -> None:
-        async with self._db.begin() as conn:
-            await conn.execute(update(stores).where(stores.c.id == store_id).values(usage_bytes=stores.c.usage_bytes + delta))
 
     async def delete(self, tenant_id: str, store_id: str) -> dict:
         await self.row(tenant_id, store_id)
