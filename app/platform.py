@@ -19,7 +19,11 @@ from app.services.assistants.run_store import RunStore
 from app.services.assistants.runs import RunsService
 from app.services.assistants.thread_messages import ThreadMessagesService
 from app.services.assistants.threads import ThreadsService
+from app.services.batches.execute import BatchJob
+from app.services.batches.lines import LineServices
+from app.services.batches.message_batches import MessageBatchesService
 from app.services.batches.service import BatchesService
+from app.services.batches.store import BatchStore
 from app.services.chat import ChatService
 from app.services.conversations import ConversationsService
 from app.services.files import FilesService
@@ -80,6 +84,8 @@ class Platform:
     conversations: ConversationsService
     responses: ResponsesService
     batches: BatchesService
+    message_batches: MessageBatchesService
+    batch_job: BatchJob
     fine_tuning: FineTuningService
     usage: UsageRecorder
     rate_limits: RateLimiter
@@ -137,6 +143,10 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     run_store = RunStore(db)
     conversations = ConversationsService(db)
     relay_scope = RelayScope(db)  # ids a relayed body may name: the upstream sees one key for every tenant
+    chat = ChatService(db, inference, relay_scope)
+    messages = MessagesService(inference, relay_scope)
+    responses = ResponsesService(db, bus, queue, inference, conversations, vector_search, files, settings, relay_scope)
+    batch_store = BatchStore(db)
     platform = Platform(
         settings=settings,
         db=db,
@@ -151,8 +161,8 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         models=models,
         router=router,
         inference=inference,
-        chat=ChatService(db, inference, relay_scope),
-        messages=MessagesService(inference, relay_scope),
+        chat=chat,
+        messages=messages,
         gemini=GeminiService(inference, relay_scope),
         vector_index=vector_index,
         vector_stores=vector_stores,
@@ -167,9 +177,11 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         # Built-in tools reach the platform's services through `lambda: platform` (it is being built here).
         run_executor=RunExecutor(run_store, bus, inference, files, vector_search, lambda: platform),
         conversations=conversations,
-        responses=ResponsesService(db, bus, queue, inference, conversations, vector_search, files, settings, relay_scope),
-        # Batch lines run through the live endpoints' services: they reach them through the platform.
-        batches=BatchesService(db, blobs, files, queue, lambda: platform, settings),
+        responses=responses,
+        batches=BatchesService(batch_store, files, queue, window_seconds=settings.batch_window_seconds),
+        message_batches=MessageBatchesService(batch_store, blobs, queue, window_seconds=settings.batch_window_seconds),
+        # Batch lines run through the live endpoints' own services.
+        batch_job=BatchJob(batch_store, blobs, files, LineServices(chat, responses, messages, inference), concurrency=settings.batch_concurrency),
         fine_tuning=FineTuningService(db, files, queue, models, settings),
         usage=usage,
         rate_limits=rate_limits,
