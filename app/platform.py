@@ -22,7 +22,11 @@ from app.services.assistants.runs import RunsService
 from app.services.assistants.thread_messages import ThreadMessagesService
 from app.services.assistants.threads import ThreadsService
 from app.services.audio import AudioService
+from app.services.batches.execute import BatchJob
+from app.services.batches.lines import LineServices
+from app.services.batches.message_batches import MessageBatchesService
 from app.services.batches.service import BatchesService
+from app.services.batches.store import BatchStore
 from app.services.chat import ChatService
 from app.services.conversations import ConversationsService
 from app.services.files import FilesService
@@ -85,6 +89,8 @@ class Platform:
     conversations: ConversationsService
     responses: ResponsesService
     batches: BatchesService
+    message_batches: MessageBatchesService
+    batch_job: BatchJob
     fine_tuning: FineTuningService
     usage: UsageRecorder
     rate_limits: RateLimiter
@@ -149,6 +155,10 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     images = ImagesService(blobs, models, inference)
     tools = BuiltinTools(vector_search, files, code_runner, images)
     relay_scope = RelayScope(db)  # ids a relayed body may name: the upstream sees one key for every tenant
+    chat = ChatService(db, inference, relay_scope)
+    messages = MessagesService(inference, relay_scope)
+    responses = ResponsesService(db, bus, queue, inference, conversations, tools, files, relay_scope)
+    batch_store = BatchStore(db)
     platform = Platform(
         settings=settings,
         db=db,
@@ -163,8 +173,8 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         models=models,
         router=router,
         inference=inference,
-        chat=ChatService(db, inference, relay_scope),
-        messages=MessagesService(inference, relay_scope),
+        chat=chat,
+        messages=messages,
         gemini=GeminiService(inference, relay_scope),
         vector_index=vector_index,
         vector_stores=vector_stores,
@@ -178,9 +188,11 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         runs=RunsService(run_store, bus, queue, assistants, threads, thread_messages, inference, settings),
         run_executor=RunExecutor(run_store, bus, inference, tools, threads, assistants, expiry_seconds=settings.run_expiry_seconds),
         conversations=conversations,
-        responses=ResponsesService(db, bus, queue, inference, conversations, tools, files, relay_scope),
-        # Batch lines run through the live endpoints' services: they reach them through the platform.
-        batches=BatchesService(db, blobs, files, queue, lambda: platform, settings),
+        responses=responses,
+        batches=BatchesService(batch_store, files, queue, window_seconds=settings.batch_window_seconds),
+        message_batches=MessageBatchesService(batch_store, blobs, queue, window_seconds=settings.batch_window_seconds),
+        # Batch lines run through the live endpoints' own services.
+        batch_job=BatchJob(batch_store, blobs, files, LineServices(chat, responses, messages, inference), concurrency=settings.batch_concurrency),
         fine_tuning=FineTuningService(db, files, queue, models, settings),
         usage=usage,
         rate_limits=rate_limits,

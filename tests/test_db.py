@@ -308,3 +308,30 @@ async def test_traces_insert_once_and_keep_the_newest_per_tenant(db):
     assert [s["id"] for s in (await traces.spans("tenant-a", "trace_3", page_params(100, "asc", None)))["data"]] == ["span_3", "span_3b"]
     assert (await traces.spans("tenant-a", "trace_2", page_params(100, "asc", None)))["data"] == []
     assert [t["id"] for t in (await traces.list("tenant-b", page_params(100, "desc", None)))["data"]] == ["trace_0"]
+
+
+async def test_a_status_compare_and_set_changes_a_row_only_from_an_expected_status(db):
+    """storage/status.py, the guarded update every two-writer object uses (batches, runs, responses,
+    fine-tuning jobs): one to four expected statuses, the SET columns written together."""
+    from sqlalchemy import bindparam
+    from storage.models import Batch
+    from storage.prepared import Prepared
+    from storage.status import guarded_params, guarded_update
+
+    await db.migrate()
+    batches = Batch.__table__
+    add = Prepared(insert(batches).values({c: bindparam(c) for c in ("id", "tenant_id", "created_at", "status", "data")}))
+    await db.write([(add, {"id": "batch_a", "tenant_id": "t", "created_at": 0, "status": "validating", "data": {"n": 0}})])
+    save = guarded_update(batches, ("data",))
+
+    async def move(status: str, expect, n: int) -> bool:
+        return await db.write([(save, guarded_params("batch_a", {"status": status, "data": {"n": n}}, expect))], guard=True)
+
+    assert await move("in_progress", "validating", 1)
+    assert not await move("cancelling", "validating", 2)  # someone else moved it: nothing written
+    assert not await move("cancelling", ("validating", "finalizing", "failed", "expired"), 3)
+    assert await move("cancelling", ("validating", "finalizing", "in_progress"), 4)
+    with pytest.raises(ValueError):
+        guarded_params("batch_a", {"status": "x"}, ("a", "b", "c", "d", "e"))
+    row = await db.fetch_one(select(batches.c.status, batches.c.data).where(batches.c.id == "batch_a"))
+    assert (row.status, row.data) == ("cancelling", {"n": 4})

@@ -39,10 +39,10 @@ async def execute_batch(ctx, batch_id: str) -> None:
     """Runs a batch's remaining lines and writes its output and error files. After the last attempt
     fails the batch is marked failed rather than left in progress."""
     try:
-        await ctx["platform"].batches.execute(batch_id)
+        await ctx["platform"].batch_job.execute(batch_id)
     except Exception as error:
         if ctx.get("job_try", 1) >= ctx.get("max_tries", 1):
-            await ctx["platform"].batches.fail(batch_id, f"The batch could not be completed: {error}")
+            await ctx["platform"].batch_job.fail(batch_id, f"The batch could not be completed: {error}")
         raise
 
 

@@ -58,34 +58,34 @@ class MessageBatchesController(Controller):
     @post("/", status_code=200)
     async def create(self, request: Request) -> dict:
         platform, tenant = caller(request)
-        return await platform.batches.create_messages(tenant, decode_json_object(await request.body()), _base_url(request))
+        return await platform.message_batches.create(tenant, decode_json_object(await request.body()), _base_url(request))
 
     @get("/")
     async def list_batches(self, request: Request, limit: int | None = None, after_id: str | None = None,
                            before_id: str | None = None) -> dict:
         platform, tenant = caller(request)
         page = page_params(limit, "desc", after_id, before_id, max_limit=1000)
-        return await platform.batches.list_messages(tenant, page, _base_url(request))
+        return await platform.message_batches.list(tenant, page, _base_url(request))
 
     @get("/{batch_id:str}")
     async def retrieve(self, request: Request, batch_id: str) -> dict:
         platform, tenant = caller(request)
-        return await platform.batches.get_messages(tenant, batch_id, _base_url(request))
+        return await platform.message_batches.get(tenant, batch_id, _base_url(request))
 
     @post("/{batch_id:str}/cancel", status_code=200)
     async def cancel(self, request: Request, batch_id: str) -> dict:
         platform, tenant = caller(request)
-        return await platform.batches.cancel_messages(tenant, batch_id, _base_url(request))
+        return await platform.message_batches.cancel(tenant, batch_id, _base_url(request))
 
     @delete("/{batch_id:str}", status_code=200)
     async def delete_batch(self, request: Request, batch_id: str) -> dict:
         platform, tenant = caller(request)
-        return await platform.batches.delete_messages(tenant, batch_id)
+        return await platform.message_batches.delete(tenant, batch_id)
 
     @get("/{batch_id:str}/results")
     async def results(self, request: Request, batch_id: str) -> Response:
         platform, tenant = caller(request)
-        return Response(await platform.batches.messages_results(tenant, batch_id), media_type="application/x-jsonl")
+        return Response(await platform.message_batches.results(tenant, batch_id), media_type="application/x-jsonl")
 
 
 ANTHROPIC_BATCHES_HANDLERS: list = [MessageBatchesController]

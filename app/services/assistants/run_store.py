@@ -7,11 +7,12 @@ land on a run the API has just moved to `cancelling`; the writer re-reads and re
 """
 from __future__ import annotations
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from storage.db import Database
 from storage.models import Run, RunStep, ThreadMessage
 from storage.prepared import Prepared
+from storage.status import guarded_params, guarded_update
 
 runs = Run.__table__
 steps = RunStep.__table__
@@ -23,7 +24,7 @@ _INSERT_STEP = Prepared(insert(steps).values({c: bindparam(c) for c in ("id", "r
 _INSERT_MESSAGE = Prepared(insert(messages).values({c: bindparam(c) for c in ("id", "thread_id", "tenant_id", "run_id", "created_at", "data")}))
 _RUN_SET = update(runs).where(runs.c.id == bindparam("b_id")).values(status=bindparam("b_status"), expires_at=bindparam("b_expires_at"), data=bindparam("b_data"))
 _SAVE_RUN = Prepared(_RUN_SET)
-_SAVE_RUN_IF = Prepared(_RUN_SET.where(or_(runs.c.status == bindparam("b_expect1"), runs.c.status == bindparam("b_expect2"))))
+_SAVE_RUN_IF = guarded_update(runs, ("expires_at", "data"))
 _SAVE_STEP = Prepared(update(steps).where(steps.c.id == bindparam("b_id")).values(status=bindparam("b_status"), data=bindparam("b_data")))
 _SAVE_MESSAGE = Prepared(update(messages).where(messages.c.id == bindparam("b_id")).values(data=bindparam("b_data")))
 _GET_RUN = Prepared(select(runs.c.data, runs.c.tenant_id).where(runs.c.id == bindparam("id")))
@@ -42,14 +43,13 @@ class Batch:
         self.guarded = False
 
     def save_run(self, run: dict, *, expect: str | tuple[str, ...] | None = None) -> "Batch":
-        params = {"b_id": run["id"], "b_status": run["status"], "b_expires_at": run["expires_at"], "b_data": run}
         if expect is None:
-            self.ops.append((_SAVE_RUN, params))
+            self.ops.append((_SAVE_RUN, {"b_id": run["id"], "b_status": run["status"], "b_expires_at": run["expires_at"], "b_data": run}))
             return self
         if self.ops:
             raise ValueError("a guarded run write must come first in its batch")
-        expected = (expect,) if isinstance(expect, str) else expect
-        self.ops.append((_SAVE_RUN_IF, {**params, "b_expect1": expected[0], "b_expect2": expected[-1]}))
+        values = {"status": run["status"], "expires_at": run["expires_at"], "data": run}
+        self.ops.append((_SAVE_RUN_IF, guarded_params(run["id"], values, expect)))
         self.guarded = True
         return self
 
@@ -109,7 +109,7 @@ class RunStore:
         await self.batch().insert_run(run, tenant_id).commit()
 
     async def save_run(self, run: dict, *, expect: str | tuple[str, ...] | None = None) -> bool:
-        """Writes the run; with `expect`, only if its stored status is (one of, at most two) that. False if it was not."""
+        """Writes the run; with `expect`, only if its stored status is (one of, at most four) that. False if it was not."""
         return await self.batch().save_run(run, expect=expect).commit()
 
     async def steps(self, run_id: str) -> list[dict]:

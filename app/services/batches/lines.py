@@ -2,6 +2,9 @@
 one run through the same service path as the live endpoint it names."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import msgspec
 from openai.types import completion_create_params, embedding_create_params, moderation_create_params
 from openai.types.chat import completion_create_params as chat_params
@@ -11,6 +14,23 @@ from app.core.errors import APIError, invalid_request
 from app.core.validation import validate_params
 from app.inference.translate.anthropic import error_message
 from app.services.messages import check_message_params
+
+if TYPE_CHECKING:
+    from app.services.chat import ChatService
+    from app.services.inference import InferenceService
+    from app.services.messages import MessagesService
+    from app.services.responses.service import ResponsesService
+
+@dataclass(frozen=True)
+class LineServices:
+    """The live endpoints' services a batch line runs through (and the inference service, which also
+    tells the batch's validation whether its model exists)."""
+
+    chat: ChatService
+    responses: ResponsesService
+    messages: MessagesService
+    inference: InferenceService
+
 
 ENDPOINTS = ("/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations")
 MAX_LINES = 50_000
@@ -104,26 +124,26 @@ def _body_problem(body: dict, endpoint: str) -> dict | None:
     return None
 
 
-async def call_line(platform, tenant: str, endpoint: str, body: dict) -> dict:
+async def call_line(services: LineServices, tenant: str, endpoint: str, body: dict) -> dict:
     if endpoint == "/v1/chat/completions":
         if body.get("stream"):
             raise invalid_request("Streaming is not supported in a batch.", param="stream", code="invalid_value")
         validate_params(chat_params.CompletionCreateParamsNonStreaming, body)
         check_bounds("chat", body)
-        return await platform.chat.create(tenant, body)
+        return await services.chat.create(tenant, body)
     if endpoint == "/v1/embeddings":
         validate_params(embedding_create_params.EmbeddingCreateParams, body)
         check_bounds("embeddings", body)
-        return await platform.inference.call(tenant, "embeddings", body)
+        return await services.inference.call(tenant, "embeddings", body)
     if endpoint == "/v1/completions":
         if body.get("stream"):
             raise invalid_request("Streaming is not supported in a batch.", param="stream", code="invalid_value")
         validate_params(completion_create_params.CompletionCreateParamsNonStreaming, body)
         check_bounds("completions", body)
-        return await platform.inference.call(tenant, "completions", body)
+        return await services.inference.call(tenant, "completions", body)
     if endpoint == "/v1/moderations":
         validate_params(moderation_create_params.ModerationCreateParams, body)
-        return await platform.inference.moderations(tenant, body)
+        return await services.inference.moderations(tenant, body)
     if endpoint == "/v1/responses":
         if body.get("stream") or body.get("background"):
             raise invalid_request("Streaming and background responses are not supported in a batch.", param="stream", code="invalid_value")
@@ -131,9 +151,9 @@ async def call_line(platform, tenant: str, endpoint: str, body: dict) -> dict:
             raise invalid_request("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
         check_bounds("responses", body)
         params = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
-        return await platform.responses.create(tenant, params, False)
+        return await services.responses.create(tenant, params, False)
     if endpoint == "/v1/messages":
-        return await _message(platform, tenant, body)
+        return await _message(services, tenant, body)
     raise invalid_request(f"Unsupported endpoint '{endpoint}'.", param="url")
 
 
@@ -141,14 +161,14 @@ async def call_line(platform, tenant: str, endpoint: str, body: dict) -> dict:
 _ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01", "content-type": "application/json"}
 
 
-async def _message(platform, tenant: str, body: dict) -> dict:
+async def _message(services: LineServices, tenant: str, body: dict) -> dict:
     """An Anthropic Message Batch request: relayed as it is to an Anthropic upstream, translated for any other."""
     check_message_params(body)
     if body.get("stream"):
         raise invalid_request("stream: Streaming is not supported in a Message Batch.", param="stream")
-    relayed = await platform.messages.relay(tenant, body, msgspec.json.encode(body), path="/v1/messages", headers=_ANTHROPIC_HEADERS)
+    relayed = await services.messages.relay(tenant, body, msgspec.json.encode(body), path="/v1/messages", headers=_ANTHROPIC_HEADERS)
     if relayed is None:
-        return await platform.messages.create(tenant, body)
+        return await services.messages.create(tenant, body)
     raw = b"".join([chunk async for chunk in relayed.body])
     if relayed.status_code >= 400:
         raise APIError(error_message(raw), status_code=relayed.status_code, type="server_error" if relayed.status_code >= 500 else "invalid_request_error")

@@ -12,7 +12,7 @@ import hashlib
 import io
 import time
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from app.core.errors import APIError, invalid_request, not_found
@@ -23,10 +23,17 @@ from app.services.fine_tuning import training
 from app.services.fine_tuning.tuned_models import FineTunedModels, tuned
 from app.services.inference import base_model
 from storage.models import FineTuningCheckpoint, FineTuningEvent, FineTuningJob
+from storage.prepared import Prepared
+from storage.status import guarded_params, guarded_update
 
 jobs = FineTuningJob.__table__
 events = FineTuningEvent.__table__
 checkpoints = FineTuningCheckpoint.__table__
+
+_SAVE_IF = guarded_update(jobs, ("data",))
+_INSERT_EVENT = Prepared(insert(events).values({c: bindparam(c) for c in ("id", "job_id", "tenant_id", "created_at", "data")}))
+_INSERT_CHECKPOINT = Prepared(insert(checkpoints).values({c: bindparam(c) for c in ("id", "job_id", "tenant_id", "created_at", "data")}))
+_INSERT_MODEL = Prepared(insert(tuned).values({c: bindparam(c) for c in ("id", "tenant_id", "created_at", "data")}))
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 ORG = "understudy"
@@ -35,10 +42,6 @@ ORG = "understudy"
 def _step_id(prefix: str, job_id: str, step: int) -> str:
     """A step's event and checkpoint ids are fixed by the job and step, so a step is written once."""
     return prefix + hashlib.sha256(f"{job_id}:{step}".encode()).hexdigest()[:24]
-
-
-class _Unchanged(Exception):
-    pass
 
 
 def organization_id(tenant_id: str) -> str:
@@ -59,32 +62,21 @@ class FineTuningService:
             raise not_found("FineTuningJob", job_id, param="fine_tuning_job_id")
         return row
 
-    async def _save(self, job: dict, expect: tuple[str, ...], extra=None) -> bool:
-        """Writes the job if its stored status is one of `expect` (with `extra` statements in the same
+    async def _save(self, job: dict, expect: tuple[str, ...], extra=()) -> bool:
+        """Writes the job if its stored status is one of `expect` (with the `extra` writes in the same
         transaction); False when it was not."""
-        try:
-            async with self._db.begin() as conn:
-                result = await conn.execute(
-                    update(jobs).where(jobs.c.id == job["id"], jobs.c.status.in_(expect)).values(status=job["status"], data=job)
-                )
-                if result.rowcount == 0:
-                    raise _Unchanged
-                for statement in extra or ():
-                    await conn.execute(statement)
-        except _Unchanged:
-            return False
-        return True
+        op = (_SAVE_IF, guarded_params(job["id"], {"status": job["status"], "data": job}, expect))
+        return await self._db.write([op, *extra], guard=True)
 
     async def _event(self, job: dict, tenant_id: str, message: str) -> None:
-        async with self._db.begin() as conn:
-            await conn.execute(self._event_insert(job, tenant_id, message))
+        await self._db.write([self._event_insert(job, tenant_id, message)])
 
-    def _event_insert(self, job: dict, tenant_id: str, message: str, type_: str = "message", data: dict | None = None):
+    def _event_insert(self, job: dict, tenant_id: str, message: str, type_: str = "message", data: dict | None = None) -> tuple:
         event = {
             "id": _step_id("ftevent-", job["id"], data["step"]) if type_ == "metrics" else new_id("ftevent-"), "object": "fine_tuning.job.event", "created_at": int(time.time()), "level": "info",
             "message": message, "data": data or {}, "type": type_,
         }
-        return insert(events).values(id=event["id"], job_id=job["id"], tenant_id=tenant_id, created_at=event["created_at"], data=event)
+        return (_INSERT_EVENT, {"id": event["id"], "job_id": job["id"], "tenant_id": tenant_id, "created_at": event["created_at"], "data": event})
 
     # ---- API ----
     async def create(self, tenant_id: str, params: dict) -> dict:
@@ -229,13 +221,11 @@ class FineTuningService:
                 continue
             step += 1
             m = training.metrics(seed_text, step, total, bool(job.get("validation_file")))
-            statements = [self._event_insert(job, tenant_id, f"Step {step}/{total}: training loss={m['train_loss']:.4f}", "metrics", {**m, "total_steps": total})]
+            writes = [self._event_insert(job, tenant_id, f"Step {step}/{total}: training loss={m['train_loss']:.4f}", "metrics", {**m, "total_steps": total})]
             if step % per_epoch == 0:  # a checkpoint per epoch, written with its step
-                statements.append(self._checkpoint_insert(job, tenant_id, step, m))
+                writes.append(self._checkpoint_insert(job, tenant_id, step, m))
             try:
-                async with self._db.begin() as conn:
-                    for statement in statements:
-                        await conn.execute(statement)
+                await self._db.write(writes)
             except IntegrityError:  # another attempt wrote this step (ids are per job and step): catch up
                 step = await self._steps_done(job_id)
 
@@ -250,7 +240,7 @@ class FineTuningService:
         name = f"ft:{base_model(job['model'])}:{ORG}:{job.get('suffix') or ''}:{job['id'][-8:]}"
         return name if step is None else f"{name}:ckpt-step-{step}"
 
-    def _checkpoint_insert(self, job: dict, tenant_id: str, step: int, m: dict):
+    def _checkpoint_insert(self, job: dict, tenant_id: str, step: int, m: dict) -> tuple:
         ckpt = {
             "id": _step_id("ftckpt_", job["id"], step), "object": "fine_tuning.job.checkpoint", "created_at": int(time.time()),
             "fine_tuned_model_checkpoint": self._model_name(job, step), "fine_tuning_job_id": job["id"], "step_number": step,
@@ -259,7 +249,7 @@ class FineTuningService:
         if "valid_loss" in m:
             ckpt["metrics"].update(valid_loss=m["valid_loss"], valid_mean_token_accuracy=m["valid_mean_token_accuracy"],
                                    full_valid_loss=m["valid_loss"], full_valid_mean_token_accuracy=m["valid_mean_token_accuracy"])
-        return insert(checkpoints).values(id=ckpt["id"], job_id=job["id"], tenant_id=tenant_id, created_at=ckpt["created_at"], data=ckpt)
+        return (_INSERT_CHECKPOINT, {"id": ckpt["id"], "job_id": job["id"], "tenant_id": tenant_id, "created_at": ckpt["created_at"], "data": ckpt})
 
     async def _finish(self, job_id: str, tenant_id: str, parsed, hyper: dict, total: int, seed_text: str) -> bool:
         """True once the job has ended (succeeded here, or cancelled meanwhile); False while it is paused."""
@@ -281,7 +271,7 @@ class FineTuningService:
         # The model row lands with the status change, or not at all (a cancel won the race).
         # ... with its closing events, so a reader who sees `succeeded` sees them too.
         closing = [
-            insert(tuned).values(id=name, tenant_id=tenant_id, created_at=now, data=model),
+            (_INSERT_MODEL, {"id": name, "tenant_id": tenant_id, "created_at": now, "data": model}),
             self._event_insert(job, tenant_id, f"New fine-tuned model created: {name}"),
             self._event_insert(job, tenant_id, "The job has successfully completed"),
         ]

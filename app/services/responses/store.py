@@ -16,6 +16,7 @@ from app.core.pagination import Page, fetch_page
 from storage.db import Database
 from storage.models import Response, ResponseItem
 from storage.prepared import Prepared
+from storage.status import guarded_params, guarded_update
 
 RELAYED = "relayed"  # the status of a row that only records which tenant created an upstream's response
 responses = Response.__table__
@@ -26,9 +27,8 @@ _INSERT = Prepared(insert(responses).values({c: bindparam(c) for c in (
 _INSERT_ITEM = Prepared(insert(items).values({c: bindparam(c) for c in ("id", "response_id", "tenant_id", "kind", "data")}))
 _SET = update(responses).where(responses.c.id == bindparam("b_id")).values(status=bindparam("b_status"), data=bindparam("b_data"))
 _SAVE = Prepared(_SET)
-_SAVE_IF = Prepared(_SET.where(responses.c.status == bindparam("b_expect")))
-_SAVE_WITH_REQUEST_IF = Prepared(update(responses).where(responses.c.id == bindparam("b_id"), responses.c.status == bindparam("b_expect"))
-                                 .values(status=bindparam("b_status"), data=bindparam("b_data"), request=bindparam("b_request")))
+_SAVE_IF = guarded_update(responses, ("data",))
+_SAVE_WITH_REQUEST_IF = guarded_update(responses, ("data", "request"))
 _DROP_OUTPUT = Prepared(delete(items).where(items.c.response_id == bindparam("response_id"), items.c.kind == "output"))
 _DROP_ITEMS = Prepared(delete(items).where(items.c.response_id == bindparam("response_id")))
 _DROP = Prepared(delete(responses).where(responses.c.id == bindparam("response_id")))
@@ -81,16 +81,16 @@ class ResponseStore:
         params = {"b_id": response["id"], "b_status": response["status"], "b_data": response}
         if expect is None:
             return await self.db.write([(_SAVE, params)])
+        values = {"status": response["status"], "data": response}
         if request is not None:
-            return await self.db.write([(_SAVE_WITH_REQUEST_IF, {**params, "b_expect": expect, "b_request": request})], guard=True)
-        return await self.db.write([(_SAVE_IF, {**params, "b_expect": expect})], guard=True)
+            return await self.db.write([(_SAVE_WITH_REQUEST_IF, guarded_params(response["id"], {**values, "request": request}, expect))], guard=True)
+        return await self.db.write([(_SAVE_IF, guarded_params(response["id"], values, expect))], guard=True)
 
     async def finish(self, response: dict, tenant_id: str, request: dict, output_items: list[dict], *, expect: str) -> bool:
         """The final status and output, replacing whatever an interrupted attempt wrote; False (nothing
         written) if the response is no longer in `expect` (cancelled meanwhile)."""
-        ops = [(_SAVE_WITH_REQUEST_IF, {"b_id": response["id"], "b_status": response["status"], "b_data": response,
-                                        "b_request": request, "b_expect": expect}),
-               (_DROP_OUTPUT, {"response_id": response["id"]})]
+        values = {"status": response["status"], "data": response, "request": request}
+        ops = [(_SAVE_WITH_REQUEST_IF, guarded_params(response["id"], values, expect)), (_DROP_OUTPUT, {"response_id": response["id"]})]
         ops += self._item_ops(response["id"], tenant_id, "output", output_items)
         return await self.db.write(ops, guard=True)
 
