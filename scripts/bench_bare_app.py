@@ -30,4 +30,18 @@ async def create(request: Request) -> dict:
     return FILE
 
 
-app = Litestar([retrieve, list_files, create], openapi_config=None, logging_config=None)
+COMPLETION = {
+    "id": "chatcmpl-0123456789abcdefghijklmn", "object": "chat.completion", "created": int(time.time()), "model": "gpt-4o-mini-2024-07-18",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "You asked about the harbour: boats, tides and gulls.",
+                                         "refusal": None, "annotations": []}, "logprobs": None, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 11, "total_tokens": 23}, "service_tier": "default",
+}
+
+
+@post("/v1/chat/completions", status_code=200)
+async def chat(request: Request) -> dict:
+    await request.json()
+    return COMPLETION
+
+
+app = Litestar([retrieve, list_files, create, chat], openapi_config=None, logging_config=None)

@@ -4,7 +4,7 @@
 
 Both servers run as one uvicorn process each (same loop, same HTTP parser); the load generator is
 `wrk` on loopback (apt-get install wrk). Prints each endpoint's rate as a ratio to the bare app's
-(target: retrieve and list >= 0.5), then streams a 1 GiB file through POST /v1/files and through
+(targets: retrieve and list >= 0.5, an offline chat completion >= 0.35), then streams a 1 GiB file through POST /v1/files and through
 the Uploads API and reports the server's peak memory growth (target: < 64 MiB).
 """
 from __future__ import annotations
@@ -74,6 +74,14 @@ def post_script(tmp: Path) -> str:
         f'wrk.headers["Content-Type"] = "multipart/form-data; boundary={BOUNDARY}"\n'
         f'wrk.body = "{body}"\n'
     )
+    return str(path)
+
+
+def chat_script(tmp: Path) -> str:
+    """A wrk Lua script that POSTs a small chat completion request (answered by the offline model)."""
+    body = '{\\"model\\": \\"gpt-4o-mini\\", \\"messages\\": [{\\"role\\": \\"user\\", \\"content\\": \\"Tell me about the harbour.\\"}]}'
+    path = tmp / "chat.lua"
+    path.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n' f'wrk.body = "{body}"\n')
     return str(path)
 
 
@@ -157,6 +165,8 @@ def main() -> None:
         compare("GET /v1/files?limit=20", f"{bare_url}/v1/files?limit=20", f"{server.url}/v1/files?limit=20", args.seconds, args.connections)
         lua = post_script(tmp)
         compare("POST /v1/files (1 KiB)", f"{bare_url}/v1/files", f"{server.url}/v1/files", args.seconds, args.connections, lua)
+        compare("POST /v1/chat/completions", f"{bare_url}/v1/chat/completions", f"{server.url}/v1/chat/completions", args.seconds, args.connections,
+                chat_script(tmp))
         if args.big_mib:
             big_uploads(server, tmp, args.big_mib << 20)
     finally:

@@ -41,6 +41,38 @@ def _input_size(value) -> int:
     return 0
 
 
+CHEAP_CHARS = 4096
+
+
+def _cheap_chat(params: dict) -> bool:
+    """A plan of microseconds: a short text conversation answered with text (no schemas to fill, one
+    choice, no log probabilities). Planned on the loop: a thread hand-off would cost more than the plan."""
+    if params.get("tools") or params.get("functions") or params.get("logprobs") or (params.get("n") or 1) != 1:
+        return False
+    fmt = params.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
+        return False
+    size = 0
+    for message in params.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            size += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                    return False
+                size += len(part["text"])
+        elif content is not None:
+            return False
+        if size > CHEAP_CHARS:
+            return False
+    return True
+
+
+async def _plan_chat(params: dict):
+    return chat.plan(params) if _cheap_chat(params) else await offloaded(chat.plan, params)
+
+
 class OfflineProvider:
     info = ProviderInfo(name="offline", kind="offline")
 
@@ -67,14 +99,14 @@ class OfflineProvider:
             await asyncio.sleep(max(sum(1 for _ in chunks) - 1, 0) * self.chunk_delay_ms / 1000)
 
     async def chat(self, params: dict) -> dict:
-        plan, meta = await offloaded(chat.plan, params), self._meta(params, "chatcmpl-")
+        plan, meta = await _plan_chat(params), self._meta(params, "chatcmpl-")
         await self._as_slow_as_a_stream(chat.chunks(plan, meta, False))
         return chat.completion(plan, meta)
 
     async def chat_stream(self, params: dict) -> AsyncIterator[dict]:
-        # Planned off the event loop: schema-valid values and token counts can be a second of work
-        # (bounded: schema_limits.py). Errors surface on the first anext(), before any chunk.
-        plan = await offloaded(chat.plan, params)
+        # Planned off the event loop unless cheap: schema-valid values and token counts can be a second of
+        # work (bounded: schema_limits.py). Errors surface on the first anext(), before any chunk.
+        plan = await _plan_chat(params)
         async for item in self._paced(chat.chunks(plan, self._meta(params, "chatcmpl-"), _include_usage(params))):
             yield item
 
