@@ -217,6 +217,8 @@ def run_options(settings: Settings) -> dict:
         # X-Forwarded-For/-Proto rewrite the client and scheme only behind a proxy we were told to trust.
         "proxy_headers": settings.trust_forwarded,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
+        # uvicorn formats each access-log line's fields before the logger drops it: off unless it is shown.
+        "access_log": settings.log_level.lower() in ("trace", "debug", "info"),
     }
     if HttpToolsProtocol is not None:
         options["http"] = "app.serving:GuardedProtocol"

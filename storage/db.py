@@ -69,19 +69,19 @@ class Database:
         """Every row, read off the event loop: for results of any size."""
         return await self._fetch(query, params, one=False, on_loop=False)
 
-    async def fetch_bounded(self, query: Executable | Prepared, params: dict[str, Any] | None = None) -> list[Row]:
+    async def fetch_bounded(self, query: Executable | Prepared, params: dict[str, Any] | None = None, *, plain: bool = False) -> list[Row]:
         """Every row of a query whose result is small by construction (a LIMIT, a page's keys): on SQLite,
-        read on the loop like `fetch_one`."""
-        return await self._fetch(query, params, one=False)
+        read on the loop like `fetch_one`. `plain`: rows may be bare tuples (index them, in column order)."""
+        return await self._fetch(query, params, one=False, plain=plain)
 
     async def fetch_one(self, query: Executable | Prepared, params: dict[str, Any] | None = None) -> Row | None:
         return await self._fetch(query, params, one=True)
 
-    async def _fetch(self, query: Executable | Prepared, params: dict[str, Any] | None, one: bool, on_loop: bool = True):
+    async def _fetch(self, query: Executable | Prepared, params: dict[str, Any] | None, one: bool, on_loop: bool = True, plain: bool = False):
         if self._reader_engine is not None and on_loop:
             reader = self._read_connection()
             if isinstance(query, Prepared):
-                return query.run_sqlite(reader.connection.dbapi_connection, self._reader_engine.dialect, params or {}, one)
+                return query.run_sqlite(reader.connection.dbapi_connection, self._reader_engine.dialect, params or {}, one, plain)
             result = reader.execute(query, params)
             return result.first() if one else result.all()
         if isinstance(query, Prepared):

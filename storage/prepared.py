@@ -64,7 +64,7 @@ class Prepared:
         finally:
             cursor.close()
 
-    def run_sqlite(self, connection: sqlite3.Connection, dialect: Dialect, params: dict[str, Any], one: bool):
+    def run_sqlite(self, connection: sqlite3.Connection, dialect: Dialect, params: dict[str, Any], one: bool, plain: bool = False):
         compiled = self._compiled
         if compiled is None:
             compiled = self._compiled = _Compiled(self.statement, dialect)
@@ -75,4 +75,6 @@ class Prepared:
             cursor.close()
         if one:
             return None if raw[0] is None else compiled.rows(raw)[0]
+        if plain and compiled.result_processors is None:
+            return raw  # plain tuples, in the columns' order: no named row per row
         return compiled.rows(raw)

@@ -51,6 +51,17 @@ def page_params(
     return Page(limit=limit, order=order, after=after or None, before=before or None)
 
 
+def query_int(query, name: str) -> int | None:
+    """An integer query parameter read by hand (`?limit=20`), with the 400 Litestar would give."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise invalid_request(f"Invalid type for '{name}': expected an integer.", param=name, code="invalid_type") from None  # as app/api/errors.py words Litestar's
+
+
 @lru_cache(maxsize=512)
 def _page_query(
     table: Table, columns: tuple | None, filters: tuple[str, ...], extra: tuple[ColumnElement, ...], ascending: bool, after: bool, before: bool
@@ -77,14 +88,16 @@ async def fetch_page(
     extra: tuple[ColumnElement, ...] = (),
     params: dict[str, Any] | None = None,
     columns: tuple | None = None,
+    plain: bool = False,
 ) -> tuple[list, bool]:
     """One page of rows whose columns equal `filters` (which must include the tenant) and that match the
     `extra` conditions (module-level constants whose bind parameters come in `params`). `columns`
-    narrows what is read (every row costs a Python object per column)."""
+    narrows what is read (every row costs a Python object per column); `plain` rows may be bare tuples
+    of those columns, in order."""
     query = _page_query(table, columns, tuple(filters), extra, page.order == "asc", page.after is not None, page.before is not None)
     values = {f"f_{name}": value for name, value in filters.items()}
     values.update(params or {}, limit=page.limit + 1, after=page.after, before=page.before)
-    rows = await db.fetch_bounded(query, values)
+    rows = await db.fetch_bounded(query, values, plain=plain)
     has_more = len(rows) > page.limit
     rows = rows[: page.limit]
     if page.before is not None and page.after is None:

@@ -55,6 +55,19 @@ def file_object(row) -> dict:
     return body
 
 
+def _file_objects(rows) -> list[dict]:
+    """`file_object` for a page of plain `_WIRE` rows: the hot loop of the list (up to 10,000 rows)."""
+    out = []
+    for file_id, size, created_at, filename, purpose, status, status_details, expires_at in rows:
+        body = {"id": file_id, "object": "file", "bytes": size, "created_at": created_at, "filename": filename, "purpose": purpose, "status": status}
+        if expires_at is not None:
+            body["expires_at"] = expires_at
+        if status_details is not None:
+            body["status_details"] = status_details
+        out.append(body)
+    return out
+
+
 def check_purpose(purpose: str | None, allowed: tuple[str, ...] = PURPOSES) -> str:
     if purpose is None:
         raise invalid_request("Missing required parameter: 'purpose'.", param="purpose", code="missing_required_parameter")
@@ -192,8 +205,8 @@ class FilesService:
         filters = {"tenant_id": tenant_id}
         if purpose:
             filters["purpose"] = purpose
-        rows, has_more = await fetch_page(self._db, files, page, filters, _LIVE_NOW, {"now": int(time.time())}, _WIRE)
-        return list_body([file_object(row) for row in rows], has_more)
+        rows, has_more = await fetch_page(self._db, files, page, filters, _LIVE_NOW, {"now": int(time.time())}, _WIRE, plain=True)
+        return list_body(_file_objects(rows), has_more)
 
     async def delete(self, tenant_id: str, file_id: str) -> dict:
         async with self._db.begin() as conn:
