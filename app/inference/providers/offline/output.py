@@ -58,7 +58,21 @@ def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     return (text[: min(positions)], True) if positions else (text, False)
 
 
+_BREAKS = frozenset(b" \n\t")
+
+
 def group(tokens: list[bytes]) -> tuple[list[str], list[list[bytes]]]:
+    if all(map(bytes.isascii, tokens)):  # the common case: no character can be split, nothing to check
+        grouped: list[list[bytes]] = []
+        current: list[bytes] = []
+        for raw in tokens:
+            if current and raw[0] in _BREAKS:
+                grouped.append(current)
+                current = []
+            current.append(raw)
+        if current:
+            grouped.append(current)
+        return [b"".join(piece).decode("ascii") for piece in grouped], grouped
     pieces: list[str] = []
     grouped: list[list[bytes]] = []
     buffer = b""
@@ -87,11 +101,11 @@ def _decodes(data: bytes) -> bool:
 def emit(text: str, *, budget: int | None = None, stops: list[str] = ()) -> Emitted:
     text, _ = cut_at_stop(text, list(stops))
     enc = encoding()
-    ids = enc.encode(text, disallowed_special=())
+    ids = enc.encode_ordinary(text)  # special tokens' text as ordinary text
     finish = "stop"
     if budget is not None and len(ids) > budget:
         ids, finish = ids[:budget], "length"
-    pieces, grouped = group([enc.decode_single_token_bytes(i) for i in ids])
+    pieces, grouped = group(enc.decode_tokens_bytes(ids))
     return Emitted(pieces, grouped, finish)
 
 
