@@ -3,6 +3,7 @@ and closes it on shutdown."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from contextlib import asynccontextmanager
 
@@ -65,6 +66,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         platform = await open_platform(settings)
         app.state.platform = platform
         sweeper = asyncio.create_task(_sweep_periodically(platform))
+        # What start-up built (the SDK's types, validators, the model catalogue) lives as long as the
+        # process: keep it out of every garbage collection from now on.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
