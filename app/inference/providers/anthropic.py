@@ -12,14 +12,13 @@ from typing import Any, AsyncIterator
 import msgspec
 
 from app.inference import http
-from app.inference.base import MediaAnswer, MediaRequest
-from app.inference.providers.openai_compat import HTTPProvider
+from app.inference.providers.openai_compat import HTTPProvider, NoMedia
 from app.inference.translate import anthropic as translate
 
 API_VERSION = "2023-06-01"
 
 
-class AnthropicProvider(HTTPProvider):
+class AnthropicProvider(NoMedia, HTTPProvider):
     """base_url without the version prefix, like the Anthropic SDK's (https://api.anthropic.com)."""
 
     kind = "anthropic"
@@ -90,15 +89,6 @@ class AnthropicProvider(HTTPProvider):
 
     async def moderations(self, params: dict) -> dict:
         raise self.not_supported("Moderations")
-
-    async def images(self, request: MediaRequest) -> MediaAnswer:
-        raise self.not_supported(f"/v1/{request.path}")
-
-    async def speech(self, request: MediaRequest) -> MediaAnswer:
-        raise self.not_supported(f"/v1/{request.path}")
-
-    async def transcription(self, request: MediaRequest) -> MediaAnswer:
-        raise self.not_supported(f"/v1/{request.path}")
 
 
 def _status_of(event: dict) -> int:

@@ -15,12 +15,11 @@ from urllib.parse import quote
 
 import msgspec
 
-from app.inference.base import MediaAnswer, MediaRequest
-from app.inference.providers.openai_compat import HTTPProvider
+from app.inference.providers.openai_compat import HTTPProvider, NoMedia
 from app.inference.translate import gemini as translate
 
 
-class GeminiProvider(HTTPProvider):
+class GeminiProvider(NoMedia, HTTPProvider):
     """base_url without the version prefix (https://generativelanguage.googleapis.com)."""
 
     kind = "gemini"
@@ -104,12 +103,3 @@ class GeminiProvider(HTTPProvider):
 
     async def moderations(self, params: dict) -> dict:
         raise self.not_supported("Moderations")
-
-    async def images(self, request: MediaRequest) -> MediaAnswer:
-        raise self.not_supported(f"/v1/{request.path}")
-
-    async def speech(self, request: MediaRequest) -> MediaAnswer:
-        raise self.not_supported(f"/v1/{request.path}")
-
-    async def transcription(self, request: MediaRequest) -> MediaAnswer:
-        raise self.not_supported(f"/v1/{request.path}")

@@ -20,6 +20,19 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
 
 
+class NoMedia:
+    """For an upstream whose protocol has no images or audio API: each is a clear 400 (OpenAI's shape)."""
+
+    async def images(self, request: MediaRequest) -> MediaAnswer:
+        raise self.not_supported(f"/v1/{request.path}")
+
+    async def speech(self, request: MediaRequest) -> MediaAnswer:
+        raise self.not_supported(f"/v1/{request.path}")
+
+    async def transcription(self, request: MediaRequest) -> MediaAnswer:
+        raise self.not_supported(f"/v1/{request.path}")
+
+
 class HTTPProvider:
     kind = "openai"
     default_base_url = "https://api.openai.com/v1"
