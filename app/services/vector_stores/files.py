@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.core.errors import invalid_request, not_found
@@ -120,8 +120,8 @@ class VectorStoreFilesService:
         return file_object(await self.row(tenant_id, store_id, file_id))
 
     async def delete(self, tenant_id: str, store_id: str, file_id: str) -> dict:
-        await self.row(tenant_id, store_id, file_id)
-        await self._links.unlink(tenant_id, store_id, file_id)
+        row = await self.row(tenant_id, store_id, file_id)
+        await self._links.unlink(store_id, file_id, row.usage_bytes)
         return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
 
     async def remove_chunks(self, store_id: str, file_id: str) -> int:

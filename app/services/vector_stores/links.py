@@ -20,9 +20,6 @@ stores = VectorStore.__table__
 store_files = VectorStoreFile.__table__
 DAY = 86_400
 _GET = Prepared(select(stores).where(stores.c.id == bindparam("id"), stores.c.tenant_id == bindparam("tenant_id")))
-_LINK = Prepared(select(store_files.c.usage_bytes).where(
-    store_files.c.vector_store_id == bindparam("store_id"), store_files.c.id == bindparam("file_id"), store_files.c.tenant_id == bindparam("tenant_id"),
-))
 
 
 class StoreRows:
@@ -70,17 +67,19 @@ class StoreFileLinks:
             await self._index.remove(store_id, seqs)
         return len(seqs)
 
-    async def unlink(self, tenant_id: str, store_id: str, file_id: str) -> None:
-        """Detaches the file from the store: its chunks and vectors, its link row, its bytes in the store's usage."""
-        link = await self._db.fetch_one(_LINK, {"store_id": store_id, "file_id": file_id, "tenant_id": tenant_id})
+    async def unlink(self, store_id: str, file_id: str, usage_bytes: int) -> None:
+        """Detaches the file from the store: its chunks and vectors, its link row, its `usage_bytes` in the
+        store's usage (read by the caller with the link)."""
         await self.remove_chunks(store_id, file_id)
         async with self._db.begin() as conn:
             await conn.execute(delete(store_files).where(store_files.c.vector_store_id == store_id, store_files.c.id == file_id))
-        if link is not None and link.usage_bytes:
-            await self._rows.add_usage(store_id, -link.usage_bytes)
+        if usage_bytes:
+            await self._rows.add_usage(store_id, -usage_bytes)
 
     async def forget_file(self, tenant_id: str, file_id: str) -> None:
         """The File was deleted: detach it from every vector store of its tenant."""
-        rows = await self._db.fetch_all(select(store_files.c.vector_store_id).where(store_files.c.tenant_id == tenant_id, store_files.c.id == file_id))
+        rows = await self._db.fetch_all(
+            select(store_files.c.vector_store_id, store_files.c.usage_bytes).where(store_files.c.tenant_id == tenant_id, store_files.c.id == file_id)
+        )
         for row in rows:
-            await self.unlink(tenant_id, row.vector_store_id, file_id)
+            await self.unlink(row.vector_store_id, file_id, row.usage_bytes)

@@ -9,17 +9,16 @@ import time
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
-from app.core.errors import invalid_request, not_found
+from app.core.errors import invalid_request
 from app.core.ids import new_id
 from app.core.metadata import check_metadata
 from app.core.pagination import Page, fetch_page, list_body
+from app.services.vector_stores.files import VectorStoreFilesService
+from app.services.vector_stores.links import DAY, StoreRows
 from storage.db import Database
 from storage.keywords import delete_chunks
 from storage.models import VectorStore, VectorStoreFile, VectorStoreFileBatch
-from storage.prepared import Prepared
 from storage.vectors import VectorIndex
-from app.services.vector_stores.files import VectorStoreFilesService
-from app.services.vector_stores.links import DAY, StoreRows
 
 stores = VectorStore.__table__
 store_files = VectorStoreFile.__table__
