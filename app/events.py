@@ -12,8 +12,6 @@ from typing import Any, AsyncIterator
 
 import msgspec
 
-from app.core.events import EventBus, Subscription  # noqa: F401  (the port, for the implementations' users)
-
 log = logging.getLogger("understudy.events")
 KEEP_SECONDS = 3600
 

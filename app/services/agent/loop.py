@@ -22,7 +22,6 @@ CHECK_SECONDS = 0.25  # how often a streaming turn checks that it was not cancel
 
 @dataclass
 class Turn:
-    number: int
     params: dict
     text: list[str] = field(default_factory=list)
     calls: ToolCalls = field(default_factory=ToolCalls)
@@ -88,7 +87,7 @@ class AgentLoop:
                 if params is None:
                     return
                 stream = await self.inference.stream(self.tenant_id, "chat_stream", params)
-            turn = Turn(number, params)
+            turn = Turn(params)
             async for event in self._stream(turn, stream):
                 yield event
             await self.agent.check()

@@ -15,7 +15,6 @@ class ToolFailure(Exception):
 
 @dataclass
 class SandboxOutput:
-    code: str
     logs: str
     written: list[tuple[str, str, bool]]  # (path, file id, is an image) of each file the code wrote, in order
 
@@ -56,7 +55,7 @@ class BuiltinTools:
         logs = result.logs
         if result.error and result.error not in logs:
             logs = f"{logs}\n{result.error}".strip()
-        output = SandboxOutput(code, logs, [])
+        output = SandboxOutput(logs, [])
         for made in result.files:
             mime = mimetypes.guess_type(made.name)[0] or "application/octet-stream"
             created = await self.files.create_from_bytes(tenant_id, made.data, filename=made.name.rsplit("/", 1)[-1], purpose=output_purpose,

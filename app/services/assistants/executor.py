@@ -121,7 +121,6 @@ class RunExecutor:
         await self.publish(run, f"thread.run.{status}", run)
 
 
-
 class _RunAgent:
     """One execution of a run as the agent loop drives it: the prompt is rebuilt from the stored thread
     and steps for each model call; text becomes a message_creation step and its message, tool calls a
