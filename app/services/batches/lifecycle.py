@@ -10,9 +10,10 @@ import time
 
 from app.core.errors import APIError, not_found
 from app.core.ids import check_prefix, new_id
+from app.services.batches.messages import ENDED
 from app.services.batches.store import OPENAI_PREFIX, BatchStore
 
-TERMINAL = ("completed", "failed", "cancelled", "expired")  # the statuses a batch ends in
+TERMINAL = ENDED  # the statuses a batch ends in, whichever API made it
 
 
 def new_batch(prefix: str, endpoint: str, metadata: dict | None, window_seconds: int) -> dict:
