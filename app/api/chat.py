@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from litestar import Controller, Request, delete, get, post
-from litestar.response import Stream
+from litestar.types import ASGIApp
 from openai.types.chat import completion_create_params as chat_params
 
 from app.api.deps import caller
+from app.api.json_body import JSONBody
 from app.api.relay import relay_response
 from app.core.metadata import metadata_filters
 from app.core.pagination import page_params
@@ -19,7 +20,7 @@ class ChatCompletionsController(Controller):
     path = "/chat/completions"
 
     @post("/", status_code=200)
-    async def create(self, request: Request) -> dict | Stream:
+    async def create(self, request: Request) -> ASGIApp:
         platform, tenant = caller(request)
         raw = await request.body()
         params = decode_json_object(raw)
@@ -32,7 +33,7 @@ class ChatCompletionsController(Controller):
             return relay_response(relayed, platform.usage.metered("completions", tenant, params.get("model")))
         if streaming:
             return sse_response(data_events(await platform.chat.create_stream(tenant, params)))
-        return await platform.chat.create(tenant, params)
+        return JSONBody(await platform.chat.create(tenant, params))
 
     @get("/")
     async def list_completions(

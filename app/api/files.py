@@ -6,11 +6,13 @@ from urllib.parse import quote
 
 from litestar import Controller, Request, delete, get, post
 from litestar.response import Stream
+from litestar.types import ASGIApp
 
 from app.core.errors import invalid_request
 from app.core.multipart import FORM_OVERHEAD, bounded, iter_parts
 from app.core.pagination import page_params, query_int
 from app.api.deps import caller
+from app.api.json_body import JSONBody
 from app.services.files import check_purpose
 
 _FIELDS = {"file", "purpose", "expires_after[anchor]", "expires_after[seconds]"}
@@ -82,19 +84,19 @@ class FilesController(Controller):
         )
 
     @get("/")
-    async def list_files(self, request: Request) -> dict:
+    async def list_files(self, request: Request) -> ASGIApp:
         # Query parameters read here rather than declared: Litestar's per-parameter parsing cost more than
         # the rest of the handler on this hot path.
         platform, tenant = caller(request)
         query = request.query_params
         page = page_params(query_int(query, "limit"), query.get("order"), query.get("after"), query.get("before"),
                            default_limit=FILES_PAGE_MAX, max_limit=FILES_PAGE_MAX)
-        return await platform.files.list(tenant, page, query.get("purpose"))
+        return JSONBody(await platform.files.list(tenant, page, query.get("purpose")))
 
     @get("/{file_id:str}")
-    async def retrieve(self, request: Request, file_id: str) -> dict:
+    async def retrieve(self, request: Request, file_id: str) -> ASGIApp:
         platform, tenant = caller(request)
-        return await platform.files.get(tenant, file_id)
+        return JSONBody(await platform.files.get(tenant, file_id))
 
     @delete("/{file_id:str}", status_code=200)
     async def delete_file(self, request: Request, file_id: str) -> dict:
