@@ -7,25 +7,44 @@ joined, by definition.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from app.core.errors import invalid_request
 from app.core.tokens import encoding
 
 
-@dataclass
 class Emitted:
-    pieces: list[str] = field(default_factory=list)
-    piece_tokens: list[list[bytes]] = field(default_factory=list)
-    finish_reason: str = "stop"
+    """The final text's tokens. The word-sized pieces are grouped on first use: a non-streamed answer
+    without logprobs needs only the text and the count, and grouping is most of an answer's cost."""
+
+    __slots__ = ("_ids", "_text", "finish_reason", "_grouped")
+
+    def __init__(self, ids: list[int], text: str | None, finish_reason: str = "stop") -> None:
+        self._ids = ids
+        self._text = text  # None when the budget cut the tokens: the text is then the pieces joined
+        self.finish_reason = finish_reason
+        self._grouped: tuple[list[str], list[list[bytes]]] | None = None
+
+    def _groups(self) -> tuple[list[str], list[list[bytes]]]:
+        if self._grouped is None:
+            self._grouped = group(encoding().decode_tokens_bytes(self._ids))
+        return self._grouped
+
+    @property
+    def pieces(self) -> list[str]:
+        return self._groups()[0]
+
+    @property
+    def piece_tokens(self) -> list[list[bytes]]:
+        return self._groups()[1]
 
     @property
     def text(self) -> str:
-        return "".join(self.pieces)
+        if self._text is None:
+            self._text = "".join(self.pieces)
+        return self._text
 
     @property
     def token_count(self) -> int:
-        return sum(len(tokens) for tokens in self.piece_tokens)
+        return len(self._ids)
 
 
 def stop_sequences(params: dict) -> list[str]:
@@ -102,11 +121,9 @@ def emit(text: str, *, budget: int | None = None, stops: list[str] = ()) -> Emit
     text, _ = cut_at_stop(text, list(stops))
     enc = encoding()
     ids = enc.encode_ordinary(text)  # special tokens' text as ordinary text
-    finish = "stop"
     if budget is not None and len(ids) > budget:
-        ids, finish = ids[:budget], "length"
-    pieces, grouped = group(enc.decode_tokens_bytes(ids))
-    return Emitted(pieces, grouped, finish)
+        return Emitted(ids[:budget], None, "length")
+    return Emitted(ids, text)
 
 
 def truncate_to_tokens(text: str, budget: int) -> tuple[str, int, bool]:
