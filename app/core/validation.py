@@ -206,10 +206,18 @@ class _Located(Exception):
         self.error, self.loc = error, loc
 
 
+@functools.cache
+def _array_fields(params_type) -> frozenset[str]:
+    return frozenset(
+        key for key, hint in _fields(params_type).items()
+        if typing.get_origin(hint) in (collections.abc.Iterable, collections.abc.Sequence)
+    )
+
+
 def _reject_strings_for_arrays(params_type, body: dict) -> None:
-    for key, hint in _fields(params_type).items():
-        value = body.get(key)
-        if isinstance(value, str) and typing.get_origin(hint) in (collections.abc.Iterable, collections.abc.Sequence):
+    arrays = _array_fields(params_type)  # per type once: this runs on every model call
+    for key, value in body.items():
+        if isinstance(value, str) and key in arrays:
             raise invalid_request(
                 f"Invalid type for '{key}': expected an array, but got a string instead.", param=key, code="invalid_type"
             )
