@@ -1,6 +1,6 @@
 """Requests/s of Understudy's Files API against a bare Litestar app, measured in the same run.
 
-    .venv/bin/python scripts/bench_crud.py [--seconds 8] [--connections 32] [--skip-big]
+    .venv/bin/python scripts/bench_crud.py [--seconds 8] [--connections 32] [--big-mib 0]
 
 Both servers run as one uvicorn process each (same loop, same HTTP parser); the load generator is
 `wrk` on loopback (apt-get install wrk). Prints each endpoint's rate as a ratio to the bare app's
