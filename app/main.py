@@ -33,10 +33,11 @@ from app.api.fine_tuning import FINE_TUNING_HANDLERS
 from app.api.responses import RESPONSES_HANDLERS
 from app.api.runs import RunsController
 from app.api.threads import ThreadsController
+from app.api.script import SCRIPT_HANDLERS
 from app.api.traces import TRACE_INGEST_HANDLERS, TRACE_READ_HANDLERS
 from app.api.uploads import UploadsController
 from app.api.vector_stores import VectorStoresController
-from app.core import redaction
+from app.core import redaction, sse
 from app.platform import Platform, open_platform
 from app.settings import Settings
 
@@ -44,7 +45,7 @@ log = logging.getLogger("understudy")
 
 API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController, *RESPONSES_HANDLERS, *CONVERSATIONS_HANDLERS, *BATCHES_HANDLERS, *FINE_TUNING_HANDLERS, *TRACE_INGEST_HANDLERS]
 
-UNDERSTUDY_HANDLERS = [*TRACE_READ_HANDLERS]
+UNDERSTUDY_HANDLERS = [*TRACE_READ_HANDLERS, *SCRIPT_HANDLERS]
 
 
 async def _sweep_periodically(platform: Platform) -> None:
@@ -96,4 +97,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Outermost, so even a 404 for an unknown route (or a 431 for oversized headers) carries OpenAI's headers.
     app.asgi_handler = OpenAIHeaders(HeaderLimit(app.asgi_handler, settings.max_header_bytes))
     redaction.install()  # no `?key=` in the access log
+    sse.install_log_filter()  # a scripted broken stream is not a server error
     return app

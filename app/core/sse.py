@@ -9,6 +9,7 @@ when the producer is quiet (proxies drop idle connections).
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any, AsyncIterable, AsyncIterator
 
@@ -17,6 +18,35 @@ from litestar.response import Stream
 
 _encode_json = msgspec.json.Encoder().encode
 PING = b": ping\n\n"
+
+
+class BrokenStream(Exception):
+    """Raised by a producer whose stream must break as a failing upstream's would (a scripted fault):
+    `frame` is written as it is, then the connection drops without the stream's proper end."""
+
+    frame: bytes = b""
+
+
+class _QuietBrokenStreams(logging.Filter):
+    """A broken stream is the point, not a server error: no traceback in the log for it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        pending = [record.exc_info[1]] if record.exc_info else []
+        while pending:  # through causes and the task groups streaming runs in
+            error = pending.pop()
+            if isinstance(error, BrokenStream):
+                return False
+            if isinstance(error, BaseExceptionGroup):
+                pending.extend(error.exceptions)
+            pending.extend(e for e in (error.__cause__, error.__context__) if e is not None)
+        return True
+
+
+def install_log_filter() -> None:
+    for name in ("uvicorn.error", "litestar"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _QuietBrokenStreams) for f in logger.filters):
+            logger.addFilter(_QuietBrokenStreams())
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +100,10 @@ async def encode_events(events: AsyncIterable[SSEvent], ping_interval: float | N
                 return
             pending = None
             yield event.encode()
+    except BrokenStream as broken:
+        if broken.frame:
+            yield broken.frame
+        raise
     finally:
         if pending is not None and not pending.done():
             # The producer is mid-step in its own task (the client left while it was quiet): cancelling

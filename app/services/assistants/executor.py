@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from app.core.errors import APIError
+from app.inference.base import UpstreamError
 from app.inference.chunks import CallDelta
 from app.services.agent.loop import MAX_MODEL_CALLS, AgentLoop, Turn
 from app.services.agent.tools import BuiltinTools
@@ -20,6 +21,7 @@ from app.services.assistants import builtin_tools as builtins
 from app.services.assistants import run_objects as objects
 from app.services.assistants.prompt import build_request
 from app.services.assistants.run_store import RunStore
+from app.services.inference_errors import api_error
 
 log = logging.getLogger("understudy.runs")
 _RUNNING = ("in_progress",)
@@ -65,7 +67,8 @@ class RunExecutor:
                 await self.publish(run, *event)
         except Stop:
             await self.react_to_stop(run["id"])
-        except APIError as error:
+        except (APIError, UpstreamError) as error:  # an upstream failing mid-stream is an upstream error too
+            error = api_error(error) if isinstance(error, UpstreamError) else error
             code = "rate_limit_exceeded" if error.status_code == 429 else "invalid_prompt" if error.status_code < 500 else "server_error"
             await self.fail(run, objects.server_error(error.message, code))
         except builtins.ToolFailure as error:
@@ -126,6 +129,8 @@ class _RunAgent:
     and steps for each model call; text becomes a message_creation step and its message, tool calls a
     tool_calls step whose built-in calls run here and whose function calls stop the run in
     requires_action. Events are yielded after the writes they describe have committed."""
+
+    endpoint = "runs"
 
     def __init__(self, executor: RunExecutor, run: dict, tenant_id: str) -> None:
         self.x, self.run, self.tenant_id = executor, run, tenant_id

@@ -15,11 +15,13 @@ import time
 
 from app.core.errors import APIError
 from app.core.ids import new_id
+from app.inference.base import UpstreamError
 from app.inference.chunks import CallDelta, ToolCall
 from app.inference.providers.offline import images as image_model
 from app.inference.providers.offline.text import content_text
 from app.services.agent.loop import MAX_MODEL_CALLS, AgentLoop, Turn
 from app.services.agent.tools import BuiltinTools
+from app.services.inference_errors import api_error
 from app.services.responses import items as build
 from app.services.responses.events import Events
 from app.services.responses.prompt import BUILTIN, chat_params, image_params, usage
@@ -71,6 +73,8 @@ class Engine:
             raise
         except APIError as error:
             response.update(status="failed", error=error_body(error))
+        except UpstreamError as error:  # the model's stream broke after it began
+            response.update(status="failed", error=error_body(api_error(error)))
         except Exception:
             log.exception("response %s failed", response["id"])
             response.update(status="failed", error={"code": "server_error", "message": "The server had an error while processing the response."})
@@ -84,6 +88,8 @@ class _ResponseAgent:
     """One response as the agent loop drives it: the conversation so far is `messages` (built-in tool
     results appended as they run); text becomes a message output item, calls function_call /
     custom_tool_call items, and built-in calls their own items, each with its stream events."""
+
+    endpoint = "responses"
 
     def __init__(self, engine: Engine, tenant_id: str, response: dict, params: dict, messages: list[dict], events: Events, check,
                  results: dict) -> None:
