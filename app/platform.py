@@ -39,6 +39,8 @@ from app.services.relay_scope import RelayScope
 from app.services.messages import MessagesService
 from app.services.models import ModelsService
 from app.services.responses.service import ResponsesService
+from app.services.script.service import ScriptService, load_script
+from app.services.script.state import MemoryScriptState, RedisScriptState
 from app.services.uploads import UploadsService
 from app.services.usage import UsageRecorder
 from app.services.api_keys import ApiKeysService
@@ -99,16 +101,26 @@ class Platform:
     traces: TracesService  # what the Agents SDK's exporter sent
     images: ImagesService
     audio: AudioService
+    script: ScriptService  # scripted answers and faults, and the log of model calls (/_understudy/v1)
 
     async def close(self) -> None:
         await self.queue.stop()
         await self.usage.close()  # the last usage sums, written after the jobs stop
         await self.rate_limits.close()
+        await self.script.state.close()
         await self.router.close()
         await self.auth.close()  # its revocation listener, before the bus it listens on
         await self.bus.close()
         await self.blobs.close()
         await self.db.dispose()
+
+
+def build_script(settings: Settings) -> ScriptService:
+    """Rules from UNDERSTUDY_SCRIPT (a bad file stops the start with the reason); the per-tenant state
+    in Redis when workers in other processes make model calls too."""
+    rules, strict = load_script(settings.script) if settings.script else ([], False)
+    state = RedisScriptState(settings.redis_url) if settings.redis_url else MemoryScriptState()
+    return ScriptService(state, rules, strict)
 
 
 async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platform:
@@ -128,7 +140,8 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     models = ModelsService(tuple(settings.extra_models), strict=settings.strict_models)
     router = build_router(settings, OfflineProvider(chunk_delay_ms=settings.offline_chunk_delay_ms))
     usage = UsageRecorder(db)
-    inference = InferenceService(router, models, usage)
+    script = build_script(settings)
+    inference = InferenceService(router, models, usage, script=script)
     rate_limits = RateLimiter(db, settings.rate_limit_rpm, settings.rate_limit_tpm, settings.redis_url)
     await rate_limits.start()
     ctx: dict = {}
@@ -201,6 +214,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         traces=TracesService(db),
         images=images,
         audio=AudioService(models, inference),
+        script=script,
     )
     usage.start()
     ctx["platform"] = platform

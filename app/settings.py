@@ -55,6 +55,8 @@ class Settings:
     job_max_tries: int = 5
     job_timeout_seconds: int = 2 * 24 * 3600
     job_lease_seconds: float = 10.0
+    # Scripted rules for every tenant: a YAML or JSON file (README "Scripted answers and faults").
+    script: str = ""
     # How long a run waits in `requires_action` for tool outputs before it expires (OpenAI: 10 minutes).
     run_expiry_seconds: int = 600
     sweep_interval_seconds: float = 60.0

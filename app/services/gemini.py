@@ -31,7 +31,7 @@ class GeminiService:
 
     async def relay(self, tenant_id: str, model: str, action: str, raw_body: bytes, *, stream: bool, body: dict | None = None) -> RelayResponse | None:
         provider = self._inference.provider_for(tenant_id, model)
-        if provider.info.kind != "gemini":
+        if provider.info.kind != "gemini" or await self._inference.scripted(tenant_id):
             return None
         # Cached contents and uploaded files belong to the upstream account, no tenant's (app/services/relay_scope.py).
         await self._scope.check(tenant_id, gemini_refs(body or {}))
@@ -42,10 +42,10 @@ class GeminiService:
             raise api_error(error) from None
 
     async def generate(self, tenant_id: str, model: str, body: dict) -> dict:
-        completion = await self._inference.call(tenant_id, "chat", translate.gemini_to_chat_request(model, body))
+        completion = await self._inference.call(tenant_id, "chat", translate.gemini_to_chat_request(model, body), endpoint="gemini")
         return translate.chat_completion_to_gemini_response(completion)
 
     async def generate_stream(self, tenant_id: str, model: str, body: dict) -> AsyncIterator[dict]:
         chat = {**translate.gemini_to_chat_request(model, body), "stream": True, "stream_options": {"include_usage": True}}
-        chunks = await self._inference.stream(tenant_id, "chat_stream", chat)
+        chunks = await self._inference.stream(tenant_id, "chat_stream", chat, endpoint="gemini")
         return translate.chat_chunks_to_gemini_stream(chunks)

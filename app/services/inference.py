@@ -44,11 +44,22 @@ _USAGE_KINDS = {"chat": "completions", "completions": "completions", "embeddings
                 "chat_stream": "completions", "completions_stream": "completions"}
 
 
+# The endpoint a call comes from when its caller does not say (scripted rules match on it).
+_ENDPOINTS = {"chat": "chat", "chat_stream": "chat", "completions": "completions", "completions_stream": "completions",
+              "embeddings": "embeddings", "moderations": "moderations"}
+
+
 class InferenceService:
-    def __init__(self, router, models: ModelsService, usage=None) -> None:
+    def __init__(self, router, models: ModelsService, usage=None, script=None) -> None:
         self.router = router
         self._models = models
         self.usage = usage  # a UsageRecorder, or None: nothing is recorded
+        self.script = script  # a ScriptService: scripted answers and faults come before any provider
+
+    async def scripted(self, tenant_id: str) -> bool:
+        """Whether scripted rules may answer this tenant: byte-for-byte relays step aside then, so that
+        every call reaches `call`/`stream` in chat's shape, where the rules are tried."""
+        return self.script is not None and await self.script.scripted(tenant_id)
 
     def provider_for(self, tenant_id: str, model: str) -> Provider:
         """A fine-tuned model (`ft:{base}:…`) goes where its base model goes; whether the tenant owns
@@ -73,29 +84,48 @@ class InferenceService:
             )
         return {**params, STYLE_KEY: found.get("examples") or []} if provider.info.kind == "offline" else params
 
-    async def call(self, tenant_id: str, method: str, params: dict) -> dict:
+    async def call(self, tenant_id: str, method: str, params: dict, *, endpoint: str | None = None) -> dict:
+        if self.script is not None and method != "moderations":
+            rule = await self.script.decide(tenant_id, endpoint or _ENDPOINTS[method], method, params)
+            if rule is not None:
+                try:
+                    result = await self.script.answer(rule, method, params)
+                except UpstreamError as error:
+                    raise api_error(error) from None
+                self._record(method, tenant_id, params, result)
+                return result
         provider = self.provider_for(tenant_id, params["model"])
         params = await self._fine_tuned(tenant_id, provider, params)
         try:
             result = await getattr(provider, method)(params)
         except UpstreamError as error:
             raise api_error(error) from None
+        self._record(method, tenant_id, params, result)
+        return result
+
+    def _record(self, method: str, tenant_id: str, params: dict, result: dict) -> None:
         kind = _USAGE_KINDS.get(method)
         if kind is not None and self.usage is not None:
             self.usage.record(kind, tenant_id, result.get("model") or params["model"], result.get("usage"))
-        return result
 
-    async def stream(self, tenant_id: str, method: str, params: dict) -> AsyncIterator[dict]:
-        provider = self.provider_for(tenant_id, params["model"])
-        params = await self._fine_tuned(tenant_id, provider, params)
+    async def stream(self, tenant_id: str, method: str, params: dict, *, endpoint: str | None = None) -> AsyncIterator[dict]:
+        answer = None
+        if self.script is not None:
+            rule = await self.script.decide(tenant_id, endpoint or _ENDPOINTS[method], method, params)
+            if rule is not None:
+                answer = lambda params: self.script.stream(rule, method, params)  # noqa: E731
+        if answer is None:
+            provider = self.provider_for(tenant_id, params["model"])
+            params = await self._fine_tuned(tenant_id, provider, params)
+            answer = getattr(provider, method)
         if self.usage is None or method not in _USAGE_KINDS:
-            return await started(getattr(provider, method)(params))
+            return await started(answer(params))
         # The usage is always asked for (it is recorded); a client that did not ask does not see it.
         options = params.get("stream_options")
         hide = not (isinstance(options, dict) and options.get("include_usage"))
         if hide:
             params = {**params, "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True}}
-        return await started(self._metered(getattr(provider, method)(params), tenant_id, params["model"], hide))
+        return await started(self._metered(answer(params), tenant_id, params["model"], hide))
 
     async def _metered(self, chunks: AsyncIterator[dict], tenant_id: str, model: str, hide: bool) -> AsyncIterator[dict]:
         usage = None
@@ -118,7 +148,7 @@ class InferenceService:
     async def relay(self, tenant_id: str, model: str, path: str, raw_body: bytes, *, stream: bool) -> RelayResponse | None:
         """Byte-for-byte passthrough to an OpenAI-compatible upstream; None for other providers."""
         provider = self.provider_for(tenant_id, model)
-        if provider.info.kind != "openai":
+        if provider.info.kind != "openai" or await self.scripted(tenant_id):
             return None
         try:
             return await provider.relay("POST", path, body=raw_body, headers={"content-type": "application/json"}, stream=stream)

@@ -59,7 +59,7 @@ class MessagesService:
 
     async def relay(self, tenant_id: str, params: dict, raw_body: bytes, *, path: str, headers: dict[str, str]) -> RelayResponse | None:
         provider = self._inference.provider_for(tenant_id, params["model"])
-        if provider.info.kind != "anthropic":
+        if provider.info.kind != "anthropic" or await self._inference.scripted(tenant_id):
             return None
         # A container to reuse or a Files API block must be the tenant's (app/services/relay_scope.py).
         await self._scope.check(tenant_id, anthropic_refs(params))
@@ -85,12 +85,12 @@ class MessagesService:
         return chat
 
     async def create(self, tenant_id: str, params: dict) -> dict:
-        completion = await self._inference.call(tenant_id, "chat", await self._chat_params(tenant_id, params))
+        completion = await self._inference.call(tenant_id, "chat", await self._chat_params(tenant_id, params), endpoint="messages")
         return translate.chat_completion_to_message(completion, model=params["model"])
 
     async def create_stream(self, tenant_id: str, params: dict) -> AsyncIterator[tuple[str, dict]]:
         chat = {**await self._chat_params(tenant_id, params), "stream": True, "stream_options": {"include_usage": True}}
-        chunks = await self._inference.stream(tenant_id, "chat_stream", chat)
+        chunks = await self._inference.stream(tenant_id, "chat_stream", chat, endpoint="messages")
         input_tokens = count_chat_tokens(chat["messages"], chat.get("tools"))
         return translate.chat_chunks_to_messages_stream(chunks, model=params["model"], input_tokens=input_tokens)
 

@@ -39,6 +39,8 @@ class Agent(Protocol):
     """What an API supplies to the loop. The `on_*`, `end_turn` and `exhausted` hooks are async
     generators of the API's own events (a run publishes them; a response yields them to its client)."""
 
+    endpoint: str  # "runs" or "responses": what scripted rules see the model calls coming from
+
     async def request(self, number: int) -> dict | None:
         """The chat-completions params of model call `number`, or None when the execution has ended
         (a limit it checks itself; it has finished its object)."""
@@ -74,7 +76,7 @@ class AgentLoop:
         params = await self.agent.request(0)
         if params is None:
             return False
-        self._opened = (params, await self.inference.stream(self.tenant_id, "chat_stream", params))
+        self._opened = (params, await self.inference.stream(self.tenant_id, "chat_stream", params, endpoint=self.agent.endpoint))
         return True
 
     async def run(self) -> AsyncIterator[Any]:
@@ -86,7 +88,7 @@ class AgentLoop:
                 params = await self.agent.request(number)
                 if params is None:
                     return
-                stream = await self.inference.stream(self.tenant_id, "chat_stream", params)
+                stream = await self.inference.stream(self.tenant_id, "chat_stream", params, endpoint=self.agent.endpoint)
             turn = Turn(params)
             async for event in self._stream(turn, stream):
                 yield event

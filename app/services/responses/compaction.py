@@ -79,7 +79,7 @@ async def summarise(inference, tenant_id: str, model: str, messages: list[dict])
     if inference.provider_for(tenant_id, model).info.kind == "offline":
         summary = offline_summary(messages)
         return summary, count_chat_tokens(messages), count_tokens(summary)
-    result = await inference.call(tenant_id, "chat", {"model": model, "messages": messages + [{"role": "user", "content": SUMMARY_PROMPT}]})
+    result = await inference.call(tenant_id, "chat", {"model": model, "messages": messages + [{"role": "user", "content": SUMMARY_PROMPT}]}, endpoint="responses")
     choice = (result.get("choices") or [{}])[0]
     summary = (choice.get("message") or {}).get("content") or ""
     usage = result.get("usage") or {}

@@ -93,7 +93,7 @@ class ResponsesService:
         None when the request is answered here (offline model, or translated to chat completions). Every
         id the body names must be the tenant's (a 404 otherwise, the upstream never asked); the ids the
         answer mints are bound to the tenant as they pass."""
-        if relaying.speaking_provider(self._inference, body.get("model")) is None:
+        if relaying.speaking_provider(self._inference, body.get("model")) is None or await self._inference.scripted(tenant_id):
             return None
         await self._scope.check(tenant_id, responses_refs(body))
         relayed = await relaying.create(self._inference, path, body, raw)

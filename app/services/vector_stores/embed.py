@@ -15,7 +15,8 @@ async def embed_texts(inference: InferenceService, tenant_id: str, model: str, t
     """Unit-norm float32 rows, one per text."""
     rows: list[np.ndarray] = []
     for start in range(0, len(texts), BATCH):
-        result = await inference.call(tenant_id, "embeddings", {"model": model, "input": texts[start:start + BATCH], "encoding_format": "base64"})
+        result = await inference.call(tenant_id, "embeddings", {"model": model, "input": texts[start:start + BATCH], "encoding_format": "base64"},
+                                      endpoint="vector_stores")
         for item in sorted(result["data"], key=lambda d: d["index"]):
             vector = item["embedding"]
             rows.append(np.frombuffer(base64.b64decode(vector), dtype="<f4") if isinstance(vector, str) else np.asarray(vector, dtype=np.float32))
