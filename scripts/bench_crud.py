@@ -49,8 +49,8 @@ def start_bare() -> tuple[subprocess.Popen, str]:
     raise RuntimeError("bare app did not start")
 
 
-def wrk(url: str, seconds: int, connections: int, lua: str | None = None) -> float:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-H", f"Authorization: Bearer {KEY}"]
+def wrk(url: str, seconds: int, connections: int, lua: str | None = None, key: str = KEY) -> float:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-H", f"Authorization: Bearer {key}"]
     if lua:
         cmd += ["-s", lua]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout

@@ -18,6 +18,8 @@ import regex  # tiktoken's dependency: its searches take a timeout, so a tenant'
 
 from app.core.errors import invalid_request
 
+# The provider methods a rule can answer (moderations never are).
+_METHODS = ("chat", "chat_stream", "completions", "completions_stream", "embeddings")
 # The endpoints a call can come from (`when.endpoint`).
 ENDPOINTS = ("chat", "completions", "responses", "messages", "gemini", "runs", "embeddings", "vector_stores")
 MAX_RULES = 1000  # per tenant
@@ -39,10 +41,10 @@ class Call:
     method: str  # the provider method: chat, chat_stream, completions, completions_stream, embeddings
     params: dict
     _user: str | None = field(default=None, repr=False)
+    model: str = field(init=False)
 
-    @property
-    def model(self) -> str:
-        return str(self.params.get("model") or "")
+    def __post_init__(self) -> None:
+        self.model = str(self.params.get("model") or "")
 
     @property
     def last_user_text(self) -> str:
@@ -64,6 +66,14 @@ class Rule:
     tool_result: bool | str | None
     times: int | None
 
+    _methods: frozenset = field(init=False, repr=False)
+    _model_matches: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Worked out once: a call walks every rule of its tenant.
+        self._methods = frozenset(m for m in _METHODS if self.answers_method(m))
+        self._model_matches = None if self.model is None else re.compile(fnmatch.translate(self.model)).match
+
     @property
     def id(self) -> str:
         return self.spec["id"]
@@ -80,13 +90,13 @@ class Rule:
 
     def matches(self, call: Call) -> bool:
         """Every condition but `nth`, `times` and `probability`, which count (see ScriptService)."""
-        if self.endpoints is not None and call.endpoint not in self.endpoints:
+        if call.method not in self._methods:
             return False
-        if not self.answers_method(call.method):
+        if self.endpoints is not None and call.endpoint not in self.endpoints:
             return False
         if call.endpoint == "vector_stores" and self.endpoints is None:
             return False  # a vector store's index is only scripted on purpose: its dimensions are fixed
-        if self.model is not None and not fnmatch.fnmatchcase(call.model, self.model):
+        if self._model_matches is not None and self._model_matches(call.model) is None:
             return False
         if self.contains is not None or self.equals is not None or self.pattern is not None:
             text = call.last_user_text

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from itertools import chain
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -57,7 +58,8 @@ class ScriptService:
         self.state = state
         self._file_rules = file_rules or []
         self._file_strict = file_strict
-        self._parsed: dict[str, Rule] = {}  # a tenant's rules, parsed once (by id: ids are never reused)
+        self._parsed: dict[bytes, Rule] = {}  # rules parsed once, by their JSON
+        self._compiled: dict[str, tuple[list[dict], list[Rule]]] = {}  # a tenant's rule list, as last parsed
 
     # ---- model calls ----
 
@@ -73,7 +75,7 @@ class ScriptService:
             return None  # the common case: one lookup
         call = Call(endpoint, method, params)
         chosen = None
-        for rule in [*self._tenant_rules(snapshot), *self._file_rules]:
+        for rule in chain(self._tenant_rules(tenant, snapshot), self._file_rules):
             if not rule.matches(call):
                 continue
             hit = await self.state.hit(tenant, rule.id)
@@ -90,15 +92,22 @@ class ScriptService:
                            status_code=404, code="no_matching_rule")
         return chosen
 
-    def _tenant_rules(self, snapshot: Snapshot) -> list[Rule]:
+    def _tenant_rules(self, tenant: str, snapshot: Snapshot) -> list[Rule]:
+        cached = self._compiled.get(tenant)
+        if cached is not None and cached[0] is snapshot.rules:  # memory state: the same list until it changes
+            return cached[1]
         rules = []
         for spec in snapshot.rules:
-            rule = self._parsed.get(spec["id"])
+            key = _encode(spec)  # by content: ids are the client's to choose, and may be reused
+            rule = self._parsed.get(key)
             if rule is None:
                 if len(self._parsed) >= _PARSED_KEPT:
                     self._parsed.clear()
-                rule = self._parsed[spec["id"]] = parse_rule(_as_given(spec), spec["id"])
+                rule = self._parsed[key] = parse_rule(_as_given(spec), spec["id"])
             rules.append(rule)
+        if len(self._compiled) >= _PARSED_KEPT:
+            self._compiled.clear()
+        self._compiled[tenant] = (snapshot.rules, rules)
         return rules
 
     async def _record(self, tenant: str, call: Call, rule: Rule | None, outcome: str) -> None:
@@ -186,7 +195,6 @@ class ScriptService:
     async def delete_rule(self, tenant: str, rule_id: str) -> dict:
         if not await self.state.delete_rule(tenant, rule_id):
             raise APIError(f"No rule found with id '{rule_id}'.", status_code=404, param="rule_id")
-        self._parsed.pop(rule_id, None)
         return {"id": rule_id, "object": "understudy.rule.deleted", "deleted": True}
 
     async def clear_rules(self, tenant: str) -> dict:
