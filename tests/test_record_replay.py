@@ -165,10 +165,14 @@ def test_a_request_not_recorded_is_a_400_cassette_miss(replay_server):
             error = assert_openai_error(response, 400, code="cassette_miss", param=None)
             assert "cassette miss" in error["message"] and "POST /v1/chat/completions" in error["message"]
             assert re.search(r"hash [0-9a-f]{32}", error["message"]), error
-    oa, _ = clients(replay_server)
+    oa, ac = clients(replay_server)
     with oa, pytest.raises(openai.BadRequestError) as caught:
         oa.embeddings.create(model="gpt-embed-never", input="x")
     assert caught.value.code == "cassette_miss"
+    with ac, pytest.raises(anthropic.BadRequestError) as missed:  # a relayed Messages call: Anthropic's error shape
+        ac.messages.create(model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "Never recorded."}])
+    assert missed.value.body["type"] == "error" and missed.value.body["error"]["type"] == "invalid_request_error"
+    assert "cassette miss" in missed.value.body["error"]["message"]
 
 
 def test_passthrough_sends_misses_upstream_and_records_them(recording, tmp_path):
