@@ -35,7 +35,10 @@ def serve(host: str | None, port: int | None, data_dir: str | None, workers: int
     for name, value in (("HOST", host), ("PORT", port), ("DATA_DIR", data_dir)):
         if value is not None:
             os.environ[f"UNDERSTUDY_{name}"] = str(value)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:  # a bad setting: one clear line, not a traceback
+        raise click.ClickException(str(exc)) from None
     _configure_logging(settings.log_level)
     if workers > 1 and not settings.redis_url:
         # Jobs and their events would stay inside the process that started them.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 
 IMAGE_STREAM_FORMATS = ("openai", "progress")
+REPLAY_MISS_MODES = ("error", "passthrough")
 
 
 def _env_bool(value: str) -> bool:
@@ -81,6 +82,12 @@ class Settings:
     upstream_max_retries: int = 2
     # Model ids added to the catalogue (comma-separated), e.g. ones newer than app/services/model_catalogue.json.
     extra_models: tuple[str, ...] = ()
+    # Record every upstream exchange into this directory, and/or answer upstream requests from the cassettes
+    # in that one with no network; a request not recorded is a 400 `cassette_miss` ("error") or goes
+    # upstream ("passthrough"). README "Record and replay"; app/inference/cassettes.py.
+    record: str = ""
+    replay: str = ""
+    replay_miss: str = "error"
     # Only the catalogue's (and extra) ids are answered, with OpenAI's 404 for any other; by default an id
     # that looks like a known family (`claude-*`, `gpt-*`, ...) is answered by the offline model too.
     strict_models: bool = False
@@ -122,6 +129,12 @@ class Settings:
     def __post_init__(self) -> None:
         if self.image_stream_format not in IMAGE_STREAM_FORMATS:
             raise ValueError(f"image_stream_format must be one of {', '.join(IMAGE_STREAM_FORMATS)}, not {self.image_stream_format!r}")
+        if self.replay_miss not in REPLAY_MISS_MODES:
+            raise ValueError(f"UNDERSTUDY_REPLAY_MISS must be one of {', '.join(REPLAY_MISS_MODES)}, not {self.replay_miss!r}")
+        if self.replay and not Path(self.replay).is_dir():
+            raise ValueError(f"UNDERSTUDY_REPLAY: {self.replay!r} is not a directory of cassettes (record some with UNDERSTUDY_RECORD)")
+        if self.record and Path(self.record).exists() and not Path(self.record).is_dir():
+            raise ValueError(f"UNDERSTUDY_RECORD: {self.record!r} exists and is not a directory")
 
     @property
     def resolved_database_url(self) -> str:

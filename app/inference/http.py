@@ -65,10 +65,11 @@ class UpstreamClient:
     provider: a jar would send one upstream's Set-Cookie back on everyone's later requests). The session
     is made on first use, inside the event loop that uses it (aiohttp binds a session to one loop)."""
 
-    def __init__(self, read_timeout: float | None = DEFAULT_READ_TIMEOUT) -> None:
+    def __init__(self, read_timeout: float | None = DEFAULT_READ_TIMEOUT, tape=None) -> None:
         self._timeout = timeout(read_timeout)
         self._session: aiohttp.ClientSession | None = None
         self.is_closed = False
+        self.tape = tape  # cassettes.Tape when recording or replaying (UNDERSTUDY_RECORD / _REPLAY)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -89,8 +90,8 @@ class UpstreamClient:
         self.is_closed = True
 
 
-def new_client(read_timeout: float | None = DEFAULT_READ_TIMEOUT) -> UpstreamClient:
-    return UpstreamClient(read_timeout)
+def new_client(read_timeout: float | None = DEFAULT_READ_TIMEOUT, tape=None) -> UpstreamClient:
+    return UpstreamClient(read_timeout, tape)
 
 
 class UpstreamResponse:
@@ -138,6 +139,17 @@ class UpstreamResponse:
             if rest:
                 yield rest
             raise
+
+    def buffered(self) -> tuple[bytes, bool]:
+        """What arrived but was not read yet, and whether that is the end of the body (for a recording of a
+        stream its consumer left early, at `[DONE]`). Private reader state, as in `chunks()`."""
+        if self.content is not None:
+            return b"", True
+        content = self._raw.content
+        try:
+            return (content._read_nowait(-1) if content._size else b""), content.at_eof()
+        except Exception:  # the connection is already gone: nothing more to have
+            return b"", False
 
     async def aclose(self) -> None:
         """Returns the connection to the pool, or closes it when the body was not read to the end."""
@@ -192,7 +204,19 @@ async def send_with_retries(
 ) -> UpstreamResponse:
     """Sends until a response that is not worth retrying, or attempts run out, and returns it — an error
     status included (the caller maps it). With `stream=True` the body is unread: the caller iterates it
-    and must `aclose()` it; nothing is retried from then on. Network errors of the last attempt raise."""
+    and must `aclose()` it; nothing is retried from then on. Network errors of the last attempt raise.
+    With a tape (record/replay) the final answer is recorded, or answered from a cassette with no network
+    (a miss raises `cassettes.CassetteMiss`)."""
+    if client.tape is not None:
+        return await client.tape.exchange(
+            method, url, headers, content, stream,
+            lambda: _send(client, method, url, headers=headers, content=content, stream=stream, timeout=timeout, retry=retry),
+        )
+    return await _send(client, method, url, headers=headers, content=content, stream=stream, timeout=timeout, retry=retry)
+
+
+async def _send(client: UpstreamClient, method: str, url: str, *, headers: dict[str, str] | None, content: bytes | None,
+                stream: bool, timeout: aiohttp.ClientTimeout | None, retry: RetryPolicy) -> UpstreamResponse:
     attempt = 0
     while True:
         attempt += 1

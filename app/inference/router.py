@@ -18,6 +18,9 @@ Shortcuts, one upstream per kind:
     UNDERSTUDY_UPSTREAM_TIMEOUT=600                         # read timeout, seconds (connect: 10 s)
     UNDERSTUDY_UPSTREAM_MAX_RETRIES=2                       # retries after the first attempt (429, 5xx, network)
     UNDERSTUDY_EXTRA_MODELS=my-model,other-model            # extra ids in GET /v1/models
+    UNDERSTUDY_RECORD=cassettes/                            # record every upstream exchange (app/inference/cassettes.py)
+    UNDERSTUDY_REPLAY=cassettes/                            # answer upstream requests from recordings, no network
+    UNDERSTUDY_REPLAY_MISS=error                            # or "passthrough": a request not recorded goes upstream
 
 The OpenAI shortcut is on when its base URL or its key is set (the base URL defaults to OpenAI's).
 The shortcut providers are named "openai", "anthropic" and "gemini".
@@ -58,7 +61,7 @@ import os
 from fnmatch import fnmatchcase
 from typing import Mapping
 
-from app.inference import http
+from app.inference import cassettes, http
 from app.inference.base import Provider
 from app.inference.providers.anthropic import AnthropicProvider
 from app.inference.providers.gemini import GeminiProvider
@@ -164,7 +167,8 @@ def build_router(settings, offline: Provider, *, environ: Mapping[str, str] | No
             if kind == "openai":
                 specs[kind]["responses"] = _flag(getattr(settings, "openai_responses", ""))
             routes += [(pattern, kind) for pattern in patterns]
-    client = http.new_client(settings.upstream_timeout) if specs else None
+    # Record/replay (UNDERSTUDY_RECORD / UNDERSTUDY_REPLAY) wraps every upstream request of the client.
+    client = http.new_client(settings.upstream_timeout, cassettes.Tape.from_settings(settings)) if specs else None
     providers: dict[str, Provider] = {"offline": offline}
     for spec in specs.values():
         providers[spec["name"]] = make_provider(

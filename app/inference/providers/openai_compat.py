@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator
 
 import msgspec
 
-from app.inference import http
+from app.inference import cassettes, http
 from app.inference.base import MediaAnswer, MediaRequest, ProviderInfo, RelayResponse, UpstreamError
 from app.inference.multipart import form_body
 
@@ -115,6 +115,15 @@ class HTTPProvider:
             )
         except http.TRANSPORT_ERRORS as exc:
             raise self.unreachable(exc) from exc
+        except cassettes.CassetteMiss as miss:
+            raise self.cassette_miss(miss) from None
+
+    def cassette_miss(self, miss: cassettes.CassetteMiss) -> UpstreamError:
+        """Replay had no answer: a 400 with code `cassette_miss` (kept in OpenAI's shape; an endpoint
+        speaking this upstream's protocol gets the message in that protocol's error shape)."""
+        body = {"error": {"message": str(miss), "type": "invalid_request_error", "param": None, "code": "cassette_miss"}}
+        native = body if self.kind == "openai" else self.native_error(400, str(miss))
+        return http.upstream_error(400, body, None, (400, native))
 
     async def post_json(self, path: str, payload: dict) -> dict:
         response = await self.send("POST", path, _encode(payload), {"content-type": "application/json", "accept": "application/json"}, stream=False)
