@@ -57,7 +57,9 @@ class ScriptService:
         self.state = state
         self._file_rules = file_rules or []
         self._file_strict = file_strict
-        self._parsed: dict[str, Rule] = {}  # a tenant's rules, parsed once (by id: ids are never reused)
+        # Tenants' rules, parsed once, by their content: an id alone names no rule (a client picks its ids, so
+        # two tenants, or one after a delete, may use the same id for different rules).
+        self._parsed: dict[bytes, Rule] = {}
 
     # ---- model calls ----
 
@@ -93,11 +95,13 @@ class ScriptService:
     def _tenant_rules(self, snapshot: Snapshot) -> list[Rule]:
         rules = []
         for spec in snapshot.rules:
-            rule = self._parsed.get(spec["id"])
+            given = _as_given(spec)
+            key = _encode(given)
+            rule = self._parsed.get(key)
             if rule is None:
                 if len(self._parsed) >= _PARSED_KEPT:
                     self._parsed.clear()
-                rule = self._parsed[spec["id"]] = parse_rule(_as_given(spec), spec["id"])
+                rule = self._parsed[key] = parse_rule(given, spec["id"])
             rules.append(rule)
         return rules
 
@@ -186,7 +190,6 @@ class ScriptService:
     async def delete_rule(self, tenant: str, rule_id: str) -> dict:
         if not await self.state.delete_rule(tenant, rule_id):
             raise APIError(f"No rule found with id '{rule_id}'.", status_code=404, param="rule_id")
-        self._parsed.pop(rule_id, None)
         return {"id": rule_id, "object": "understudy.rule.deleted", "deleted": True}
 
     async def clear_rules(self, tenant: str) -> dict:
