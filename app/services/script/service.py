@@ -47,7 +47,11 @@ def load_script(path: str) -> tuple[list[Rule], bool]:
             rules.append(parse_rule(item, (item.get("id") if isinstance(item, dict) else None) or f"rule_file_{index}", f"rules[{index}]"))
         except APIError as error:
             raise ValueError(f"UNDERSTUDY_SCRIPT: {path}: {error.message}") from None
-    for rule in rules:
+    seen: set[str] = set()
+    for index, rule in enumerate(rules):
+        if rule.id in seen:  # hits are counted by id: two rules with one id would share their counts
+            raise ValueError(f"UNDERSTUDY_SCRIPT: {path}: rules[{index}]: the id '{rule.id}' is used twice.")
+        seen.add(rule.id)
         rule.spec["source"] = "file"
     return rules, strict
 
@@ -167,7 +171,8 @@ class ScriptService:
             spec = parse_rule(item, rule_id, where).spec
             spec.update(created_at=int(time.time()), source="api")
             specs.append(spec)
-        known = {spec["id"] for spec in (await self.state.snapshot(tenant)).rules}
+        # The file's ids too: hits are counted by id, and an id names one rule in GET and DELETE.
+        known = {spec["id"] for spec in (await self.state.snapshot(tenant)).rules} | {rule.id for rule in self._file_rules}
         for spec in specs:
             if spec["id"] in known:
                 raise invalid_request(f"A rule with id '{spec['id']}' already exists.", param="id", code="duplicate_id")
