@@ -803,3 +803,110 @@ def test_the_same_rule_id_in_two_tenants(server, client, control):
         assert text_of(ask(client, "hi")) == "A's answer"
     finally:
         other.http.close()
+
+
+# --- team mode: the rules live in Redis -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def team_server(tmp_path_factory):
+    """`understudy serve` and one `understudy worker` on PostgreSQL and Redis: runs execute in the worker."""
+    from contextlib import contextmanager
+
+    from tests.conftest import _with_worker
+    from tests.support import pg
+    from tests.support.redis_db import claim_redis_db
+
+    try:
+        database_url = pg.create_database("understudy_script")
+    except ConnectionError as error:
+        pytest.skip(str(error))
+    data_dir = tmp_path_factory.mktemp("script-team")
+    try:
+        with claim_redis_db() as redis_url:
+            env = {"UNDERSTUDY_DATABASE_URL": database_url, "UNDERSTUDY_REDIS_URL": redis_url}
+            with contextmanager(_with_worker)(data_dir, env):
+                srv = start_server(data_dir, env)
+                try:
+                    yield srv
+                finally:
+                    srv.stop()
+    finally:
+        pg.drop_database(database_url)
+
+
+def test_rules_answer_a_run_in_a_separate_worker(team_server):
+    key = new_key()
+    ctl = Control(team_server.url, key)
+    try:
+        [tool_rule, text_rule] = ctl.add(
+            {"when": {"user_contains": "weather", "tool_result": False}, "times": 2,
+             "reply": {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Tromsø"}}]}},
+            {"when": {"tool_result": "get_weather"}, "reply": "Tromsø: snow."})
+        with openai.OpenAI(base_url=f"{team_server.url}/v1", api_key=key, max_retries=0) as sdk:
+            # The API process answers this one: the first of the rule's two times.
+            [call] = ask(sdk, "weather?", tools=[WEATHER]).choices[0].message.tool_calls
+            assert json.loads(call.function.arguments) == {"city": "Tromsø"}
+            assistant = sdk.beta.assistants.create(model=MODEL, tools=[WEATHER])
+            run = sdk.beta.threads.create_and_run_poll(
+                assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "weather in Tromsø?"}]}, poll_interval_ms=50)
+            assert run.status == "requires_action", run.last_error
+            [call] = run.required_action.submit_tool_outputs.tool_calls
+            assert json.loads(call.function.arguments) == {"city": "Tromsø"}
+            run = sdk.beta.threads.runs.submit_tool_outputs_and_poll(
+                run_id=run.id, thread_id=run.thread_id, tool_outputs=[{"tool_call_id": call.id, "output": "snow"}], poll_interval_ms=50)
+            assert run.status == "completed", run.last_error
+            last = sdk.beta.threads.messages.list(thread_id=run.thread_id, order="desc", limit=1).data[0]
+            assert last.content[0].text.value == "Tromsø: snow."
+            # `times: 2` was counted across both processes: a third call falls through to the model.
+            assert text_of(ask(sdk, "weather?", tools=[WEATHER], tool_choice="none")) != "Tromsø: snow."
+        # The worker's calls are in the log the API process serves, in order.
+        calls = ctl.calls()
+        assert [(c["endpoint"], c["rule_id"]) for c in calls] == [
+            ("chat", tool_rule["id"]), ("runs", tool_rule["id"]), ("runs", text_rule["id"]), ("chat", None)]
+        assert {r["id"]: r["hits"] for r in ctl.rules()} == {tool_rule["id"]: 3, text_rule["id"]: 1}
+    finally:
+        ctl.http.close()
+
+
+def test_control_api_on_redis_state(team_server):
+    key = new_key()
+    ctl = Control(team_server.url, key)
+    try:
+        first, second = ctl.add({"id": "one", "when": {"user_contains": "one"}, "reply": "1"}, {"reply": "catch-all"})
+        assert_openai_error(ctl.http.post("/rules", json={"id": "one", "reply": "x"}), 400, param="id", code="duplicate_id")
+        with openai.OpenAI(base_url=f"{team_server.url}/v1", api_key=key, max_retries=0) as sdk:
+            assert text_of(ask(sdk, "one")) == "1"
+            assert ctl.http.delete("/rules/one").status_code == 200
+            assert_openai_error(ctl.http.delete("/rules/one"), 404, param="rule_id")
+            assert text_of(ask(sdk, "one")) == "catch-all"
+            ctl.add({"id": "one", "when": {"user_contains": "one"}, "reply": "1 again"})  # after the catch-all
+            assert [(r["id"], r["hits"]) for r in ctl.rules()] == [(second["id"], 1), ("one", 0)]
+            ctl.http.delete("/rules")
+            ctl.settings(strict=True)
+            with pytest.raises(openai.NotFoundError):
+                ask(sdk, "one")
+            ctl.settings(strict=False)
+            assert text_of(ask(sdk, "one")) not in ("1", "1 again", "catch-all")
+        assert [c["outcome"] for c in ctl.calls()] == ["reply", "reply", "refused"]  # no rules, no settings on: not logged
+        ctl.http.delete("/calls")
+        assert ctl.calls() == []
+    finally:
+        ctl.http.close()
+
+
+def test_vector_store_ingestion_is_scripted_only_on_purpose(client, control):
+    control.add({"reply": {"embedding": [9.0, 9.0]}})  # a catch-all vector: never a vector store's index
+    source = client.files.create(file=("ice.txt", io.BytesIO(b"Glaciers are rivers of ice. " * 20)), purpose="assistants")
+    store = client.vector_stores.create(name="scripted")
+    done = client.vector_stores.files.create_and_poll(vector_store_id=store.id, file_id=source.id, poll_interval_ms=50)
+    assert done.status == "completed"
+    assert [(c["endpoint"], c["outcome"]) for c in control.calls()] == [("vector_stores", "model")]
+    control.http.delete("/rules")
+    control.add({"when": {"endpoint": "vector_stores"}, "fault": {"status": 429}, "times": 1},
+                {"when": {"endpoint": "vector_stores"}, "fault": {"status": 500}, "times": 1})
+    for code in ("server_error", "server_error"):  # a rate limit is not the file's fault either
+        store = client.vector_stores.create(name="faulty")
+        failed = client.vector_stores.files.create_and_poll(vector_store_id=store.id, file_id=source.id, poll_interval_ms=50)
+        assert failed.status == "failed" and failed.last_error.code == code, failed.last_error
+    assert [c["outcome"] for c in control.calls()][-2:] == ["fault", "fault"]
