@@ -910,3 +910,20 @@ def test_vector_store_ingestion_is_scripted_only_on_purpose(client, control):
         failed = client.vector_stores.files.create_and_poll(vector_store_id=store.id, file_id=source.id, poll_interval_ms=50)
         assert failed.status == "failed" and failed.last_error.code == code, failed.last_error
     assert [c["outcome"] for c in control.calls()][-2:] == ["fault", "fault"]
+
+
+def test_a_cut_past_the_last_chunk_still_cuts(http, control):
+    control.add({"fault": {"cut_after": 500}})
+    with http.stream("POST", "/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "x"}], "stream": True}) as response:
+        assert response.status_code == 200
+        lines = []
+        with pytest.raises(httpx.RemoteProtocolError):
+            for line in response.iter_lines():
+                lines.append(line)
+    assert "data: [DONE]" not in lines and any(line.startswith("data: ") for line in lines)
+
+
+def test_malformed_past_the_last_chunk_still_breaks(client, control):
+    control.add({"fault": {"malformed_after": 500}})
+    with pytest.raises(json.JSONDecodeError):
+        list(ask(client, "x", stream=True))

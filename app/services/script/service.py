@@ -157,6 +157,11 @@ class ScriptService:
             if delay and number:
                 await asyncio.sleep(delay)
             yield chunk
+        # A cut (or malformed chunk) asked past the stream's last chunk still breaks it: no clean finish.
+        if fault.get("cut_after") is not None:
+            raise StreamFault(b"", "The upstream connection was cut mid-stream (scripted fault).")
+        if fault.get("malformed_after") is not None:
+            raise StreamFault(b"data: {\"id\": \n\n", "The upstream sent a malformed chunk (scripted fault).")
 
     # ---- the control API ----
 
