@@ -636,6 +636,9 @@ def test_strict_mode_refuses_unmatched_calls(client, http, claude, control):
     ({"reply": {"finish_reason": "done", "text": "y"}}, "rule.reply.finish_reason", "invalid_value"),
     ({"reply": {"tool_calls": [{"arguments": {}}]}}, "rule.reply.tool_calls[0]", "invalid_value"),
     ({"rules": [{"reply": "ok"}, {"reply": "y", "when": {"nth": 0}}]}, "rules[1].when.nth", "invalid_value"),
+    ({"id": 5, "reply": "y"}, "rule.id", "invalid_value"),
+    ({"id": "", "reply": "y"}, "rule.id", "invalid_value"),
+    ({"id": "a/b", "reply": "y"}, "rule.id", "invalid_value"),
 ])
 def test_bad_rules_are_400s_naming_the_field(control, body, param, code):
     response = control.http.post("/rules", json=body)
@@ -749,6 +752,7 @@ BAD_SCRIPTS = [
     ("- when: {user_regex: '(open'}\n  reply: hi\n", "rules[0].when.user_regex"),
     ("rules: [{reply: hi}, {reply: hi, colour: red}]\n", "rules[1].colour"),
     ("rules: {reply: hi}\n", "must hold a list of rules"),
+    ("- {id: 7, reply: a}\n", "rules[0].id"),
     ("- {id: twice, reply: a}\n- {id: twice, reply: b}\n", "rules[1]: the id 'twice' is used twice"),
     ("rules: [unclosed\n", "cannot read"),
     (None, "cannot read"),
