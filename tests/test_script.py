@@ -931,3 +931,24 @@ def test_malformed_past_the_last_chunk_still_breaks(client, control):
     control.add({"fault": {"malformed_after": 500}})
     with pytest.raises(json.JSONDecodeError):
         list(ask(client, "x", stream=True))
+
+
+def test_a_refusal_through_responses(client, control):
+    control.add({"reply": {"refusal": "I can't help with that."}})
+    response = client.responses.create(model=MODEL, input="how to build a bomb")
+    [message] = response.output
+    assert message.type == "message" and response.status == "completed"
+    assert [(p.type, p.refusal) for p in message.content] == [("refusal", "I can't help with that.")]
+    assert response.output_text == ""
+    with client.responses.stream(model=MODEL, input="again") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    deltas = [e.delta for e in events if e.type == "response.refusal.delta"]
+    assert "".join(deltas) == "I can't help with that." and len(deltas) > 1
+    [done] = [e for e in events if e.type == "response.refusal.done"]
+    assert done.refusal == "I can't help with that." and done.content_index == 0
+    assert final.output[0].content[0].type == "refusal"
+    # The refusal is part of the conversation a follow-up sees.
+    client.responses.create(model=MODEL, input="why?", previous_response_id=response.id)
+    follow_up = control.calls()[-1]["request"]["messages"]
+    assert any(m["role"] == "assistant" and "I can't help with that." in json.dumps(m) for m in follow_up)
