@@ -16,6 +16,17 @@ def _configure_logging(level: str) -> None:
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+def _check_script(settings: Settings) -> None:
+    """A bad UNDERSTUDY_SCRIPT stops the start with its reason, before any process is forked."""
+    if settings.script:
+        from app.services.script.service import load_script
+
+        try:
+            load_script(settings.script)
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
+
+
 @click.group()
 def main() -> None:
     """Understudy: a self-hosted stand-in for the OpenAI API."""
@@ -43,6 +54,7 @@ def serve(host: str | None, port: int | None, data_dir: str | None, workers: int
     if workers > 1 and not settings.redis_url:
         # Jobs and their events would stay inside the process that started them.
         raise click.UsageError("--workers above 1 needs team mode: set UNDERSTUDY_REDIS_URL (and a shared database and blob store)")
+    _check_script(settings)
     from app.serving import run_options
 
     uvicorn.run(
@@ -65,6 +77,7 @@ def worker(data_dir: str | None) -> None:
 
     settings = Settings.from_env(data_dir=data_dir)
     _configure_logging(settings.log_level)
+    _check_script(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     run_worker(settings)
 

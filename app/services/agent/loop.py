@@ -24,6 +24,7 @@ CHECK_SECONDS = 0.25  # how often a streaming turn checks that it was not cancel
 class Turn:
     params: dict
     text: list[str] = field(default_factory=list)
+    refusal: list[str] = field(default_factory=list)  # the model's refusal, when it gives one (`delta.refusal`)
     calls: ToolCalls = field(default_factory=ToolCalls)
     finish: str | None = None
     prompt_tokens: int = 0
@@ -120,6 +121,12 @@ class AgentLoop:
                     turn.text.append(delta["content"])
                     async for event in agent.on_text(turn, delta["content"], choice):
                         yield event
+                if delta.get("refusal"):
+                    turn.refusal.append(delta["refusal"])
+                    on_refusal = getattr(agent, "on_refusal", None)  # an agent without it keeps the text only
+                    if on_refusal is not None:
+                        async for event in on_refusal(turn, delta["refusal"]):
+                            yield event
                 for piece in delta.get("tool_calls") or ():
                     async for event in agent.on_call(turn, turn.calls.add(piece)):
                         yield event

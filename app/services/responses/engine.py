@@ -106,6 +106,7 @@ class _ResponseAgent:
     def _reset(self) -> None:
         self.message: dict | None = None
         self.message_index = -1
+        self.parts: list[str] = []  # the message's content parts as they opened: "text", "refusal"
         self.logprobs: list[dict] = []
         self.items: dict[int, tuple[dict, int]] = {}  # call index -> (its output item, output index); built-ins have none
 
@@ -129,17 +130,29 @@ class _ResponseAgent:
         if chunk.get("service_tier"):
             self.response["service_tier"] = chunk["service_tier"]  # the tier that served it, as reported
 
-    async def on_text(self, turn: Turn, text: str, choice: dict):
+    def _open_part(self, kind: str, part: dict):
         response, events = self.response, self.events
-        logprobs = build.logprobs(choice)
         if self.message is None:
             self.message = build.message_item(new_id("msg_"), "", "in_progress")
             self.message_index = len(response["output"])
             response["output"].append(self.message)
             yield events.item_added(self.message_index, self.message)
-            yield events.part_added(self.message["id"], self.message_index, build.output_text(""))
+        if kind not in self.parts:
+            self.parts.append(kind)
+            yield events.part_added(self.message["id"], self.message_index, part, self.parts.index(kind))
+
+    async def on_text(self, turn: Turn, text: str, choice: dict):
+        logprobs = build.logprobs(choice)
+        for event in self._open_part("text", build.output_text("")):
+            yield event
         self.logprobs += logprobs
-        yield events.text_delta(self.message["id"], self.message_index, text, build.delta_logprobs(logprobs))
+        yield self.events.text_delta(self.message["id"], self.message_index, text, build.delta_logprobs(logprobs))
+
+    async def on_refusal(self, turn: Turn, text: str):
+        """A refusal is the message's `refusal` part, streamed as `response.refusal.delta`."""
+        for event in self._open_part("refusal", {"type": "refusal", "refusal": ""}):
+            yield event
+        yield self.events.refusal_delta(self.message["id"], self.message_index, self.parts.index("refusal"), text)
 
     async def on_call(self, turn: Turn, delta: CallDelta):
         call, response, events = delta.call, self.response, self.events
@@ -190,11 +203,18 @@ class _ResponseAgent:
             text = "".join(turn.text)
             item = build.message_item(self.message["id"], text, "incomplete" if turn.truncated else "completed", build.citations(text, self.searched),
                                       self.logprobs)
+            parts = {"text": item["content"][0], "refusal": {"type": "refusal", "refusal": "".join(turn.refusal)}}
+            item["content"] = [parts[kind] for kind in self.parts]
             response["output"][self.message_index] = item
-            for position, annotation in enumerate(item["content"][0]["annotations"]):
-                yield events.annotation_added(item["id"], self.message_index, position, annotation)
-            yield events.text_done(item["id"], self.message_index, text, build.delta_logprobs(self.logprobs))
-            yield events.part_done(item["id"], self.message_index, item["content"][0])
+            for position, kind in enumerate(self.parts):
+                part = parts[kind]
+                if kind == "text":
+                    for number, annotation in enumerate(part["annotations"]):
+                        yield events.annotation_added(item["id"], self.message_index, number, annotation)
+                    yield events.text_done(item["id"], self.message_index, text, build.delta_logprobs(self.logprobs))
+                else:
+                    yield events.refusal_done(item["id"], self.message_index, position, part["refusal"])
+                yield events.part_done(item["id"], self.message_index, part, position)
             yield events.item_done(self.message_index, item)
         for call in turn.calls.ordered():
             if call.index not in self.items:

@@ -27,11 +27,17 @@ class Events:
     def item_done(self, index: int, item: dict) -> tuple[str, dict]:
         return self._make("response.output_item.done", output_index=index, item=copy.deepcopy(item))
 
-    def part_added(self, item_id: str, index: int, part: dict) -> tuple[str, dict]:
-        return self._make("response.content_part.added", item_id=item_id, output_index=index, content_index=0, part=dict(part))
+    def part_added(self, item_id: str, index: int, part: dict, content_index: int = 0) -> tuple[str, dict]:
+        return self._make("response.content_part.added", item_id=item_id, output_index=index, content_index=content_index, part=dict(part))
 
-    def part_done(self, item_id: str, index: int, part: dict) -> tuple[str, dict]:
-        return self._make("response.content_part.done", item_id=item_id, output_index=index, content_index=0, part=copy.deepcopy(part))
+    def part_done(self, item_id: str, index: int, part: dict, content_index: int = 0) -> tuple[str, dict]:
+        return self._make("response.content_part.done", item_id=item_id, output_index=index, content_index=content_index, part=copy.deepcopy(part))
+
+    def refusal_delta(self, item_id: str, index: int, content_index: int, delta: str) -> tuple[str, dict]:
+        return self._make("response.refusal.delta", item_id=item_id, output_index=index, content_index=content_index, delta=delta)
+
+    def refusal_done(self, item_id: str, index: int, content_index: int, refusal: str) -> tuple[str, dict]:
+        return self._make("response.refusal.done", item_id=item_id, output_index=index, content_index=content_index, refusal=refusal)
 
     def text_delta(self, item_id: str, index: int, delta: str, logprobs: list[dict]) -> tuple[str, dict]:
         return self._make("response.output_text.delta", item_id=item_id, output_index=index, content_index=0, delta=delta, logprobs=logprobs)

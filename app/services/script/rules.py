@@ -129,6 +129,10 @@ def parse_rule(spec: Any, rule_id: str, where: str = "rule") -> Rule:
     if not isinstance(spec, dict):
         raise _bad(where, "expected an object")
     _only(spec, _RULE, where)
+    given_id = spec.get("id")
+    if given_id is not None and (not isinstance(given_id, str) or not 0 < len(given_id) <= 256 or "/" in given_id):
+        # GET and DELETE /rules/{id} must be able to name it.
+        raise _bad(f"{where}.id", "expected a non-empty string of at most 256 characters, without '/'")
     when = spec.get("when") or {}
     if not isinstance(when, dict):
         raise _bad(f"{where}.when", "expected an object")

@@ -48,7 +48,11 @@ def load_script(path: str) -> tuple[list[Rule], bool]:
             rules.append(parse_rule(item, (item.get("id") if isinstance(item, dict) else None) or f"rule_file_{index}", f"rules[{index}]"))
         except APIError as error:
             raise ValueError(f"UNDERSTUDY_SCRIPT: {path}: {error.message}") from None
-    for rule in rules:
+    seen: set[str] = set()
+    for index, rule in enumerate(rules):
+        if rule.id in seen:  # hits are counted by id: two rules with one id would share their counts
+            raise ValueError(f"UNDERSTUDY_SCRIPT: {path}: rules[{index}]: the id '{rule.id}' is used twice.")
+        seen.add(rule.id)
         rule.spec["source"] = "file"
     return rules, strict
 
@@ -58,7 +62,9 @@ class ScriptService:
         self.state = state
         self._file_rules = file_rules or []
         self._file_strict = file_strict
-        self._parsed: dict[bytes, Rule] = {}  # rules parsed once, by their JSON
+        # Tenants' rules, parsed once, by their content: an id alone names no rule (a client picks its ids, so
+        # two tenants, or one after a delete, may use the same id for different rules).
+        self._parsed: dict[bytes, Rule] = {}
         self._compiled: dict[str, tuple[list[dict], list[Rule]]] = {}  # a tenant's rule list, as last parsed
 
     # ---- model calls ----
@@ -98,12 +104,13 @@ class ScriptService:
             return cached[1]
         rules = []
         for spec in snapshot.rules:
-            key = _encode(spec)  # by content: ids are the client's to choose, and may be reused
+            given = _as_given(spec)
+            key = _encode(given)
             rule = self._parsed.get(key)
             if rule is None:
                 if len(self._parsed) >= _PARSED_KEPT:
                     self._parsed.clear()
-                rule = self._parsed[key] = parse_rule(_as_given(spec), spec["id"])
+                rule = self._parsed[key] = parse_rule(given, spec["id"])
             rules.append(rule)
         if len(self._compiled) >= _PARSED_KEPT:
             self._compiled.clear()
@@ -158,6 +165,11 @@ class ScriptService:
             if delay and number:
                 await asyncio.sleep(delay)
             yield chunk
+        # A cut (or malformed chunk) asked past the stream's last chunk still breaks it: no clean finish.
+        if fault.get("cut_after") is not None:
+            raise StreamFault(b"", "The upstream connection was cut mid-stream (scripted fault).")
+        if fault.get("malformed_after") is not None:
+            raise StreamFault(b"data: {\"id\": \n\n", "The upstream sent a malformed chunk (scripted fault).")
 
     # ---- the control API ----
 
@@ -172,7 +184,8 @@ class ScriptService:
             spec = parse_rule(item, rule_id, where).spec
             spec.update(created_at=int(time.time()), source="api")
             specs.append(spec)
-        known = {spec["id"] for spec in (await self.state.snapshot(tenant)).rules}
+        # The file's ids too: hits are counted by id, and an id names one rule in GET and DELETE.
+        known = {spec["id"] for spec in (await self.state.snapshot(tenant)).rules} | {rule.id for rule in self._file_rules}
         for spec in specs:
             if spec["id"] in known:
                 raise invalid_request(f"A rule with id '{spec['id']}' already exists.", param="id", code="duplicate_id")

@@ -31,7 +31,8 @@ class Snapshot:
 
     @property
     def active(self) -> bool:
-        return bool(self.rules) or bool(self.settings)
+        """Rules, strict mode or `record_calls` on: a setting turned back off scripts nothing."""
+        return bool(self.rules) or bool(self.settings.get("strict")) or bool(self.settings.get("record_calls"))
 
 
 EMPTY = Snapshot([], {})

@@ -61,8 +61,10 @@ class Ingestor:
         except ExtractionError as error:
             await self._fail(store_id, file_id, error.code, error.message)
             return
-        except APIError as error:  # the file vanished, or the embedding model refused
-            await self._fail(store_id, file_id, "server_error" if error.status_code >= 500 else "invalid_file", error.message)
+        except APIError as error:  # the file vanished, or the embedding model refused or was busy
+            # A rate limit (429) is the upstream's state, not the file's fault: `invalid_file` would blame the file.
+            transient = error.status_code >= 500 or error.status_code == 429
+            await self._fail(store_id, file_id, "server_error" if transient else "invalid_file", error.message)
             return
         async with self._db.begin() as conn:
             result = await conn.execute(
