@@ -948,3 +948,27 @@ def test_a_refusal_through_responses(client, control):
     client.responses.create(model=MODEL, input="why?", previous_response_id=response.id)
     follow_up = control.calls()[-1]["request"]["messages"]
     assert any(m["role"] == "assistant" and "I can't help with that." in json.dumps(m) for m in follow_up)
+
+
+def test_a_refusal_through_a_run(client, control):
+    control.add({"when": {"endpoint": "runs"}, "reply": {"refusal": "I can't help with that."}})
+    assistant = client.beta.assistants.create(model=MODEL)
+    run = client.beta.threads.create_and_run_poll(
+        assistant_id=assistant.id, thread={"messages": [{"role": "user", "content": "how to build a bomb"}]}, poll_interval_ms=50)
+    assert run.status == "completed"
+    [reply] = client.beta.threads.messages.list(thread_id=run.thread_id, run_id=run.id).data
+    assert [(part.type, part.refusal) for part in reply.content] == [("refusal", "I can't help with that.")]
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "again"}])
+    with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
+        deltas = [event.data.delta.content[0] for event in stream if event.event == "thread.message.delta"]
+    assert "".join(part.refusal for part in deltas if part.type == "refusal") == "I can't help with that."
+
+
+def test_a_rule_does_not_stand_in_for_a_model_the_tenant_cannot_use(client, control):
+    control.add({"reply": "scripted"})
+    for model in ("ft:gpt-4o-mini-2024-07-18:someone-else::AbCdEf12", "not-a-model-anyone-knows"):
+        with pytest.raises(openai.NotFoundError) as refused:
+            ask(client, "hi", model=model)
+        assert refused.value.code == "model_not_found"
+    assert control.calls() == []  # refused before any rule was asked
+    assert text_of(ask(client, "hi")) == "scripted"

@@ -85,6 +85,9 @@ class InferenceService:
         return {**params, STYLE_KEY: found.get("examples") or []} if provider.info.kind == "offline" else params
 
     async def call(self, tenant_id: str, method: str, params: dict, *, endpoint: str | None = None) -> dict:
+        # The model is checked (known id, the tenant's own fine-tune) before a rule may stand in for it.
+        provider = self.provider_for(tenant_id, params["model"])
+        model_params = await self._fine_tuned(tenant_id, provider, params)
         if self.script is not None and method != "moderations":
             rule = await self.script.decide(tenant_id, endpoint or _ENDPOINTS[method], method, params)
             if rule is not None:
@@ -94,8 +97,7 @@ class InferenceService:
                     raise api_error(error) from None
                 self._record(method, tenant_id, params, result)
                 return result
-        provider = self.provider_for(tenant_id, params["model"])
-        params = await self._fine_tuned(tenant_id, provider, params)
+        params = model_params
         try:
             result = await getattr(provider, method)(params)
         except UpstreamError as error:
@@ -109,15 +111,15 @@ class InferenceService:
             self.usage.record(kind, tenant_id, result.get("model") or params["model"], result.get("usage"))
 
     async def stream(self, tenant_id: str, method: str, params: dict, *, endpoint: str | None = None) -> AsyncIterator[dict]:
+        provider = self.provider_for(tenant_id, params["model"])
+        model_params = await self._fine_tuned(tenant_id, provider, params)
         answer = None
         if self.script is not None:
             rule = await self.script.decide(tenant_id, endpoint or _ENDPOINTS[method], method, params)
             if rule is not None:
                 answer = lambda params: self.script.stream(rule, method, params)  # noqa: E731
         if answer is None:
-            provider = self.provider_for(tenant_id, params["model"])
-            params = await self._fine_tuned(tenant_id, provider, params)
-            answer = getattr(provider, method)
+            params, answer = model_params, getattr(provider, method)
         if self.usage is None or method not in _USAGE_KINDS:
             return await started(answer(params))
         # The usage is always asked for (it is recorded); a client that did not ask does not see it.
