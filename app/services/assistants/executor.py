@@ -165,6 +165,13 @@ class _RunAgent:
                 yield event
         yield "thread.message.delta", objects.message_delta(self.message["id"], text)
 
+    async def on_refusal(self, turn: Turn, refusal: str):
+        """A refusal is the message's `refusal` content part (after the text, if any came first)."""
+        if self.message is None:
+            for event in await self.start_message():
+                yield event
+        yield "thread.message.delta", objects.refusal_delta(self.message["id"], refusal, 1 if turn.text else 0)
+
     async def start_message(self) -> list[tuple[str, dict]]:
         self.message = objects.new_run_message(self.run)
         self.message_step = objects.new_step(self.run, "message_creation", objects.message_creation_details(self.message["id"]))
@@ -227,7 +234,9 @@ class _RunAgent:
         searches = [call["file_search"]["results"] for step in self.steps if step["type"] == "tool_calls"
                     for call in step["step_details"]["tool_calls"] if call["type"] == "file_search"]
         message, step, now = self.message, self.message_step, objects.now()
-        message["content"] = [objects.text_part(text, builtins.citations(text, searches))]
+        message["content"] = [objects.text_part(text, builtins.citations(text, searches))] if text or not turn.refusal else []
+        if turn.refusal:
+            message["content"].append(objects.refusal_part("".join(turn.refusal)))
         if truncated:
             message.update(status="incomplete", incomplete_at=now, incomplete_details={"reason": "max_tokens"})
         else:

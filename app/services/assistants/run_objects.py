@@ -71,6 +71,14 @@ def message_delta(message_id: str, text: str, index: int = 0) -> dict:
     return {"id": message_id, "object": "thread.message.delta", "delta": {"content": [{"index": index, "type": "text", "text": {"value": text}}]}}
 
 
+def refusal_part(refusal: str) -> dict:
+    return {"type": "refusal", "refusal": refusal}
+
+
+def refusal_delta(message_id: str, refusal: str, index: int) -> dict:
+    return {"id": message_id, "object": "thread.message.delta", "delta": {"content": [{"index": index, "type": "refusal", "refusal": refusal}]}}
+
+
 def tool_calls_delta(step_id: str, calls: list[dict]) -> dict:
     return {"id": step_id, "object": "thread.run.step.delta", "delta": {"step_details": {"type": "tool_calls", "tool_calls": calls}}}
 
