@@ -12,8 +12,10 @@ only counts a connection once its headers are in. `GuardedProtocol` adds, per pr
   408 (or nothing, for a connection that never sent a byte), closed;
 - `max_connections` open connections: a new one closes the oldest connection that is idle or still
   reading its headers; when every connection is busy with a request, the new one gets a 503;
-- a response sent before its request's body was read whole (an early 413): the rest of the body is
-  read and dropped for a moment, so the client sees the answer, then the connection is closed.
+- a response sent before its request's body was read whole (an early 413, or a 404 or 401 that never
+  reads the body): it says `connection: close`, so a client does not send its next request on a
+  connection about to end; the rest of the body is read and dropped for a moment, so the client sees
+  the answer, then the connection is closed.
 
 uvicorn's own `limit_concurrency` is not used: it answers 503 from the moment the connection count
 reaches it, which a cap on connections would make every new request meet.
@@ -28,7 +30,7 @@ import resource
 from app.settings import Settings
 
 try:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 except ImportError:  # no httptools: plain h11 with its own header bound (run_options)
     HttpToolsProtocol = None
 
@@ -87,6 +89,24 @@ def raise_fd_limit(max_connections: int) -> None:
 
 
 if HttpToolsProtocol is not None:
+
+    _CLOSE = (b"connection", b"close")
+    _BODY_METHODS = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+
+    class EarlyAnswerCycle(RequestResponseCycle):
+        """A request that may carry a body. Answered before that body is in, the response says
+        `connection: close`. Without it, a keep-alive client would send its next request on a
+        connection that the linger is about to close, and see "Server disconnected"."""
+
+        async def send(self, message) -> None:
+            if self.more_body and message["type"] == "http.response.start" and not self.response_started:
+                keep_alive = self.keep_alive
+                await super().send({**message, "headers": [*message.get("headers", ()), _CLOSE]})
+                # The header cleared keep_alive, and uvicorn closes at once on a cleared keep_alive.
+                # Restore it: the linger (on_response_complete) drains the body, then closes.
+                self.keep_alive = keep_alive
+                return
+            await super().send(message)
 
     class GuardedProtocol(HttpToolsProtocol):
         def __init__(self, *args, **kwargs) -> None:
@@ -190,6 +210,9 @@ if HttpToolsProtocol is not None:
             self._disarm()
             _evictable.pop(self, None)
             super().on_headers_complete()
+            cycle = self.cycle
+            if cycle is not None and cycle.scope["method"] in _BODY_METHODS:
+                cycle.__class__ = EarlyAnswerCycle  # before its ASGI task first runs, which looks up `send`
 
         def on_message_complete(self) -> None:
             super().on_message_complete()

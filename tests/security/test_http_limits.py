@@ -194,6 +194,30 @@ def test_files_and_upload_parts_have_a_body_bound(server):
     assert _status(answer) == 413, answer[:300]
 
 
+def test_an_answer_before_the_body_closes_the_connection_and_the_client_goes_on(server):
+    # Answered before its body is in (a 404 here, a 413 or a 401 alike), a request's connection is
+    # about to be closed: the answer must say so, or a keep-alive client sends its next request on it
+    # and sees "Server disconnected".
+    body = b"x" * (4 * MiB)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for _ in range(3):
+            early = client.post("/v1/no-such-route", content=body,
+                                headers={"Authorization": f"Bearer {new_key()}", "Content-Type": "application/json"})
+            assert early.status_code == 404, early.text[:300]
+            assert early.headers.get("connection") == "close"
+            after = client.get("/v1/models", headers={"Authorization": f"Bearer {new_key()}"})
+            assert after.status_code == 200 and after.headers.get("connection") != "close"
+
+
+def test_a_body_read_whole_keeps_the_connection(server):
+    key = new_key()
+    with httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as client:
+        first = client.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        second = client.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    assert first.status_code == second.status_code == 200
+    assert "connection" not in first.headers and "connection" not in second.headers
+
+
 # ---- 7. slow headers and connection floods ----
 
 def test_slow_headers_are_closed_after_the_deadline_and_the_cap_holds(server):
