@@ -219,3 +219,75 @@ def test_oversize_and_zip_bombs_are_refused(skills_server, key):
     many = _zip_with([("SKILL.md", GOOD_MD)] + [(f"f{i}.txt", b"") for i in range(501)])
     error = assert_openai_error(post({"files": ("m.zip", many, "application/zip")}), 400, param="files")
     assert "too many" in error["message"]
+
+
+# ---- the Responses shell tool with skills ----
+
+def _shell_tool(*skills: dict) -> dict:
+    return {"type": "shell", "environment": {"type": "container_auto", "skills": list(skills)}}
+
+
+def test_a_response_runs_the_shell_with_a_skill(sdk, raw):
+    skill = sdk.skills.create(files=("g.zip", skill_zip("greeter", "Greets people.", {"data/name.txt": b"Ada\n"}), "application/zip"))
+    prompt = "Use the shell to run the greeter skill:\n```sh\nsh skills/greeter/scripts/hello.sh\ncat skills/greeter/data/name.txt\nls nothing-here\n```"
+    response = sdk.responses.create(model="gpt-4o-mini", input=prompt, tools=[_shell_tool({"type": "skill_reference", "skill_id": skill.id})])
+    assert response.status == "completed", response.error
+    kinds = [item.type for item in response.output]
+    assert kinds[:2] == ["shell_call", "shell_call_output"] and kinds[-1] == "message", kinds
+    call, output = response.output[0], response.output[1]
+    assert call.action.commands == ["sh skills/greeter/scripts/hello.sh", "cat skills/greeter/data/name.txt", "ls nothing-here"]
+    assert output.call_id == call.call_id
+    assert [o.stdout for o in output.output[:2]] == ["hello from the skill\n", "Ada\n"], output.output[0].stderr
+    assert [o.outcome.type for o in output.output] == ["exit", "exit", "exit"]
+    assert [o.outcome.exit_code for o in output.output][:2] == [0, 0] and output.output[2].outcome.exit_code != 0
+    assert "nothing-here" in output.output[2].stderr
+    body = raw.get(f"/responses/{response.id}").json()
+    assert_matches_schema(body, "Response")
+    # A pinned version, and an inline skill, in the same sandbox.
+    sdk.skills.versions.create(skill.id, files=("g.zip", skill_zip("greeter", "Greets people.", {"data/name.txt": b"Grace\n"}), "application/zip"))
+    import base64
+    inline = {"type": "inline", "name": "extra", "description": "Extra.",
+              "source": {"type": "base64", "media_type": "application/zip", "data": base64.b64encode(skill_zip("extra", "Extra.")).decode()}}
+    prompt = "Use the shell:\n```sh\ncat skills/greeter/data/name.txt\nsh skills/extra/scripts/hello.sh\n```"
+    for version, name in (("2", "Grace\n"), ("1", "Ada\n"), ("latest", "Grace\n")):
+        ran = sdk.responses.create(model="gpt-4o-mini", input=prompt,
+                                   tools=[_shell_tool({"type": "skill_reference", "skill_id": skill.id, "version": version}, inline)])
+        outs = ran.output[1].output
+        assert [o.stdout for o in outs] == [name, "hello from the skill\n"], (version, outs)
+
+
+def test_a_streamed_shell_response(sdk):
+    skill = sdk.skills.create(files=("g.zip", skill_zip(), "application/zip"))
+    with sdk.responses.stream(model="gpt-4o-mini", input="Run it in the shell:\n```\nsh skills/greeter/scripts/hello.sh\n```",
+                              tools=[_shell_tool({"type": "skill_reference", "skill_id": skill.id})]) as stream:
+        events = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert events.count("response.output_item.done") >= 3 and events[-1] == "response.completed"
+    assert final.output[1].output[0].stdout == "hello from the skill\n"
+
+
+def test_shell_skill_references_are_checked(sdk, raw, skills_server):
+    skill = sdk.skills.create(files=("g.zip", skill_zip(), "application/zip"))
+
+    def create(*skills) -> httpx.Response:
+        return raw.post("/responses", json={"model": "gpt-4o-mini", "input": "shell", "tools": [_shell_tool(*skills)]})
+
+    error = assert_openai_error(create({"type": "skill_reference", "skill_id": "skill_unknown"}), 400,
+                                param="tools[0].environment.skills[0].skill_id")
+    assert "skill_unknown" in error["message"]
+    assert_openai_error(create({"type": "skill_reference", "skill_id": skill.id}, {"type": "skill_reference", "skill_id": skill.id, "version": "7"}),
+                        400, param="tools[0].environment.skills[1].skill_id")
+    assert_openai_error(create({"type": "skill_reference", "skill_id": skill.id, "version": "two"}), 400,
+                        param="tools[0].environment.skills[0].skill_id")
+    bad_inline = {"type": "inline", "name": "x", "description": "x", "source": {"type": "base64", "media_type": "application/zip", "data": "bm90IGEgemlw"}}
+    assert_openai_error(create(bad_inline), 400, param="tools[0].environment.skills[0].source.data")
+    with httpx.Client(base_url=f"{skills_server.url}/v1", headers={"Authorization": f"Bearer {new_key()}"}, timeout=30) as other:
+        response = other.post("/responses", json={"model": "gpt-4o-mini", "input": "shell",
+                                                  "tools": [_shell_tool({"type": "skill_reference", "skill_id": skill.id})]})
+        assert_openai_error(response, 400, param="tools[0].environment.skills[0].skill_id")  # another tenant's skill is unknown
+
+
+def test_a_local_shell_is_echoed_not_run(sdk):
+    response = sdk.responses.create(model="gpt-4o-mini", input="Use the shell please", tools=[{"type": "shell", "environment": {"type": "local"}}])
+    assert [item.type for item in response.output] == ["message"]
+    assert response.tools[0].type == "shell"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import time
 
@@ -97,6 +98,7 @@ class _ResponseAgent:
         self.events, self._check, self.results = events, check, results
         self.searched: list[dict] = []  # file search results so far (citations)
         self.ran = 0  # built-in tool calls run so far (max_tool_calls)
+        self.skill_note: str | None = None  # the shell tool's skills, described once
         self.used_in = self.used_out = 0
         self.budget = params.get("max_output_tokens")
         # Custom (freeform) tools go to providers that speak them; the others' translators know functions only.
@@ -120,7 +122,21 @@ class _ResponseAgent:
                 return None
             if params.get("tool_choice") not in (None, "auto", "none"):
                 params = self.params = {**params, "tool_choice": "auto"}  # a forced choice applies to the first call only
-        return chat_params(params, offered(self.response, params, self.ran), self.messages, left, self.custom)
+        chat = chat_params(params, offered(self.response, params, self.ran), self.messages, left, self.custom)
+        await self._describe_skills(chat)
+        return chat
+
+    async def _describe_skills(self, chat: dict) -> None:
+        """The shell function's description names the skills in its sandbox, as OpenAI tells the model of them."""
+        shell = next((t for t in chat.get("tools") or () if t.get("type") == "function" and t["function"]["name"] == "shell"), None)
+        if shell is None:
+            return
+        if self.skill_note is None:
+            tool = next(t for t in self.response["tools"] if t["type"] == "shell")
+            found = await self.engine.tools.shell_skills(self.tenant_id, tool)
+            self.skill_note = "".join(f"\n- {path}/ : {about} (read {path}/SKILL.md first)" for path, about in found)
+            self.skill_note = f" Skills available in the working directory:{self.skill_note}" if found else ""
+        shell["function"] = {**shell["function"], "description": shell["function"]["description"] + self.skill_note}
 
     async def check(self) -> None:
         if self._check is not None:
@@ -187,7 +203,7 @@ class _ResponseAgent:
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in builtins]})
         self.ran += len(builtins)
         for call in builtins:
-            steps = self.image(call) if call.name == "image_generation" else self.search(call)
+            steps = self.image(call) if call.name == "image_generation" else self.shell(call) if call.name == "shell" else self.search(call)
             async for event in steps:
                 yield event
         turn.again = True
@@ -287,6 +303,35 @@ class _ResponseAgent:
         yield events.item_done(index, item)
         messages.append({"role": "tool", "tool_call_id": call.id, "content":
                          f"The image ({settings['size']}, {plan.fmt}) was generated and shown to the user. Revised prompt: {revised}"})
+
+    async def shell(self, call: ToolCall):
+        """A hosted shell call: a `shell_call` item with the commands, run in the sandbox with the tool's
+        skills (app/services/skills/shell.py), then a `shell_call_output` item with each command's result."""
+        response, events = self.response, self.events
+        tool = next(t for t in response["tools"] if t["type"] == "shell")
+        env = tool.get("environment") or {}
+        try:
+            commands = json.loads(call.arguments or "{}").get("commands")
+        except (ValueError, AttributeError):
+            commands = None
+        if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
+            commands = []
+        action = {"commands": commands, "timeout_ms": None, "max_output_length": None}
+        environment = {"type": "container_reference", "container_id": env["container_id"]} if env.get("type") == "container_reference" else None
+        item = {"type": "shell_call", "id": new_id("sh_"), "call_id": call.id, "action": action, "status": "in_progress", "environment": environment}
+        index = len(response["output"])
+        response["output"].append(item)
+        yield events.item_added(index, item)
+        outputs = await self.engine.tools.shell(self.tenant_id, tool, action) if commands else []
+        item["status"] = "completed"
+        yield events.item_done(index, item)
+        result = {"type": "shell_call_output", "id": new_id("sho_"), "call_id": call.id, "status": "completed", "output": outputs,
+                  "max_output_length": None}
+        index = len(response["output"])
+        response["output"].append(result)
+        yield events.item_added(index, {**result, "status": "in_progress", "output": []})
+        yield events.item_done(index, result)
+        self.messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(outputs) if commands else "No commands were given."})
 
     async def file_search(self, tool: dict, query: str) -> list[dict]:
         """The tool's vector stores searched (with its filters and ranking options), best first."""

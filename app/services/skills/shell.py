@@ -21,7 +21,7 @@ SKILLS_DIR = "skills"
 DEFAULT_TIMEOUT_MS = 30_000
 MAX_TIMEOUT_MS = 120_000
 MAX_OUTPUT_CHARS = 100_000  # per stream of each command, when the call sets no max_output_length
-_MARKER = "\x1eunderstudy-shell-results:"
+_MARKER = "@@understudy-shell-results@@"
 _DRIVER = r'''
 import json, os, subprocess
 spec = json.loads(%r)
@@ -137,7 +137,7 @@ class ShellRunner:
             from app.services.agent.tools import ToolFailure
 
             raise ToolFailure(result.error)
-        for line in reversed(result.logs.splitlines()):
+        for line in reversed(result.logs.split("\n")):
             if line.startswith(_MARKER):
                 return ShellRun(json.loads(line[len(_MARKER):]))
         if result.error and "timed out" in result.error:
