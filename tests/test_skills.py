@@ -291,3 +291,21 @@ def test_a_local_shell_is_echoed_not_run(sdk):
     response = sdk.responses.create(model="gpt-4o-mini", input="Use the shell please", tools=[{"type": "shell", "environment": {"type": "local"}}])
     assert [item.type for item in response.output] == ["message"]
     assert response.tools[0].type == "shell"
+
+
+def test_the_shell_runner_reports_a_timeout_and_cuts_output():
+    """A command past its timeout has a `timeout` outcome; the next one still runs; output is cut at max_output_length."""
+    import asyncio
+
+    from app.services.assistants.code_runner import CodeRunner
+    from app.services.assistants.sandbox import sandbox_available
+    from app.services.skills.shell import ShellRunner
+
+    if not sandbox_available()[0]:
+        pytest.skip(sandbox_available()[1])
+    runner = ShellRunner(skills=None, files=None, code_runner=CodeRunner(1))
+    tool = {"type": "shell", "environment": {"type": "container_auto"}}
+    action = {"commands": ["sleep 5", "printf 0123456789"], "timeout_ms": 500, "max_output_length": 4}
+    outputs = asyncio.run(runner.run("t", tool, action)).outputs
+    assert outputs[0]["outcome"] == {"type": "timeout"}
+    assert outputs[1] == {"stdout": "0123", "stderr": "", "outcome": {"type": "exit", "exit_code": 0}}

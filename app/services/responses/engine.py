@@ -21,7 +21,7 @@ from app.inference.chunks import CallDelta, ToolCall
 from app.inference.providers.offline import images as image_model
 from app.inference.providers.offline.text import content_text
 from app.services.agent.loop import MAX_MODEL_CALLS, AgentLoop, Turn
-from app.services.agent.tools import BuiltinTools
+from app.services.agent.tools import BuiltinTools, ToolFailure
 from app.services.inference_errors import api_error
 from app.services.responses import items as build
 from app.services.responses.events import Events
@@ -74,6 +74,8 @@ class Engine:
             raise
         except APIError as error:
             response.update(status="failed", error=error_body(error))
+        except ToolFailure as error:  # a built-in tool could not run at all (no sandbox here, say)
+            response.update(status="failed", error={"code": "server_error", "message": str(error)})
         except UpstreamError as error:  # the model's stream broke after it began
             response.update(status="failed", error=error_body(api_error(error)))
         except Exception:

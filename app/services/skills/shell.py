@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 
 from app.core.errors import APIError, invalid_request
+from app.services.agent.tools import ToolFailure
 from app.services.skills import bundle as bundles
 
 HOSTED = ("container_auto", "container_reference")  # environments this server runs itself; `local` is the client's
@@ -21,6 +22,8 @@ SKILLS_DIR = "skills"
 DEFAULT_TIMEOUT_MS = 30_000
 MAX_TIMEOUT_MS = 120_000
 MAX_OUTPUT_CHARS = 100_000  # per stream of each command, when the call sets no max_output_length
+MAX_SKILLS = 200  # the spec's maxItems for an environment's skills
+MAX_INPUT_BYTES = 256 * 1024 * 1024  # skills and files put in one sandbox (its tmpfs holds 512 MB in all)
 _MARKER = "@@understudy-shell-results@@"
 _DRIVER = r'''
 import json, os, subprocess
@@ -92,6 +95,9 @@ class ShellRunner:
             if env.get("type") == "container_reference" and self.containers is None:
                 raise invalid_request("Invalid 'tools[%d].environment': 'container_reference' needs the Containers API, which this server "
                                       "does not serve yet; use 'container_auto'." % index, param=f"{param}.container_id", code="invalid_value")
+            if len(env.get("skills") or ()) > MAX_SKILLS:
+                raise invalid_request(f"Invalid '{param}.skills': array too long. Expected an array with maximum length {MAX_SKILLS}, but got "
+                                      f"an array with length {len(env['skills'])} instead.", param=f"{param}.skills", code="array_above_max_length")
             for number, skill in enumerate(env.get("skills") or ()):
                 where = f"{param}.skills[{number}]"
                 if skill.get("type") == "skill_reference":
@@ -103,13 +109,19 @@ class ShellRunner:
         """(path, description) of each skill the tool's environment holds, for the model's tool description."""
         return [(f"{SKILLS_DIR}/{b.name}", b.description) for b in await self._bundles(tenant_id, environment_of(tool))]
 
-    async def _bundles(self, tenant_id: str, env: dict) -> list[bundles.Bundle]:
-        found = []
+    async def _bundles(self, tenant_id: str, env: dict, budget: int = MAX_INPUT_BYTES) -> list[bundles.Bundle]:
+        """The environment's skills, read one at a time: past `budget` bytes in all, a ToolFailure."""
+        found, total = [], 0
         for number, skill in enumerate(env.get("skills") or ()):
             if skill.get("type") == "skill_reference":
                 found.append(await self.skills.files(tenant_id, skill["skill_id"], skill.get("version")))
             elif skill.get("type") == "inline":
                 found.append(_inline(skill, f"skills[{number}]", self.skills.max_bytes))
+            else:
+                continue
+            total += found[-1].size
+            if total > budget:
+                raise ToolFailure(f"The shell environment's skills and files exceed {MAX_INPUT_BYTES} bytes in all.")
         return found
 
     async def run(self, tenant_id: str, tool: dict, action: dict) -> ShellRun:
@@ -119,14 +131,17 @@ class ShellRunner:
         env = environment_of(tool)
         if env.get("type") == "container_reference":
             raise APIError("container_reference environments are not wired to containers yet.", status_code=500, type="server_error")  # MERGE
-        inputs = []
+        inputs, total = [], 0
         for file_id in env.get("file_ids") or ():
             try:
                 row = await self.files.get_row(tenant_id, file_id)
+                if total + row.bytes > MAX_INPUT_BYTES:
+                    continue  # what does not fit is not there
                 inputs.append(SandboxFile(row.filename, await self.files.read_all(tenant_id, file_id)))
+                total += row.bytes
             except Exception:  # a file deleted since the request is simply not there
                 continue
-        for skill in await self._bundles(tenant_id, env):
+        for skill in await self._bundles(tenant_id, env, MAX_INPUT_BYTES - total):
             inputs += [SandboxFile(f"{SKILLS_DIR}/{skill.name}/{path}", data) for path, data in skill.files.items()]
         commands = [c for c in action.get("commands") or () if isinstance(c, str)]
         timeout_ms = min(int(action.get("timeout_ms") or DEFAULT_TIMEOUT_MS), MAX_TIMEOUT_MS)
@@ -134,8 +149,6 @@ class ShellRunner:
         spec = json.dumps({"commands": commands, "timeout": timeout_ms / 1000, "max": max(0, min(limit, MAX_OUTPUT_CHARS))})
         result = await self.code_runner.run(_DRIVER % (spec, _MARKER), inputs, timeout_s=timeout_ms / 1000 * max(1, len(commands)) + 5)
         if result.error and result.exit_code is None and "unavailable" in result.error:
-            from app.services.agent.tools import ToolFailure
-
             raise ToolFailure(result.error)
         for line in reversed(result.logs.split("\n")):
             if line.startswith(_MARKER):
