@@ -309,3 +309,16 @@ def test_the_shell_runner_reports_a_timeout_and_cuts_output():
     outputs = asyncio.run(runner.run("t", tool, action)).outputs
     assert outputs[0]["outcome"] == {"type": "timeout"}
     assert outputs[1] == {"stdout": "0123", "stderr": "", "outcome": {"type": "exit", "exit_code": 0}}
+
+
+def test_shell_items_carry_into_the_next_turn(sdk):
+    skill = sdk.skills.create(files=("g.zip", skill_zip(), "application/zip"))
+    tools = [_shell_tool({"type": "skill_reference", "skill_id": skill.id})]
+    first = sdk.responses.create(model="gpt-4o-mini", input="Use the shell:\n```\nsh skills/greeter/scripts/hello.sh\n```", tools=tools)
+    follow = sdk.responses.create(model="gpt-4o-mini", input="Thanks, what did it print?", tools=tools, previous_response_id=first.id)
+    assert follow.status == "completed" and follow.output[-1].type == "message"
+    # The same items given back as input (what a stateless client does) are accepted too.
+    replayed = [item.model_dump(exclude_none=True) for item in first.output]
+    again = sdk.responses.create(model="gpt-4o-mini", input=[{"role": "user", "content": "Run it"}, *replayed,
+                                                             {"role": "user", "content": "And again?"}], tools=tools, store=False)
+    assert again.status == "completed"
