@@ -322,3 +322,13 @@ def test_shell_items_carry_into_the_next_turn(sdk):
     again = sdk.responses.create(model="gpt-4o-mini", input=[{"role": "user", "content": "Run it"}, *replayed,
                                                              {"role": "user", "content": "And again?"}], tools=tools, store=False)
     assert again.status == "completed"
+
+
+def test_the_model_is_told_of_the_skills(sdk, skills_server, key):
+    skill = sdk.skills.create(files=("g.zip", skill_zip("greeter", "Greets people."), "application/zip"))
+    with httpx.Client(base_url=f"{skills_server.url}/_understudy/v1", headers={"Authorization": f"Bearer {key}"}, timeout=30) as understudy:
+        assert understudy.post("/script", json={"record_calls": True}).status_code == 200
+        sdk.responses.create(model="gpt-4o-mini", input="Hello", tools=[_shell_tool({"type": "skill_reference", "skill_id": skill.id})])
+        calls = understudy.get("/calls").json()["data"]
+    described = [t["function"]["description"] for t in calls[-1]["request"]["tools"] if t["function"]["name"] == "shell"]
+    assert described and "skills/greeter/ : Greets people." in described[0], calls[-1]

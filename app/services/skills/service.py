@@ -191,6 +191,12 @@ class SkillsService:
             error.status_code = 400  # in a request body, an unknown reference is the request's fault (OpenAI answers 400)
             raise
 
+    async def describe(self, tenant_id: str, skill_id: str, version=None) -> tuple[str, str]:
+        """A referenced version's (name, description), without reading its files."""
+        skill = await self._row(tenant_id, skill_id)
+        row = await self._version_row(tenant_id, skill_id, str(skill.default_version) if version is None else version)
+        return row.name, row.description
+
     async def files(self, tenant_id: str, skill_id: str, version=None) -> Bundle:
         """The files of a skill's version (its default one when None), to put in a sandbox."""
         skill = await self._row(tenant_id, skill_id)

@@ -107,7 +107,16 @@ class ShellRunner:
 
     async def listing(self, tenant_id: str, tool: dict) -> list[tuple[str, str]]:
         """(path, description) of each skill the tool's environment holds, for the model's tool description."""
-        return [(f"{SKILLS_DIR}/{b.name}", b.description) for b in await self._bundles(tenant_id, environment_of(tool))]
+        found = []
+        for skill in environment_of(tool).get("skills") or ():
+            if skill.get("type") == "skill_reference":
+                name, description = await self.skills.describe(tenant_id, skill["skill_id"], skill.get("version"))
+            elif skill.get("type") == "inline":
+                name, description = _inline(skill, "skills", self.skills.max_bytes).name, skill.get("description") or ""
+            else:
+                continue
+            found.append((f"{SKILLS_DIR}/{name}", description))
+        return found
 
     async def _bundles(self, tenant_id: str, env: dict, budget: int = MAX_INPUT_BYTES) -> list[bundles.Bundle]:
         """The environment's skills, read one at a time: past `budget` bytes in all, a ToolFailure."""
