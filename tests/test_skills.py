@@ -260,9 +260,21 @@ def test_a_streamed_shell_response(sdk):
     skill = sdk.skills.create(files=("g.zip", skill_zip(), "application/zip"))
     with sdk.responses.stream(model="gpt-4o-mini", input="Run it in the shell:\n```\nsh skills/greeter/scripts/hello.sh\n```",
                               tools=[_shell_tool({"type": "skill_reference", "skill_id": skill.id})]) as stream:
-        events = [event.type for event in stream]
+        seen = list(stream)
         final = stream.get_final_response()
+    events = [event.type for event in seen]
     assert events.count("response.output_item.done") >= 3 and events[-1] == "response.completed"
+    names = {"response.shell_call_command.added": "ResponseShellCallCommandAddedStreamingEvent",
+             "response.shell_call_command.delta": "ResponseShellCallCommandDeltaStreamingEvent",
+             "response.shell_call_command.done": "ResponseShellCallCommandDoneStreamingEvent",
+             "response.shell_call_output_content.delta": "ResponseShellCallOutputContentDeltaStreamingEvent",
+             "response.shell_call_output_content.done": "ResponseShellCallOutputContentDoneStreamingEvent"}
+    for event in seen:
+        if event.type in names:
+            assert_matches_schema(event.model_dump(exclude_none=True), names[event.type])
+    assert [e for e in events if e in names] == list(names)
+    done = next(e for e in seen if e.type == "response.shell_call_command.done")
+    assert done.command == "sh skills/greeter/scripts/hello.sh"
     assert final.output[1].output[0].stdout == "hello from the skill\n"
 
 

@@ -324,6 +324,10 @@ class _ResponseAgent:
         index = len(response["output"])
         response["output"].append(item)
         yield events.item_added(index, item)
+        for number, command in enumerate(commands):
+            yield events.shell("shell_call_command.added", index, number, command="")
+            yield events.shell("shell_call_command.delta", index, number, delta=command)
+            yield events.shell("shell_call_command.done", index, number, command=command)
         outputs = await self.engine.tools.shell(self.tenant_id, tool, action) if commands else []
         item["status"] = "completed"
         yield events.item_done(index, item)
@@ -332,6 +336,10 @@ class _ResponseAgent:
         index = len(response["output"])
         response["output"].append(result)
         yield events.item_added(index, {**result, "status": "in_progress", "output": []})
+        for number, output in enumerate(outputs):
+            yield events.shell("shell_call_output_content.delta", index, number, item_id=result["id"],
+                               delta={"stdout": output["stdout"], "stderr": output["stderr"]})
+            yield events.shell("shell_call_output_content.done", index, number, item_id=result["id"], output=[output])
         yield events.item_done(index, result)
         self.messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(outputs) if commands else "No commands were given."})
 
