@@ -219,6 +219,11 @@ def test_oversize_and_zip_bombs_are_refused(skills_server, key):
     many = _zip_with([("SKILL.md", GOOD_MD)] + [(f"f{i}.txt", b"") for i in range(501)])
     error = assert_openai_error(post({"files": ("m.zip", many, "application/zip")}), 400, param="files")
     assert "too many" in error["message"]
+    # An end record that understates the entries: the entries are counted, not the record believed.
+    crowd = _zip_with([("SKILL.md", GOOD_MD)] + [(f"f{i}.txt", b"") for i in range(1500)])
+    end = crowd.rfind(b"PK\x05\x06")
+    lying = crowd[:end + 8] + (3).to_bytes(2, "little") * 2 + crowd[end + 12:]
+    assert_openai_error(post({"files": ("c.zip", lying, "application/zip")}), 400, param="files")
 
 
 # ---- the Responses shell tool with skills ----

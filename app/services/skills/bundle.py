@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import re
 import stat
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -20,6 +21,7 @@ import yaml
 from app.core.errors import APIError, invalid_request
 
 MAX_ENTRIES = 500  # the spec's maxItems for `files`
+MAX_DIRECTORY_BYTES = 1024 * 1024  # a zip's central directory (about 2,000 entries of long names)
 MAX_NAME = 64
 MAX_DESCRIPTION = 1024
 _READ = 64 * 1024
@@ -61,8 +63,22 @@ def looks_like_zip(filename: str | None, head: bytes) -> bool:
     return head[:4] == b"PK\x03\x04" or (filename or "").lower().endswith(".zip")
 
 
+def _check_directory(data: bytes) -> None:
+    """The central directory's size and count, read from its end record before zipfile parses it: a small
+    zip that lists a million entries would otherwise cost a ZipInfo (and memory) each."""
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
+    if end < 0 or end + 22 > len(data):
+        raise bad("The uploaded file is not a valid zip archive.")
+    count, size = struct.unpack("<H", data[end + 10:end + 12])[0], struct.unpack("<I", data[end + 12:end + 16])[0]
+    if count == 0xFFFF or size == 0xFFFFFFFF:
+        raise bad("ZIP64 archives are not accepted for skills.")
+    if count > MAX_ENTRIES * 2 or size > MAX_DIRECTORY_BYTES:
+        raise bad(f"The skill zip has too many entries; at most {MAX_ENTRIES} files are allowed.")
+
+
 def read_zip(data: bytes, max_bytes: int) -> dict[str, bytes]:
     """The zip's files, checked entry by entry (blocking: call off the event loop)."""
+    _check_directory(data)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, ValueError, OSError):

@@ -168,8 +168,9 @@ class SkillsService:
         async with self._db.begin() as conn:
             await conn.execute(delete(versions).where(versions.c.id == row.id))
             latest = (await conn.execute(select(versions.c.version).where(versions.c.skill_id == skill_id)
-                                         .order_by(versions.c.version.desc()).limit(1))).scalar_one()
-            await conn.execute(update(skills).where(skills.c.id == skill_id).values(latest_version=latest))
+                                         .order_by(versions.c.version.desc()).limit(1))).scalar_one_or_none()
+            if latest is not None:  # (None: the skill was deleted meanwhile)
+                await conn.execute(update(skills).where(skills.c.id == skill_id).values(latest_version=latest))
         await self._blobs.delete(row.blob_key)
         return {"object": "skill.version.deleted", "deleted": True, "id": row.id, "version": str(row.version)}
 

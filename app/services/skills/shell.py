@@ -8,6 +8,7 @@ see `ShellRunner.containers` (MERGE marks the two places to wire once containers
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -103,7 +104,7 @@ class ShellRunner:
                 if skill.get("type") == "skill_reference":
                     await self.skills.check_reference(tenant_id, skill.get("skill_id"), skill.get("version"), f"{where}.skill_id")
                 elif skill.get("type") == "inline":
-                    _inline(skill, where, self.skills.max_bytes)
+                    await asyncio.to_thread(_inline, skill, where, self.skills.max_bytes)
 
     async def listing(self, tenant_id: str, tool: dict) -> list[tuple[str, str]]:
         """(path, description) of each skill the tool's environment holds, for the model's tool description."""
@@ -112,7 +113,8 @@ class ShellRunner:
             if skill.get("type") == "skill_reference":
                 name, description = await self.skills.describe(tenant_id, skill["skill_id"], skill.get("version"))
             elif skill.get("type") == "inline":
-                name, description = _inline(skill, "skills", self.skills.max_bytes).name, skill.get("description") or ""
+                name = (await asyncio.to_thread(_inline, skill, "skills", self.skills.max_bytes)).name
+                description = skill.get("description") or ""
             else:
                 continue
             found.append((f"{SKILLS_DIR}/{name}", description))
@@ -125,7 +127,7 @@ class ShellRunner:
             if skill.get("type") == "skill_reference":
                 found.append(await self.skills.files(tenant_id, skill["skill_id"], skill.get("version")))
             elif skill.get("type") == "inline":
-                found.append(_inline(skill, f"skills[{number}]", self.skills.max_bytes))
+                found.append(await asyncio.to_thread(_inline, skill, f"skills[{number}]", self.skills.max_bytes))
             else:
                 continue
             total += found[-1].size
