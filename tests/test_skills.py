@@ -349,3 +349,17 @@ def test_the_model_is_told_of_the_skills(sdk, skills_server, key):
         calls = understudy.get("/calls").json()["data"]
     described = [t["function"]["description"] for t in calls[-1]["request"]["tools"] if t["function"]["name"] == "shell"]
     assert described and "skills/greeter/ : Greets people." in described[0], calls[-1]
+
+
+def test_a_background_response_runs_the_shell(sdk):
+    import time
+
+    skill = sdk.skills.create(files=("g.zip", skill_zip(), "application/zip"))
+    response = sdk.responses.create(model="gpt-4o-mini", input="Shell:\n```\nsh skills/greeter/scripts/hello.sh\n```", background=True,
+                                    tools=[_shell_tool({"type": "skill_reference", "skill_id": skill.id})])
+    deadline = time.monotonic() + 30
+    while response.status in ("queued", "in_progress") and time.monotonic() < deadline:
+        time.sleep(0.1)
+        response = sdk.responses.retrieve(response.id)
+    assert response.status == "completed", response.error
+    assert response.output[1].output[0].stdout == "hello from the skill\n"
