@@ -363,3 +363,13 @@ def test_a_background_response_runs_the_shell(sdk):
         response = sdk.responses.retrieve(response.id)
     assert response.status == "completed", response.error
     assert response.output[1].output[0].stdout == "hello from the skill\n"
+
+
+def test_a_forced_shell_call_lists_the_skills(sdk):
+    skill = sdk.skills.create(files=("g.zip", skill_zip(), "application/zip"))
+    response = sdk.responses.create(model="gpt-4o-mini", input="Hello", tool_choice={"type": "shell"},
+                                    tools=[_shell_tool({"type": "skill_reference", "skill_id": skill.id})])
+    call, output = response.output[0], response.output[1]
+    assert call.action.commands == ["ls -R"]  # the offline model's command without a fenced block
+    assert "skills/greeter/scripts:\nhello.sh" in output.output[0].stdout
+    assert response.output[-1].type == "message" and response.status == "completed"
