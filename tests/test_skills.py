@@ -148,11 +148,15 @@ def test_another_tenants_skill_is_not_found(sdk, skills_server):
         for call in (lambda: other.skills.retrieve(skill.id), lambda: other.skills.content.retrieve(skill.id),
                      lambda: other.skills.versions.retrieve("1", skill_id=skill.id), lambda: other.skills.versions.list(skill.id),
                      lambda: other.skills.update(skill.id, default_version="1"), lambda: other.skills.delete(skill.id),
-                     lambda: other.skills.versions.delete("1", skill_id=skill.id),
-                     lambda: other.skills.versions.create(skill.id, files=("s.zip", skill_zip(), "application/zip"))):
+                     lambda: other.skills.versions.delete("1", skill_id=skill.id)):
             with pytest.raises(openai.NotFoundError):
                 call()
         assert other.skills.list().data == []
+    # Answered before its body is read, so on a client of its own: the server may close that connection
+    # without saying so (being fixed in app/serving.py), and a reused one then reads "Server disconnected".
+    with openai.OpenAI(base_url=f"{skills_server.url}/v1", api_key=new_key(), max_retries=0) as other:
+        with pytest.raises(openai.NotFoundError):
+            other.skills.versions.create(skill.id, files=("s.zip", skill_zip(), "application/zip"))
     assert sdk.skills.retrieve(skill.id).id == skill.id
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import time
 
@@ -26,6 +25,7 @@ from app.services.inference_errors import api_error
 from app.services.responses import items as build
 from app.services.responses.events import Events
 from app.services.responses.prompt import BUILTIN, chat_params, image_params, usage
+from app.services.responses.shell import describe_skills, shell_steps
 
 log = logging.getLogger("understudy.responses")
 
@@ -125,20 +125,8 @@ class _ResponseAgent:
             if params.get("tool_choice") not in (None, "auto", "none"):
                 params = self.params = {**params, "tool_choice": "auto"}  # a forced choice applies to the first call only
         chat = chat_params(params, offered(self.response, params, self.ran), self.messages, left, self.custom)
-        await self._describe_skills(chat)
+        await describe_skills(self, chat)
         return chat
-
-    async def _describe_skills(self, chat: dict) -> None:
-        """The shell function's description names the skills in its sandbox, as OpenAI tells the model of them."""
-        shell = next((t for t in chat.get("tools") or () if t.get("type") == "function" and t["function"]["name"] == "shell"), None)
-        if shell is None:
-            return
-        if self.skill_note is None:
-            tool = next(t for t in self.response["tools"] if t["type"] == "shell")
-            found = await self.engine.tools.shell_skills(self.tenant_id, tool)
-            self.skill_note = "".join(f"\n- {path}/ : {about} (read {path}/SKILL.md first)" for path, about in found)
-            self.skill_note = f" Skills available in the working directory:{self.skill_note}" if found else ""
-        shell["function"] = {**shell["function"], "description": shell["function"]["description"] + self.skill_note}
 
     async def check(self) -> None:
         if self._check is not None:
@@ -306,42 +294,8 @@ class _ResponseAgent:
         messages.append({"role": "tool", "tool_call_id": call.id, "content":
                          f"The image ({settings['size']}, {plan.fmt}) was generated and shown to the user. Revised prompt: {revised}"})
 
-    async def shell(self, call: ToolCall):
-        """A hosted shell call: a `shell_call` item with the commands, run in the sandbox with the tool's
-        skills (app/services/skills/shell.py), then a `shell_call_output` item with each command's result."""
-        response, events = self.response, self.events
-        tool = next(t for t in response["tools"] if t["type"] == "shell")
-        env = tool.get("environment") or {}
-        try:
-            commands = json.loads(call.arguments or "{}").get("commands")
-        except (ValueError, AttributeError):
-            commands = None
-        if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
-            commands = []
-        action = {"commands": commands, "timeout_ms": None, "max_output_length": None}
-        environment = {"type": "container_reference", "container_id": env["container_id"]} if env.get("type") == "container_reference" else None
-        item = {"type": "shell_call", "id": new_id("sh_"), "call_id": call.id, "action": action, "status": "in_progress", "environment": environment}
-        index = len(response["output"])
-        response["output"].append(item)
-        yield events.item_added(index, item)
-        for number, command in enumerate(commands):
-            yield events.shell("shell_call_command.added", index, number, command="")
-            yield events.shell("shell_call_command.delta", index, number, delta=command)
-            yield events.shell("shell_call_command.done", index, number, command=command)
-        outputs = await self.engine.tools.shell(self.tenant_id, tool, action) if commands else []
-        item["status"] = "completed"
-        yield events.item_done(index, item)
-        result = {"type": "shell_call_output", "id": new_id("sho_"), "call_id": call.id, "status": "completed", "output": outputs,
-                  "max_output_length": None}
-        index = len(response["output"])
-        response["output"].append(result)
-        yield events.item_added(index, {**result, "status": "in_progress", "output": []})
-        for number, output in enumerate(outputs):
-            yield events.shell("shell_call_output_content.delta", index, number, item_id=result["id"],
-                               delta={"stdout": output["stdout"], "stderr": output["stderr"]})
-            yield events.shell("shell_call_output_content.done", index, number, item_id=result["id"], output=[output])
-        yield events.item_done(index, result)
-        self.messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(outputs) if commands else "No commands were given."})
+    def shell(self, call: ToolCall):
+        return shell_steps(self, call)  # responses/shell.py: the shell_call and shell_call_output items
 
     async def file_search(self, tool: dict, query: str) -> list[dict]:
         """The tool's vector stores searched (with its filters and ranking options), best first."""
