@@ -34,6 +34,7 @@ from app.api.responses import RESPONSES_HANDLERS
 from app.api.runs import RunsController
 from app.api.threads import ThreadsController
 from app.api.script import SCRIPT_HANDLERS
+from app.api.skills import SkillsController
 from app.api.traces import TRACE_INGEST_HANDLERS, TRACE_READ_HANDLERS
 from app.api.uploads import UploadsController
 from app.api.vector_stores import VectorStoresController
@@ -43,7 +44,7 @@ from app.settings import Settings
 
 log = logging.getLogger("understudy")
 
-API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController, *RESPONSES_HANDLERS, *CONVERSATIONS_HANDLERS, *BATCHES_HANDLERS, *FINE_TUNING_HANDLERS, *TRACE_INGEST_HANDLERS]
+API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController, *RESPONSES_HANDLERS, *CONVERSATIONS_HANDLERS, *BATCHES_HANDLERS, *FINE_TUNING_HANDLERS, *TRACE_INGEST_HANDLERS, SkillsController]
 
 UNDERSTUDY_HANDLERS = [*TRACE_READ_HANDLERS, *SCRIPT_HANDLERS]
 

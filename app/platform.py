@@ -40,6 +40,8 @@ from app.services.messages import MessagesService
 from app.services.models import ModelsService
 from app.services.responses.service import ResponsesService
 from app.services.script.service import ScriptService, load_script
+from app.services.skills.service import SkillsService
+from app.services.skills.shell import ShellRunner
 from app.services.script.state import MemoryScriptState, RedisScriptState
 from app.services.uploads import UploadsService
 from app.services.usage import UsageRecorder
@@ -99,6 +101,7 @@ class Platform:
     code_runner: CodeRunner  # code_interpreter sandboxes, a bounded number at once
     api_keys: ApiKeysService  # issued keys and projects (keys mode, the admin API)
     traces: TracesService  # what the Agents SDK's exporter sent
+    skills: SkillsService  # /v1/skills: their versions' files, for the shell tool
     images: ImagesService
     audio: AudioService
     script: ScriptService  # scripted answers and faults, and the log of model calls (/_understudy/v1)
@@ -166,7 +169,8 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     code_runner = CodeRunner(settings.sandbox_concurrency)
     # The built-in tools of the agent loop (runs and responses).
     images = ImagesService(blobs, models, inference)
-    tools = BuiltinTools(vector_search, files, code_runner, images)
+    skills = SkillsService(db, blobs, max_bytes=settings.max_skill_bytes)
+    tools = BuiltinTools(vector_search, files, code_runner, images, shell=ShellRunner(skills, files, code_runner))
     relay_scope = RelayScope(db)  # ids a relayed body may name: the upstream sees one key for every tenant
     chat = ChatService(db, inference, relay_scope)
     messages = MessagesService(inference, relay_scope)
@@ -212,6 +216,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         code_runner=code_runner,
         api_keys=ApiKeysService(db, bus),
         traces=TracesService(db),
+        skills=skills,
         images=images,
         audio=AudioService(models, inference),
         script=script,

@@ -51,6 +51,8 @@ class Settings:
     job_concurrency: int = 32
     # code_interpreter sandboxes at once in one process: each may hold 512 MB of memory and 512 MB of tmpfs.
     sandbox_concurrency: int = 4
+    # The largest skill (/v1/skills): its files' total, uncompressed (a zip upload may not inflate past it).
+    max_skill_bytes: int = 50 * 1024 * 1024
     # Team mode (arq): attempts per job, the longest one attempt may run, and how soon a job held by a
     # worker that died is taken up by another.
     job_max_tries: int = 5

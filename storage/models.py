@@ -467,3 +467,4 @@ class TraceSpan(SQLModel, table=True):
     trace_id: str = Field(max_length=128)
     created_at: int
     data: dict = json_field(nullable=False)
+from storage.skill_tables import *  # noqa: E402,F401,F403  (skills and their versions, in their own module)

@@ -1,5 +1,6 @@
 """The built-in tools the agent loop runs itself, for runs and responses alike: `file_search` over vector
-stores and `code_interpreter` in the sandbox (and the image service the Responses image tool draws with).
+stores and `code_interpreter` in the sandbox (and the image service the Responses image tool draws with, and
+the hosted `shell` with its skills, app/services/skills/shell.py).
 Each API shapes the results into its own objects (run step details, Responses output items)."""
 from __future__ import annotations
 
@@ -20,11 +21,27 @@ class SandboxOutput:
 
 
 class BuiltinTools:
-    def __init__(self, vector_search, files, code_runner, images) -> None:
+    def __init__(self, vector_search, files, code_runner, images, shell=None) -> None:
         self.vector_search = vector_search
         self.files = files
         self.code_runner = code_runner
         self.images = images  # ImagesService: the Responses image_generation tool
+        self.shell_runner = shell  # ShellRunner (app/services/skills/shell.py): the Responses hosted shell tool, with skills
+
+    async def check_shell(self, tenant_id: str, tools: list[dict]) -> None:
+        """A request's shell tools name only this tenant's skills (400 naming the param otherwise)."""
+        if self.shell_runner is not None:
+            await self.shell_runner.check(tenant_id, tools)
+
+    async def shell_skills(self, tenant_id: str, tool: dict) -> list[tuple[str, str]]:
+        """(path in the sandbox, description) of each skill a shell tool's environment holds."""
+        return await self.shell_runner.listing(tenant_id, tool) if self.shell_runner is not None else []
+
+    async def shell(self, tenant_id: str, tool: dict, action: dict) -> list[dict]:
+        """Runs a shell call's commands in a sandbox with the tool's skills; one output per command."""
+        if self.shell_runner is None:
+            raise ToolFailure("The shell tool is not available on this server.")
+        return (await self.shell_runner.run(tenant_id, tool, action)).outputs
 
     async def file_search(self, tenant_id: str, store_ids: list[str], query: str, *, limit: int, score_threshold: float = 0.0,
                           filters: dict | None = None) -> list[dict]:

@@ -13,8 +13,9 @@ class CodeRunner:
     def __init__(self, concurrency: int) -> None:
         self._slots = asyncio.Semaphore(max(1, concurrency))
 
-    async def run(self, code: str, inputs: list) -> "SandboxResult":  # noqa: F821 (sandbox is imported lazily)
+    async def run(self, code: str, inputs: list, **limits) -> "SandboxResult":  # noqa: F821 (sandbox is imported lazily)
+        """`limits`: run_python's own (timeout_s, …), e.g. the shell tool's timeout."""
         from app.services.assistants.sandbox import run_python  # subprocess machinery, loaded when first used
 
         async with self._slots:
-            return await run_python(code, inputs=inputs)
+            return await run_python(code, inputs=inputs, **limits)

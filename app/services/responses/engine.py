@@ -20,11 +20,12 @@ from app.inference.chunks import CallDelta, ToolCall
 from app.inference.providers.offline import images as image_model
 from app.inference.providers.offline.text import content_text
 from app.services.agent.loop import MAX_MODEL_CALLS, AgentLoop, Turn
-from app.services.agent.tools import BuiltinTools
+from app.services.agent.tools import BuiltinTools, ToolFailure
 from app.services.inference_errors import api_error
 from app.services.responses import items as build
 from app.services.responses.events import Events
 from app.services.responses.prompt import BUILTIN, chat_params, image_params, usage
+from app.services.responses.shell import describe_skills, shell_steps
 
 log = logging.getLogger("understudy.responses")
 
@@ -73,6 +74,8 @@ class Engine:
             raise
         except APIError as error:
             response.update(status="failed", error=error_body(error))
+        except ToolFailure as error:  # a built-in tool could not run at all (no sandbox here, say)
+            response.update(status="failed", error={"code": "server_error", "message": str(error)})
         except UpstreamError as error:  # the model's stream broke after it began
             response.update(status="failed", error=error_body(api_error(error)))
         except Exception:
@@ -97,6 +100,7 @@ class _ResponseAgent:
         self.events, self._check, self.results = events, check, results
         self.searched: list[dict] = []  # file search results so far (citations)
         self.ran = 0  # built-in tool calls run so far (max_tool_calls)
+        self.skill_note: str | None = None  # the shell tool's skills, described once
         self.used_in = self.used_out = 0
         self.budget = params.get("max_output_tokens")
         # Custom (freeform) tools go to providers that speak them; the others' translators know functions only.
@@ -120,7 +124,9 @@ class _ResponseAgent:
                 return None
             if params.get("tool_choice") not in (None, "auto", "none"):
                 params = self.params = {**params, "tool_choice": "auto"}  # a forced choice applies to the first call only
-        return chat_params(params, offered(self.response, params, self.ran), self.messages, left, self.custom)
+        chat = chat_params(params, offered(self.response, params, self.ran), self.messages, left, self.custom)
+        await describe_skills(self, chat)
+        return chat
 
     async def check(self) -> None:
         if self._check is not None:
@@ -187,7 +193,7 @@ class _ResponseAgent:
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in builtins]})
         self.ran += len(builtins)
         for call in builtins:
-            steps = self.image(call) if call.name == "image_generation" else self.search(call)
+            steps = self.image(call) if call.name == "image_generation" else self.shell(call) if call.name == "shell" else self.search(call)
             async for event in steps:
                 yield event
         turn.again = True
@@ -287,6 +293,9 @@ class _ResponseAgent:
         yield events.item_done(index, item)
         messages.append({"role": "tool", "tool_call_id": call.id, "content":
                          f"The image ({settings['size']}, {plan.fmt}) was generated and shown to the user. Revised prompt: {revised}"})
+
+    def shell(self, call: ToolCall):
+        return shell_steps(self, call)  # responses/shell.py: the shell_call and shell_call_output items
 
     async def file_search(self, tool: dict, query: str) -> list[dict]:
         """The tool's vector stores searched (with its filters and ranking options), best first."""

@@ -71,3 +71,7 @@ class Events:
         """A coarse preview while the image is drawn (the tool's `partial_images` of them), with the settings used."""
         return self._make("response.image_generation_call.partial_image", item_id=item_id, output_index=index, partial_image_b64=b64,
                           partial_image_index=position, **settings)
+
+    def shell(self, kind: str, index: int, command_index: int, **fields) -> tuple[str, dict]:
+        """`response.shell_call_command.*` (the call's commands) and `response.shell_call_output_content.*` (each one's result)."""
+        return self._make(f"response.{kind}", output_index=index, command_index=command_index, **fields)

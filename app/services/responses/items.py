@@ -104,6 +104,16 @@ async def to_messages(found: list[dict], file_bytes) -> list[dict]:
                 last["tool_calls"].append(call)
             else:
                 messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "shell_call":  # the hosted shell's call and output, as the `shell` function's
+            arguments = json.dumps({"commands": (item.get("action") or {}).get("commands") or []})
+            call = {"id": item["call_id"], "type": "function", "function": {"name": "shell", "arguments": arguments}}
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "assistant" and last.get("tool_calls") and not last.get("content"):
+                last["tool_calls"].append(call)
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "shell_call_output":
+            messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": json.dumps(item.get("output") or [])})
         elif kind == "compaction":  # the summary it carries stands in for the history it replaced
             summary = compaction.as_message(item)
             if summary is not None:

@@ -1,8 +1,8 @@
 """A Responses request as a chat-completions request, and the Response object's echo of the request.
 
-Tools: functions (and custom tools) pass through as chat tools; `file_search` and `image_generation`
-are offered as functions of those names and executed by the engine (the image through the platform's
-image service). `web_search` needs the web, which this server has not: a web_search tool is refused with
+Tools: functions (and custom tools) pass through as chat tools; `file_search`, `image_generation` and a
+hosted `shell` (environment `container_auto`, with its skills) are offered as functions of those names and
+executed by the engine (the image through the platform's image service, the shell in the code sandbox). `web_search` needs the web, which this server has not: a web_search tool is refused with
 a 400 unless it is cache-only (`external_web_access: false`, what Codex always sends), which is echoed
 but not offered. Other hosted tools no provider here executes (code_interpreter, mcp, tool_search, …)
 may be listed and are echoed but not offered to the model, which answers without them as a model that
@@ -18,6 +18,7 @@ from app.inference.base import served_tier
 from app.services.assistants.prompt import FILE_SEARCH
 from app.services.inference import streamed_chat_request
 from app.services.images import ImagesService, family, image_models
+from app.services.skills.shell import HOSTED as SHELL_HOSTED
 
 SEARCH_FUNCTION = {"type": "function", "function": {**FILE_SEARCH["function"], "description":
                    "Search the files of the vector stores given to this response; returns the most relevant passages."}}
@@ -27,7 +28,12 @@ IMAGE_FUNCTION = {"type": "function", "function": {
     "name": "image_generation", "description": "Generate an image from a description; the image is shown to the user.",
     "parameters": {"type": "object", "properties": {"prompt": {"type": "string", "description": "A detailed description of the image."}},
                    "required": ["prompt"], "additionalProperties": False}}}
-BUILTIN = ("file_search", "image_generation")  # hosted tools the engine runs itself (offered as functions)
+SHELL_FUNCTION = {"type": "function", "function": {
+    "name": "shell", "description": "Run shell commands (/bin/sh) in a fresh sandbox whose working directory holds the skills and files given to "
+                                    "this response; returns each command's stdout, stderr and exit code.",
+    "parameters": {"type": "object", "properties": {"commands": {"type": "array", "items": {"type": "string"}, "description": "The commands to run, in order."}},
+                   "required": ["commands"], "additionalProperties": False}}}
+BUILTIN = ("file_search", "image_generation", "shell")  # hosted tools the engine runs itself (offered as functions)
 IMAGE_MODEL = "gpt-image-2.6-sunburst"  # the tool's default model (the SDK's documented default)
 _IMAGE_DEFAULTS = {"background": "auto", "model": IMAGE_MODEL, "moderation": "auto", "output_compression": 100, "output_format": "png",
                    "partial_images": 0, "quality": "auto", "size": "auto"}
@@ -110,6 +116,8 @@ def chat_tools(tools: list[dict], custom: bool = True) -> list[dict]:
             out.append(SEARCH_FUNCTION)
         elif tool["type"] == "image_generation":
             out.append(IMAGE_FUNCTION)
+        elif tool["type"] == "shell" and (tool.get("environment") or {}).get("type") in SHELL_HOSTED:
+            out.append(SHELL_FUNCTION)  # a `local` shell is the client's to run: echoed, not offered
         elif tool["type"] == "custom" and custom:
             spec = {"name": tool["name"], **({"description": tool["description"]} if tool.get("description") else {})}
             fmt = tool.get("format") or {"type": "text"}

@@ -182,6 +182,7 @@ class ResponsesService:
     async def create(self, tenant_id: str, params: dict, streaming: bool):
         """The finished Response, or (streaming) an async iterator of (type, event)."""
         tools = self._check(tenant_id, params)
+        await self.engine.tools.check_shell(tenant_id, params.get("tools") or [])  # its skills are this tenant's
         await schema_checks.check_offline_schemas(self._inference, tenant_id, params["model"], _schemas(params))
         inputs = build.input_items(params.get("input"))
         context = await self._context(tenant_id, params)

@@ -9,7 +9,8 @@ question (real models search attached files before answering); a function named 
 (the Responses engine's image tool) is called instead when the user's message asks for a picture — it
 says image, picture, draw(ing), illustration or photo (or a plural), with that message as its `prompt`.
 Arguments are generated from the function's `parameters` schema, so they validate, with strings drawn
-from the prompt's words.
+from the prompt's words; a `code` argument takes the prompt's fenced block, and a function named `shell`
+(the Responses engine's hosted shell) runs that block's lines as its `commands` (`ls -R` without one).
 """
 from __future__ import annotations
 
@@ -177,6 +178,9 @@ def arguments(function: Function, rng: random.Random, messages: list[dict]) -> s
     code = _fenced_code(content_text(user.get("content")) if user else "")
     if code is not None and isinstance(value, dict) and isinstance(value.get("code"), str):
         value["code"] = code  # a `code` argument runs what the prompt's fenced block says, not random words
+    if function.name == "shell" and isinstance(value, dict) and isinstance(value.get("commands"), list):
+        # The Responses hosted shell: the fenced block's lines are the commands (a real model writes them).
+        value["commands"] = [line for line in (code or "").splitlines() if line.strip()] or ["ls -R"]
     if function.name == "image_generation" and isinstance(value, dict) and isinstance(value.get("prompt"), str) and user:
         value["prompt"] = content_text(user.get("content")).strip() or value["prompt"]  # the picture asked for, as asked
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
