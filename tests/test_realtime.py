@@ -360,7 +360,8 @@ def test_calls_endpoints_say_there_is_no_telephony(client, http):
 def tight(tmp_path_factory):
     srv = start_server(tmp_path_factory.mktemp("tight"), {
         "UNDERSTUDY_REALTIME_MAX_MESSAGE_BYTES": "65536", "UNDERSTUDY_REALTIME_MAX_AUDIO_BYTES": "48000",
-        "UNDERSTUDY_REALTIME_MAX_ITEMS": "3", "UNDERSTUDY_REALTIME_IDLE_SECONDS": "2", "UNDERSTUDY_REALTIME_MAX_SESSIONS": "2"})
+        "UNDERSTUDY_REALTIME_MAX_ITEMS": "3", "UNDERSTUDY_REALTIME_IDLE_SECONDS": "2", "UNDERSTUDY_REALTIME_MAX_SESSIONS": "2",
+        "UNDERSTUDY_RATE_LIMIT_RPM": "2"})
     yield srv
     srv.stop()
 
@@ -403,6 +404,66 @@ def test_limits_on_audio_items_messages_idle_time_and_sessions(tight):
                 await conn._connection.recv()
             assert closed.value.rcvd.code == 1009  # message too big
     run(main())
+
+
+def test_responses_take_from_the_projects_rate_limits(tight):
+    async def main():
+        async with sdk(tight, new_key()).realtime.connect(model=MODEL) as conn:
+            await conn.recv()
+            await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
+            await conn.recv()
+            for remaining in (1, 0):
+                await conn.response.create()
+                events = await until(conn, "response.done")
+                assert [e.type for e in events][:2] == ["response.created", "rate_limits.updated"]
+                requests = events[1].rate_limits[0]
+                assert (requests.name, requests.limit, requests.remaining) == ("requests", 2, remaining)
+            await conn.response.create()
+            error = (await conn.recv()).error
+            assert (error.type, error.code) == ("requests", "rate_limit_exceeded") and "Limit 2" in error.message
+    run(main())
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_client_secret_stores(kind):
+    from app.services.realtime.secrets import ClientSecrets, MemorySecrets, RedisSecrets
+    from tests.support.redis_db import claim_redis_db
+
+    async def check(store):
+        secrets = ClientSecrets(store)
+        value, expires_at = await secrets.create("tenant_a", "key_1", {"model": MODEL}, {"anchor": "created_at", "seconds": 10})
+        grant = await secrets.redeem(value)
+        assert (grant.tenant, grant.key_id, grant.session, grant.expires_at) == ("tenant_a", "key_1", {"model": MODEL}, expires_at)
+        for wrong in (value[:-1] + ("A" if value[-1] != "A" else "B"), "sk-" + value[3:], ""):
+            with pytest.raises(Exception) as refused:
+                await secrets.redeem(wrong)
+            assert refused.value.status_code == 401
+        await store.close()
+
+    if kind == "memory":
+        asyncio.run(check(MemorySecrets()))
+        return
+    with claim_redis_db() as url:
+        asyncio.run(check(RedisSecrets(url)))
+
+
+def test_team_mode_a_secret_made_by_one_api_process_opens_a_socket_on_another(tmp_path_factory):
+    from tests.support.redis_db import claim_redis_db
+
+    with claim_redis_db() as url:
+        one = start_server(tmp_path_factory.mktemp("one"), {"UNDERSTUDY_REDIS_URL": url})
+        two = start_server(tmp_path_factory.mktemp("two"), {"UNDERSTUDY_REDIS_URL": url})
+        try:
+            secret = openai.OpenAI(base_url=f"{one.url}/v1", api_key=new_key(), max_retries=0).realtime.client_secrets.create(
+                session={"type": "realtime", "instructions": "From process one."})
+
+            async def main():
+                async with sdk(two, secret.value).realtime.connect(model=MODEL) as conn:
+                    assert (await conn.recv()).session.instructions == "From process one."
+            run(main())
+        finally:
+            one.stop()
+            two.stop()
 
 
 def test_agents_sdk_realtime_agent_runs_a_tool(server):
