@@ -9,7 +9,6 @@ gate with a fixed silence of 500 ms.
 from __future__ import annotations
 
 import io
-import math
 import warnings
 import wave
 
@@ -90,11 +89,13 @@ class InputBuffer:
         silence = int(detection.get("silence_duration_ms") or 500)
         padding = int(detection.get("prefix_padding_ms") or 300)
         found = []
-        while self._scanned + frame <= len(self.data):
-            chunk = bytes(self.data[self._scanned:self._scanned + frame])
-            pcm, _ = to_pcm16(chunk, fmt)
-            samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
-            loud = math.sqrt(float(np.mean(samples * samples))) > level if samples.size else False
+        count = (len(self.data) - self._scanned) // frame
+        if count <= 0:
+            return found
+        pcm, _ = to_pcm16(bytes(self.data[self._scanned:self._scanned + count * frame]), fmt)
+        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32).reshape(count, -1)
+        loudness = np.sqrt(np.mean(samples * samples, axis=1)) > level  # every new 20 ms frame at once
+        for loud in loudness.tolist():
             at = int(seconds(self._scanned, fmt) * 1000)
             self._scanned += frame
             if self.speech_start is None:

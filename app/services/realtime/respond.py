@@ -104,7 +104,7 @@ class Responder:
                 if entry.get("type") == "item_reference":
                     at = s.index(entry.get("id"))
                     if at < 0:
-                        raise invalid_request(f"Item with id '{entry.get('id')}' not found in the conversation.", param=f"response.input[{i}].id",
+                        raise invalid_request(f"Item with id '{str(entry.get('id'))[:64]}' not found in the conversation.", param=f"response.input[{i}].id",
                                               code="invalid_value")
                     items.append(s.items[at])
                 else:

@@ -25,6 +25,7 @@ from openai.types.realtime import (
 
 from app.core.errors import APIError, invalid_request
 from app.core.ids import new_id
+from app.core.validation import OFFLOAD_BYTES
 from app.services.realtime import audio
 from app.services.realtime.config import apply_update, checked, response_options
 from app.services.realtime.respond import Responder
@@ -40,6 +41,12 @@ _ITEM_TYPES = {("message", "user"): user_param.RealtimeConversationItemUserMessa
                ("function_call", None): call_param.RealtimeConversationItemFunctionCallParam,
                ("function_call_output", None): output_param.RealtimeConversationItemFunctionCallOutputParam}
 _encode = msgspec.json.encode
+MAX_ID_CHARS = 64  # client-chosen ids (items, events) are echoed back: kept short
+
+
+def _shown(value) -> str:
+    text = str(value)
+    return text if len(text) <= MAX_ID_CHARS else text[:MAX_ID_CHARS] + "…"
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ class RealtimeSession:
         self.active: dict | None = None  # the response in progress: {"response": …, "cancelled": reason or None}
         self.heard: dict[str, str] = {}  # item id -> what the model heard of its audio (when no transcript is shown)
         self.closing = False
+        self._size = 0  # bytes of the client message being handled
         self.conversation_id = new_id("conv_")
 
     # -- plumbing --------------------------------------------------------------------------------------
@@ -86,12 +94,14 @@ class RealtimeSession:
 
     async def handle(self, raw: str | bytes) -> None:
         """One client message; every refusal becomes an `error` event."""
+        self._size = len(raw)
         try:
             event = msgspec.json.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except (msgspec.DecodeError, ValueError, RecursionError):
             await self.error(invalid_request("The server could not parse the event: it is not valid JSON.", code="invalid_json"))
             return
         event_id = event.get("event_id") if isinstance(event, dict) and isinstance(event.get("event_id"), str) else None
+        event_id = event_id if event_id is None or len(event_id) <= MAX_ID_CHARS else None
         try:
             if not isinstance(event, dict):
                 raise invalid_request("Invalid event: expected a JSON object.", code="invalid_type")
@@ -106,8 +116,14 @@ class RealtimeSession:
             await self.error(error, event_id)
 
     # -- session ---------------------------------------------------------------------------------------
+    async def _checked(self, check, *args):
+        """A request check: off the event loop when the message was large (pydantic walks every part)."""
+        if self._size > OFFLOAD_BYTES:
+            return await asyncio.to_thread(check, *args)
+        return check(*args)
+
     async def _session_update(self, event: dict) -> None:
-        self.session = apply_update(self.session, event.get("session"))
+        self.session = await self._checked(apply_update, self.session, event.get("session"))
         await self.emit({"type": "session.updated", "session": self.session})
 
     # -- input audio -----------------------------------------------------------------------------------
@@ -204,12 +220,15 @@ class RealtimeSession:
         if item_type is None:
             raise invalid_request(f"Invalid value: '{item.get('type')}'. Supported values are: 'message', 'function_call', and 'function_call_output'.",
                                   param="item.type", code="invalid_value")
-        checked(item_type, item, "item")
+        await self._checked(checked, item_type, item, "item")
         previous = event.get("previous_item_id")
         if previous is not None and previous != "root" and self.index(previous) < 0:
-            raise invalid_request(f"Error adding item: the previous item with id '{previous}' does not exist.", param="previous_item_id",
+            raise invalid_request(f"Error adding item: the previous item with id '{_shown(previous)}' does not exist.", param="previous_item_id",
                                   code="item_create_invalid_previous_item_id")
         item_id = item.get("id") or new_id("item_")
+        if len(item_id) > MAX_ID_CHARS:
+            raise invalid_request(f"Invalid 'item.id': string too long. Expected a string with maximum length {MAX_ID_CHARS}, but got a string "
+                                  f"with length {len(item_id)} instead.", param="item.id", code="string_above_max_length")
         if self.index(item_id) >= 0:
             raise invalid_request(f"Error adding item: the item with id '{item_id}' already exists.", param="item.id", code="item_create_duplicate_item_id")
         stored = {**item, "id": item_id, "object": "realtime.item", "status": "completed"}
@@ -240,7 +259,7 @@ class RealtimeSession:
         item_id = event.get("item_id")
         at = self.index(item_id) if isinstance(item_id, str) else -1
         if at < 0:
-            raise invalid_request(f"Error {action} item: the item with id '{item_id}' does not exist.", param="item_id", code=code)
+            raise invalid_request(f"Error {action} item: the item with id '{_shown(item_id)}' does not exist.", param="item_id", code=code)
         return self.items[at]
 
     async def _conversation_item_retrieve(self, event: dict) -> None:
@@ -256,6 +275,7 @@ class RealtimeSession:
         self.items.remove(item)
         self._sizes.pop(item["id"], None)
         self._audio.pop(item["id"], None)
+        self.heard.pop(item["id"], None)
         await self.emit({"type": "conversation.item.deleted", "item_id": item["id"]})
 
     async def _conversation_item_truncate(self, event: dict) -> None:
@@ -290,7 +310,7 @@ class RealtimeSession:
         if self.response is not None and not self.response.done():
             raise invalid_request("Conversation already has an active response in progress. Wait until the response is finished before creating a new one.",
                                   code="conversation_already_has_active_response")
-        options = response_options(self.session, event.get("response"))
+        options = await self._checked(response_options, self.session, event.get("response"))
         if options["conversation"] not in ("auto", "none"):
             raise invalid_request(f"Invalid value: '{options['conversation']}'. Supported values are: 'auto' and 'none'.",
                                   param="response.conversation", code="invalid_value")
