@@ -237,6 +237,8 @@ def test_errors_are_events_and_the_socket_stays_open(server):
             await raw.send(json.dumps({"type": "session.update", "session": {"type": "realtime", "model": "gpt-realtime-mini"}}))
             assert (await conn.recv()).error.param == "session.model"
             await raw.send(json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "robot", "content": []}}))
+            assert (await conn.recv()).error.param == "item.role"
+            await raw.send(json.dumps({"type": "conversation.item.create", "item": {"type": "reasoning", "content": []}}))
             assert (await conn.recv()).error.param == "item.type"
             await raw.send(json.dumps({"type": "input_audio_buffer.append", "audio": "%%%"}))
             assert (await conn.recv()).error.param == "audio"
@@ -507,3 +509,62 @@ def test_agents_sdk_realtime_agent_runs_a_tool(server):
     tool_ended, transcripts, audio_bytes = run(main())
     assert asked == ["Oslo"] and tool_ended == ["sunny in Oslo"]
     assert transcripts == ["It is sunny in Oslo."] and audio_bytes > 0
+
+
+VALID_EVENTS = [
+    {"type": "session.update", "session": {"type": "realtime", "instructions": "x", "output_modalities": ["text"], "tools": [WEATHER],
+                                           "tool_choice": "auto", "max_output_tokens": 100,
+                                           "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000}, "turn_detection": None,
+                                                               "transcription": {"model": "whisper-1"}},
+                                                     "output": {"voice": "alloy", "speed": 1.0, "format": {"type": "audio/pcmu"}}}}},
+    {"type": "conversation.item.create", "previous_item_id": None, "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}},
+    {"type": "conversation.item.create", "item": {"type": "function_call_output", "call_id": "call_1", "output": "{}"}},
+    {"type": "conversation.item.truncate", "item_id": "item_1", "content_index": 0, "audio_end_ms": 10},
+    {"type": "input_audio_buffer.append", "audio": "AAAA"},
+    {"type": "response.create", "response": {"conversation": "none", "output_modalities": ["text"], "input": [{"type": "item_reference", "id": "item_1"}],
+                                             "max_output_tokens": 5, "metadata": {"k": "v"}, "tool_choice": "none"}},
+]
+MUTANTS = [None, 0, -1, 10**30, 1.5, True, "", "x" * 300, [], [1, "a"], {}, {"type": "nonsense"}, json.loads("[" * 500 + "]" * 500)]
+
+
+def _mutations(value, path=()):
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if path == () and key == "type":
+                continue
+            for mutant in MUTANTS:
+                yield (*path, key), mutant
+            yield from _mutations(inner, (*path, key))
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from _mutations(inner, (*path, index))
+
+
+def _mutated(event, path, mutant):
+    event = json.loads(json.dumps(event))
+    target = event
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = mutant
+    return event
+
+
+def test_type_mutated_events_are_error_events_never_server_errors(server):
+    async def main():
+        async with sdk(server, new_key()).realtime.connect(model=MODEL) as conn:
+            await conn.recv()
+            raw, sent = conn._connection, 0
+            for event in VALID_EVENTS:
+                for path, mutant in _mutations(event):
+                    await raw.send(json.dumps(_mutated(event, path, mutant)))
+                    marker = f"probe_{sent}"
+                    sent += 1
+                    await raw.send(json.dumps({"type": "conversation.item.retrieve", "item_id": "item_nope", "event_id": marker}))
+                    async for answer in conn:  # what the mutant caused, then the probe's error: the socket is alive
+                        if answer.type == "error":
+                            assert answer.error.type != "server_error", (path, mutant, answer.error)
+                            if answer.error.event_id == marker:
+                                break
+            assert sent > 200
+    run(main())
+    assert httpx.get(f"{server.url}/healthz").status_code == 200

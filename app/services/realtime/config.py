@@ -6,7 +6,6 @@ OpenAI adds on top (one output modality, known voices and formats, a model that 
 """
 from __future__ import annotations
 
-import copy
 import time
 
 from openai.types.realtime.realtime_response_create_params_param import RealtimeResponseCreateParamsParam
@@ -86,6 +85,8 @@ def _tools(tools: list, param: str) -> list[dict]:
             raise _bad(f"Invalid value: '{tool.get('type')}'. Only 'function' tools are supported by this server.", f"{param}[{i}].type")
         if not tool.get("name"):
             raise _bad("Missing required parameter: 'name'.", f"{param}[{i}].name", "missing_required_parameter")
+        if not isinstance(tool.get("parameters", {}), dict):
+            raise _bad(f"Invalid 'tools[{i}].parameters': expected a JSON schema object.", f"{param}[{i}].parameters", "invalid_type")
         out.append({"type": "function", "name": tool["name"], "description": tool.get("description", ""),
                     "parameters": tool.get("parameters") or {"type": "object", "properties": {}}})
     return out
@@ -107,7 +108,8 @@ def apply_update(current: dict, update: dict, *, param: str = "session") -> dict
     if update["type"] != "realtime":
         raise _bad(f"Invalid value: '{update['type']}'. Supported values are: 'realtime' (transcription sessions are not emulated).", f"{param}.type")
     checked(RealtimeSessionCreateRequestParam, update, param)
-    session = copy.deepcopy(current)
+    # What this changes is copied; tool schemas and the like are shared, never walked (they may nest deep).
+    session = {**current, "audio": {"input": dict(current["audio"]["input"]), "output": dict(current["audio"]["output"])}}
     if "model" in update and update["model"] != current["model"]:
         raise _bad("Cannot update a conversation's model.", f"{param}.model")
     for name in ("instructions", "tool_choice", "tracing", "truncation", "prompt", "include"):

@@ -114,6 +114,10 @@ class RealtimeSession:
             await getattr(self, "_" + kind.replace(".", "_"))(event)
         except APIError as error:
             await self.error(error, event_id)
+        except Exception:  # a bug must not end the session: OpenAI's server_error, and the socket stays open
+            log.exception("realtime: handling a %s event failed", event.get("type") if isinstance(event, dict) else "malformed")
+            await self.error(APIError("The server had an error while processing your request. Sorry about that!", status_code=500,
+                                      type="server_error"), event_id)
 
     # -- session ---------------------------------------------------------------------------------------
     async def _checked(self, check, *args):
@@ -216,9 +220,13 @@ class RealtimeSession:
         item = event.get("item")
         if not isinstance(item, dict):
             raise invalid_request("Missing required parameter: 'item'.", param="item", code="missing_required_parameter")
-        item_type = _ITEM_TYPES.get((item.get("type"), item.get("role") if item.get("type") == "message" else None))
+        kind, role = item.get("type"), item.get("role")
+        item_type = _ITEM_TYPES.get((kind, role if kind == "message" else None)) if isinstance(kind, str) and (role is None or isinstance(role, str)) else None
+        if item_type is None and kind == "message":
+            raise invalid_request(f"Invalid value: '{_shown(role)}'. Supported values are: 'user', 'assistant', and 'system'.", param="item.role",
+                                  code="invalid_value")
         if item_type is None:
-            raise invalid_request(f"Invalid value: '{item.get('type')}'. Supported values are: 'message', 'function_call', and 'function_call_output'.",
+            raise invalid_request(f"Invalid value: '{_shown(kind)}'. Supported values are: 'message', 'function_call', and 'function_call_output'.",
                                   param="item.type", code="invalid_value")
         await self._checked(checked, item_type, item, "item")
         previous = event.get("previous_item_id")
