@@ -8,6 +8,7 @@ A cancelled response (response.cancel, or the user talking over it) ends the sam
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from app.services.realtime.session import RealtimeSession
 
 _CHUNK_SECONDS = 0.2
+log = logging.getLogger("understudy.realtime")
 
 
 class ResponseStream:
@@ -155,7 +157,10 @@ class ResponseStream:
                 raise  # the session is going away: nobody to tell
             status, details = "cancelled", {"type": "cancelled", "reason": s.active["cancelled"]}
             await self._close_all("incomplete")
-        except APIError as error:
+        except Exception as error:  # the model call's refusal (an APIError), or a bug: the response fails, the session goes on
+            if not isinstance(error, APIError):
+                log.exception("realtime: a response failed")
+                error = APIError("The server had an error while processing your request. Sorry about that!", status_code=500, type="server_error")
             status = "failed"
             details = {"type": "failed", "error": {"type": error.type, "code": error.code, "message": error.message}}
             await self._close_all("incomplete")
