@@ -568,3 +568,40 @@ def test_type_mutated_events_are_error_events_never_server_errors(server):
             assert sent > 200
     run(main())
     assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_keys_mode_secrets_carry_the_issued_key_into_usage(tmp_path_factory):
+    from tests.test_keys import ADMIN_KEY, keys_env
+
+    srv = start_server(tmp_path_factory.mktemp("keys"), keys_env())
+    try:
+        with httpx.Client(base_url=f"{srv.url}/v1/organization", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as admin:
+            project = admin.post("/projects", json={"name": "voice"}).json()
+            issued = admin.post(f"/projects/{project['id']}/api_keys", json={"name": "browser-minter"}).json()
+            maker = openai.OpenAI(base_url=f"{srv.url}/v1", api_key=issued["value"], max_retries=0)
+            secret = maker.realtime.client_secrets.create(session={"type": "realtime", "output_modalities": ["text"]})
+            with pytest.raises(openai.AuthenticationError):
+                openai.OpenAI(base_url=f"{srv.url}/v1", api_key=secret.value, max_retries=0).files.list()
+
+            async def main():
+                for key in (secret.value, issued["value"]):
+                    async with sdk(srv, key).realtime.connect(model=MODEL) as conn:
+                        await conn.recv()
+                        await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
+                        await conn.recv()
+                        await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]})
+                        await conn.response.create()
+                        assert (await until(conn, "response.done"))[-1].response.status == "completed"
+            run(main())
+            deadline = time.monotonic() + 15
+            while True:  # usage is written about once a second
+                body = admin.get("/usage/completions", params={"start_time": int(time.time()) - 3600, "project_ids": project["id"],
+                                                                "group_by": ["api_key_id"]}).json()
+                found = {r["api_key_id"]: r["num_model_requests"] for b in body["data"] for r in b["results"]}
+                if found or time.monotonic() > deadline:
+                    if found.get(issued["id"]) == 2 or time.monotonic() > deadline:
+                        break
+                time.sleep(0.25)
+            assert found == {issued["id"]: 2}
+    finally:
+        srv.stop()
