@@ -605,3 +605,35 @@ def test_keys_mode_secrets_carry_the_issued_key_into_usage(tmp_path_factory):
             assert found == {issued["id"]: 2}
     finally:
         srv.stop()
+
+
+def test_g711_audio_and_audio_items(server):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import audioop
+    narrow, _ = audioop.ratecv(tone(1.0), 2, 1, 24000, 8000, None)
+    ulaw = audioop.lin2ulaw(narrow, 2)  # one second: 8,000 bytes
+
+    async def main():
+        async with sdk(server, new_key()).realtime.connect(model=MODEL) as conn:
+            await conn.recv()
+            await conn.session.update(session={"type": "realtime", "audio": {
+                "input": {"format": {"type": "audio/pcmu"}, "turn_detection": None, "transcription": {"model": "whisper-1"}},
+                "output": {"format": {"type": "audio/pcma"}}}})
+            updated = (await conn.recv()).session
+            assert (updated.audio.input.format.type, updated.audio.output.format.type) == ("audio/pcmu", "audio/pcma")
+            await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [{"type": "input_audio", "audio": b64(ulaw)}]})
+            events = await until(conn, "conversation.item.input_audio_transcription.completed")
+            assert [e.type for e in events] == ["conversation.item.added", "conversation.item.done", "conversation.item.input_audio_transcription.completed"]
+            assert events[-1].transcript and events[-1].usage.type == "duration" and events[-1].usage.seconds == pytest.approx(1.0, abs=0.01)
+            assert getattr(events[0].item.content[0], "audio", None) is None  # events carry no audio back
+            await conn.conversation.item.retrieve(item_id=events[0].item.id)
+            assert base64.b64decode((await conn.recv()).item.content[0].audio) == ulaw
+            await conn.response.create()
+            events = await until(conn, "response.done")
+            alaw = b"".join(base64.b64decode(e.delta) for e in events if e.type == "response.output_audio.delta")
+            transcript = events[-1].response.output[0].content[0].transcript
+            assert len(alaw) == pytest.approx(8000 * max(0.3, len(transcript) / 15), rel=0.05)  # 8 kHz, a byte a sample
+    run(main())
