@@ -66,6 +66,11 @@ def serve(host: str | None, port: int | None, data_dir: str | None, workers: int
         timeout_graceful_shutdown=10,
         workers=workers if workers > 1 else None,
         **run_options(settings),  # header size and deadline, connection cap, keep-alive (app/serving.py)
+        # /v1/realtime: websockets' sans-I/O protocol (the maintained one; uvicorn's "websockets" is the
+        # deprecated legacy API), one message at most realtime_max_message_bytes (larger: closed with 1009).
+        ws="websockets-sansio",
+        ws_max_size=settings.realtime_max_message_bytes,
+        ws_per_message_deflate=False,
     )
 
 

@@ -36,6 +36,8 @@ from app.services.images import ImagesService
 from app.services.inference import InferenceService
 from app.services.rate_limits import RateLimiter
 from app.services.relay_scope import RelayScope
+from app.services.realtime.respond import Responder
+from app.services.realtime.secrets import ClientSecrets, MemorySecrets, RedisSecrets
 from app.services.messages import MessagesService
 from app.services.models import ModelsService
 from app.services.responses.service import ResponsesService
@@ -105,12 +107,15 @@ class Platform:
     images: ImagesService
     audio: AudioService
     script: ScriptService  # scripted answers and faults, and the log of model calls (/_understudy/v1)
+    realtime: Responder  # what Realtime sessions' responses and audio go through (inference, audio, rate limits)
+    realtime_secrets: ClientSecrets  # ek_ client secrets: in memory, or in Redis in team mode
 
     async def close(self) -> None:
         await self.queue.stop()
         await self.usage.close()  # the last usage sums, written after the jobs stop
         await self.rate_limits.close()
         await self.script.state.close()
+        await self.realtime_secrets.store.close()
         await self.router.close()
         await self.auth.close()  # its revocation listener, before the bus it listens on
         await self.bus.close()
@@ -176,6 +181,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     messages = MessagesService(inference, relay_scope)
     responses = ResponsesService(db, bus, queue, inference, conversations, tools, files, relay_scope)
     batch_store = BatchStore(db)
+    audio = AudioService(models, inference)
     platform = Platform(
         settings=settings,
         db=db,
@@ -218,8 +224,10 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         traces=TracesService(db),
         skills=skills,
         images=images,
-        audio=AudioService(models, inference),
+        audio=audio,
         script=script,
+        realtime=Responder(inference, audio, rate_limits),
+        realtime_secrets=ClientSecrets(RedisSecrets(settings.redis_url) if settings.redis_url else MemorySecrets()),
     )
     usage.start()
     ctx["platform"] = platform

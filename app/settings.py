@@ -126,6 +126,16 @@ class Settings:
     # `.completed`) or "progress", as Seedream-style gateways answer (`progress`, `result`, `done`).
     # A request's `X-Understudy-Image-Stream` header picks one for itself.
     image_stream_format: str = "openai"
+    # Realtime WebSocket sessions (/v1/realtime), bounded per session: one client message, the uncommitted
+    # input audio, the conversation's items and their bytes, how long a socket may stay silent, and how long
+    # a session may last (OpenAI: 60 minutes). Sessions per tenant in one API process.
+    realtime_max_message_bytes: int = 16 * 1024 * 1024
+    realtime_max_audio_bytes: int = 15 * 1024 * 1024
+    realtime_max_items: int = 1000
+    realtime_max_conversation_bytes: int = 64 * 1024 * 1024
+    realtime_idle_seconds: float = 600.0
+    realtime_max_session_seconds: float = 3600.0
+    realtime_max_sessions: int = 32
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

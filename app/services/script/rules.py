@@ -21,7 +21,7 @@ from app.core.errors import invalid_request
 # The provider methods a rule can answer (moderations never are).
 _METHODS = ("chat", "chat_stream", "completions", "completions_stream", "embeddings")
 # The endpoints a call can come from (`when.endpoint`).
-ENDPOINTS = ("chat", "completions", "responses", "messages", "gemini", "runs", "embeddings", "vector_stores")
+ENDPOINTS = ("chat", "completions", "responses", "messages", "gemini", "runs", "embeddings", "vector_stores", "realtime")
 MAX_RULES = 1000  # per tenant
 MAX_DELAY_MS = 600_000
 MAX_CHUNKS = 10_000

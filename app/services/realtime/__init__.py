@@ -1,0 +1,1 @@
+"""The Realtime API: sessions over a WebSocket, client secrets."""
