@@ -32,6 +32,7 @@ from app.api.conversations import CONVERSATIONS_HANDLERS
 from app.api.fine_tuning import FINE_TUNING_HANDLERS
 from app.api.responses import RESPONSES_HANDLERS
 from app.api.realtime import REALTIME_HANDLERS
+from app.api.realtime_sessions import REALTIME_SESSION_HANDLERS
 from app.api.runs import RunsController
 from app.api.threads import ThreadsController
 from app.api.script import SCRIPT_HANDLERS
@@ -45,7 +46,7 @@ from app.settings import Settings
 
 log = logging.getLogger("understudy")
 
-API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController, *RESPONSES_HANDLERS, *CONVERSATIONS_HANDLERS, *BATCHES_HANDLERS, *FINE_TUNING_HANDLERS, *TRACE_INGEST_HANDLERS, SkillsController, *REALTIME_HANDLERS]
+API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController, *RESPONSES_HANDLERS, *CONVERSATIONS_HANDLERS, *BATCHES_HANDLERS, *FINE_TUNING_HANDLERS, *TRACE_INGEST_HANDLERS, SkillsController, *REALTIME_HANDLERS, *REALTIME_SESSION_HANDLERS]
 
 UNDERSTUDY_HANDLERS = [*TRACE_READ_HANDLERS, *SCRIPT_HANDLERS]
 

@@ -15,6 +15,7 @@ import pytest
 import websockets
 
 from tests.conftest import new_key, start_server
+from tests.support.openapi import assert_matches_schema
 
 MODEL = "gpt-realtime"
 
@@ -637,3 +638,47 @@ def test_g711_audio_and_audio_items(server):
             transcript = events[-1].response.output[0].content[0].transcript
             assert len(alaw) == pytest.approx(8000 * max(0.3, len(transcript) / 15), rel=0.05)  # 8 kHz, a byte a sample
     run(main())
+
+
+def test_beta_sessions_give_a_secret_for_the_ga_socket(server):
+    key = new_key()
+    add_rule(server, key, {"when": {"endpoint": "realtime"}, "reply": {"text": "beta secret works"}})
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+    raw = client.beta.realtime.sessions.with_raw_response.create(
+        model=MODEL, modalities=["text"], instructions="Be brief.", voice="verse", input_audio_format="g711_ulaw",
+        turn_detection={"type": "server_vad", "silence_duration_ms": 700}, client_secret={"expires_after": {"anchor": "created_at", "seconds": 60}})
+    assert_matches_schema(raw.http_response.json(), "RealtimeSessionCreateResponse")
+    made = raw.parse()
+    assert made.client_secret.value.startswith("ek_") and 58 <= made.client_secret.expires_at - time.time() <= 61
+    assert (made.modalities, made.voice, made.input_audio_format, made.output_audio_format) == (["text"], "verse", "g711_ulaw", "pcm16")
+    assert made.turn_detection.silence_duration_ms == 700 and made.instructions == "Be brief."
+
+    async def main():
+        async with sdk(server, made.client_secret.value).realtime.connect(model=MODEL) as conn:
+            created = await conn.recv()
+            session = created.session
+            assert session.output_modalities == ["text"] and session.instructions == "Be brief."
+            assert session.audio.input.format.type == "audio/pcmu" and session.audio.output.voice == "verse"
+            await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]})
+            await conn.response.create()
+            events = await until(conn, "response.done")
+            assert events[-1].response.output[0].content[0].text == "beta secret works"
+
+    run(main())
+    # Bad input is refused with the param named; a chat model is no Realtime model.
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.beta.realtime.sessions.create(input_audio_format="mp3")
+    assert bad.value.body["param"] == "input_audio_format"
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.beta.realtime.sessions.create(model="gpt-4o-mini")
+    assert bad.value.body["param"] == "model"
+
+
+def test_transcription_and_translation_sessions_are_a_clear_400(client):
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.beta.realtime.transcription_sessions.create(input_audio_format="pcm16")
+    assert "not emulated" in bad.value.message
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.post("/realtime/translations/client_secrets", body={"session": {}}, cast_to=object)
+    assert "not emulated" in bad.value.message
+    assert client.models.list().data  # the connection goes on serving

@@ -33,7 +33,7 @@ _open_sessions: Counter[str] = Counter()  # tenant -> sessions open in this proc
 _encode = msgspec.json.Encoder().encode
 
 
-def _model(platform, tenant: str, model: str | None) -> str:
+def realtime_model(platform, tenant: str, model: str | None) -> str:
     if not model:
         raise invalid_request("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
     found = platform.models.get(tenant, model)  # 404 model_not_found
@@ -87,7 +87,7 @@ async def realtime_socket(socket: WebSocket) -> None:
         if call_id is not None:
             raise APIError(f"No such call: '{call_id[:100]}'. This server emulates no WebRTC or SIP calls; connect with ?model= instead.",
                            status_code=404, param="call_id", code="call_not_found")
-        model = _model(platform, tenant, socket.query_params.get("model") or (granted or {}).get("model"))
+        model = realtime_model(platform, tenant, socket.query_params.get("model") or (granted or {}).get("model"))
         if _open_sessions[tenant] >= settings.realtime_max_sessions:
             raise APIError(f"Too many Realtime sessions open for this project ({settings.realtime_max_sessions}); close one first.",
                            status_code=429, type="requests", code="too_many_sessions")
@@ -169,7 +169,7 @@ async def create_client_secret(request: Request) -> dict:
     if wanted.get("type") == "transcription":
         raise invalid_request("Transcription sessions are not emulated by this server; use a 'realtime' session.", param="session.type",
                               code="invalid_value")
-    model = _model(platform, tenant, wanted.get("model") or "gpt-realtime")
+    model = realtime_model(platform, tenant, wanted.get("model") or "gpt-realtime")
     session = apply_update(default_session(model, platform.settings.realtime_max_session_seconds), {**wanted, "model": model})
     value, expires_at = await platform.realtime_secrets.create(tenant, calling_key.get(), session, body.get("expires_after"))
     return {"value": value, "expires_at": expires_at, "session": session}
@@ -193,7 +193,7 @@ async def create_call(request: Request) -> None:
 async def accept_call(request: Request, call_id: str) -> None:
     platform, tenant = caller(request)
     body = decode_json_object(await request.body())
-    apply_update(default_session(_model(platform, tenant, body.get("model") or "gpt-realtime"), 60), body, param="session")
+    apply_update(default_session(realtime_model(platform, tenant, body.get("model") or "gpt-realtime"), 60), body, param="session")
     raise _no_calls("Accepting a SIP call")
 
 
