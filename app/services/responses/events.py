@@ -71,3 +71,12 @@ class Events:
         """A coarse preview while the image is drawn (the tool's `partial_images` of them), with the settings used."""
         return self._make("response.image_generation_call.partial_image", item_id=item_id, output_index=index, partial_image_b64=b64,
                           partial_image_index=position, **settings)
+
+    def code_interpreter(self, phase: str, item_id: str, index: int) -> tuple[str, dict]:
+        return self._make(f"response.code_interpreter_call.{phase}", item_id=item_id, output_index=index)
+
+    def code_delta(self, item_id: str, index: int, delta: str) -> tuple[str, dict]:
+        return self._make("response.code_interpreter_call_code.delta", item_id=item_id, output_index=index, delta=delta)
+
+    def code_done(self, item_id: str, index: int, code: str) -> tuple[str, dict]:
+        return self._make("response.code_interpreter_call_code.done", item_id=item_id, output_index=index, code=code)
