@@ -33,7 +33,7 @@ CODE_WORDS = re.compile(r"(?<![A-Za-z])(calculate|compute|computation|evaluate|p
                         re.IGNORECASE)
 _EXPRESSION = re.compile(r"[\d(][\d\s.+\-*/%()^]*[+\-*/%^][\d\s.+\-*/%()^]*[\d)]")
 _ARITHMETIC = re.compile(r"\d\s*[+*/^]\s*\(?\d")  # "17 * 23", "2^10": not dates or phone numbers
-_FILE_NAME = re.compile(r"(?<![\w/.-])([\w-]+\.(?:txt|csv|json|md|png))(?![\w])")
+_FILE_NAME = re.compile(r"(?<![\w/.-])([\w-]+\.(?:txt|csv|json|md))(?![\w])")
 
 
 @dataclass
