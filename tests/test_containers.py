@@ -98,10 +98,11 @@ def test_tenancy(client, server):
             other.containers.files.content.retrieve(cfile.id, container_id=container.id)
         with pytest.raises(openai.NotFoundError):
             other.containers.delete(container.id)
-        with pytest.raises(openai.NotFoundError):
-            other.containers.files.create(container.id, file=("b.txt", b"b"))
         assert other.containers.list().data == []
         other_file = other.files.create(file=("theirs.txt", b"x"), purpose="user_data")
+        # last on this client: a 404 answered before the upload's body was read may close the connection (app/serving.py)
+        with pytest.raises(openai.NotFoundError):
+            other.containers.files.create(container.id, file=("b.txt", b"b"))
     with pytest.raises(openai.NotFoundError):
         client.containers.files.create(container.id, file_id=other_file.id)  # another tenant's File
     assert client.containers.retrieve(container.id).status == "running"
@@ -144,10 +145,13 @@ def test_expiry_and_the_sweep(quick):
         with pytest.raises(openai.BadRequestError) as raised:
             sdk.containers.files.content.retrieve(cfile.id, container_id=container.id)
         assert raised.value.code == "container_expired"
+        assert [c.status for c in sdk.containers.list(order="asc")] == ["expired", "running"]
+        assert sdk.containers.delete(kept.id) is None
+        # last on this client: a 400 answered before the upload's body was read may close the connection (app/serving.py)
         with pytest.raises(openai.BadRequestError):
             sdk.containers.files.create(container.id, file=("b.txt", b"b"))
-        assert [c.status for c in sdk.containers.list(order="asc")] == ["expired", "running"]
-        assert sdk.containers.delete(container.id) is None  # an expired container can still be deleted
+    with _sdk(quick.url, sdk.api_key) as again:
+        assert again.containers.delete(container.id) is None  # an expired container can still be deleted
 
 
 def test_byte_cap(quick):
