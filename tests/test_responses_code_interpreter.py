@@ -186,3 +186,13 @@ def test_the_agents_sdk_code_interpreter_tool(server, api_key):
     assert call.type == "code_interpreter_call" and call.container_id.startswith("cntr_")
     assert "144" in result.final_output
     assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_the_code_streams_out_of_partial_arguments():
+    from app.services.responses.code import partial_code
+
+    whole = '{"code": "print(\\"h\\u00e9\\")\\nx = 1"}'
+    seen = [partial_code(whole[:n]) for n in range(len(whole) + 1)]
+    assert seen[-1] == 'print("hé")\nx = 1'
+    assert all(seen[-1].startswith(s) for s in seen)  # never a character that is later taken back
+    assert partial_code('{"co') == "" and partial_code('{"code": "a\\') == "a"

@@ -176,7 +176,7 @@ class ContainersService:
             await self._blobs.delete(key)
 
     async def sweep_expired(self, now: float | None = None) -> int:
-        now = time.time() if now is None else now
+        now = int(time.time() if now is None else now)  # an integer column: PostgreSQL's driver takes no float for it
         async with self._db.connect() as conn:
             ids = (await conn.execute(select(containers.c.id).where(containers.c.status == "running", containers.c.expires_at <= now)
                                       .limit(1000))).scalars().all()
