@@ -98,6 +98,15 @@ def test_streaming_events_in_openais_order(client):
     assert "".join(d.delta for d in deltas) == call.code == next(e.code for e in events if e.type == "response.code_interpreter_call_code.done")
     assert all(e.item_id == call.id and e.output_index == 0 for e in deltas)
     assert kinds[-1] == "response.completed" and call.outputs[0].logs == "42\n"
+    schemas = {"response.code_interpreter_call_code.delta": "ResponseCodeInterpreterCallCodeDeltaEvent",
+               "response.code_interpreter_call_code.done": "ResponseCodeInterpreterCallCodeDoneEvent",
+               "response.code_interpreter_call.in_progress": "ResponseCodeInterpreterCallInProgressEvent",
+               "response.code_interpreter_call.interpreting": "ResponseCodeInterpreterCallInterpretingEvent",
+               "response.code_interpreter_call.completed": "ResponseCodeInterpreterCallCompletedEvent"}
+    for event in events:
+        if event.type in schemas:
+            assert_matches_schema(event.model_dump(exclude_unset=True), schemas[event.type])
+    assert_matches_schema(final.model_dump(exclude_unset=True), "Response")
     assert [e.sequence_number for e in events] == list(range(len(events)))
 
 
