@@ -133,6 +133,8 @@ def test_bad_containers(client, http, server):
                         400, param="tools[0].container")
     assert_openai_error(http.post("/responses", json={"model": MODEL, "input": "x", "tools": [{"type": "code_interpreter"}]}),
                         400, param="tools[0].container")
+    missing = {"type": "code_interpreter", "container": {"type": "auto", "file_ids": ["file-nope"]}}
+    assert_openai_error(http.post("/responses", json={"model": MODEL, "input": "x", "tools": [missing]}), 404, param="file_id")
     with openai.OpenAI(base_url=f"{server.url}/v1", api_key=new_key(), max_retries=0) as other:
         theirs = other.containers.create(name="theirs")
     assert_openai_error(http.post("/responses", json={"model": MODEL, "input": "x", "tools": [{"type": "code_interpreter", "container": theirs.id}]}),

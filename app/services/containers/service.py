@@ -104,7 +104,7 @@ class ContainersService:
         if len(file_ids) > MAX_COPIED_FILES:
             raise invalid_request(f"Invalid 'file_ids': array too long. Expected an array with maximum length {MAX_COPIED_FILES}, but got "
                                   f"{len(file_ids)} instead.", param="file_ids", code="array_above_max_length")
-        for index, file_id in enumerate(file_ids):
+        for file_id in file_ids:
             await self._files.get_row(tenant_id, file_id)  # an unknown File is its 404 before anything is made
         now = int(time.time())
         data = {"minutes": minutes, "last_active_at": now, "memory_limit": params.get("memory_limit") or "1g"}

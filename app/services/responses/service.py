@@ -155,12 +155,18 @@ class ResponsesService:
         return []
 
     async def _check_containers(self, tenant_id: str, tools: list[dict]) -> None:
-        """A code_interpreter tool naming a container: it must be the tenant's (404) and running (400)."""
+        """A code_interpreter tool naming a container: it must be the tenant's (404) and running (400); the
+        files an auto container is to copy must be the tenant's Files (404)."""
         for tool in tools:
-            if tool["type"] == "code_interpreter" and isinstance(tool["container"], str) and tool["container"] != "auto":
+            if tool["type"] != "code_interpreter":
+                continue
+            if isinstance(tool["container"], str) and tool["container"] != "auto":
                 container = await self._containers.get(tenant_id, tool["container"])
                 if container["status"] != "running":
                     raise code_tool.expired(container["id"])
+            elif isinstance(tool["container"], dict):
+                for file_id in tool["container"].get("file_ids") or ():
+                    await self._files.get_row(tenant_id, file_id)
 
     async def _messages(self, tenant_id: str, params: dict, context: list[dict], inputs: list[dict]) -> list[dict]:
         system = [{"role": "system", "content": params["instructions"]}] if params.get("instructions") else []
