@@ -28,6 +28,7 @@ from app.services.batches.message_batches import MessageBatchesService
 from app.services.batches.service import BatchesService
 from app.services.batches.store import BatchStore
 from app.services.chat import ChatService
+from app.services.containers.service import ContainersService
 from app.services.conversations import ConversationsService
 from app.services.files import FilesService
 from app.services.fine_tuning.service import FineTuningService
@@ -101,6 +102,7 @@ class Platform:
     usage: UsageRecorder
     rate_limits: RateLimiter
     code_runner: CodeRunner  # code_interpreter sandboxes, a bounded number at once
+    containers: ContainersService  # the code interpreter's persistent work dirs
     api_keys: ApiKeysService  # issued keys and projects (keys mode, the admin API)
     traces: TracesService  # what the Agents SDK's exporter sent
     skills: SkillsService  # /v1/skills: their versions' files, for the shell tool
@@ -174,8 +176,9 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     code_runner = CodeRunner(settings.sandbox_concurrency)
     # The built-in tools of the agent loop (runs and responses).
     images = ImagesService(blobs, models, inference)
+    containers = ContainersService(db, blobs, files, max_bytes=settings.container_max_bytes, minute_seconds=settings.container_minute_seconds)
     skills = SkillsService(db, blobs, max_bytes=settings.max_skill_bytes)
-    tools = BuiltinTools(vector_search, files, code_runner, images, shell=ShellRunner(skills, files, code_runner))
+    tools = BuiltinTools(vector_search, files, code_runner, images, containers, shell=ShellRunner(skills, files, code_runner, containers))
     relay_scope = RelayScope(db)  # ids a relayed body may name: the upstream sees one key for every tenant
     chat = ChatService(db, inference, relay_scope)
     messages = MessagesService(inference, relay_scope)
@@ -220,6 +223,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         usage=usage,
         rate_limits=rate_limits,
         code_runner=code_runner,
+        containers=containers,
         api_keys=ApiKeysService(db, bus),
         traces=TracesService(db),
         skills=skills,

@@ -53,6 +53,11 @@ class Settings:
     sandbox_concurrency: int = 4
     # The largest skill (/v1/skills): its files' total, uncompressed (a zip upload may not inflate past it).
     max_skill_bytes: int = 50 * 1024 * 1024
+    # Containers (/v1/containers): the bytes one container's files may take together (they are written
+    # into each sandbox run's work dir, whose tmpfs holds 512 MB), and the length of the "minute" of their
+    # `expires_after.minutes` (60 s; tests shrink it to see a container expire).
+    container_max_bytes: int = 256 * 1024 * 1024
+    container_minute_seconds: float = 60.0
     # Team mode (arq): attempts per job, the longest one attempt may run, and how soon a job held by a
     # worker that died is taken up by another.
     job_max_tries: int = 5

@@ -467,4 +467,43 @@ class TraceSpan(SQLModel, table=True):
     trace_id: str = Field(max_length=128)
     created_at: int
     data: dict = json_field(nullable=False)
+
+
+# ---- Containers (the code interpreter's persistent work dirs) ----
+
+class Container(SQLModel, table=True):
+    """A container (`cntr_`): `status` running until `expires_at` (last_active_at + its minutes), then
+    expired; its files are `container_files` rows whose bytes are in the blob store."""
+
+    __tablename__ = "containers"
+    __table_args__ = (Index("ix_containers_tenant_seq", "tenant_id", "seq"), Index("ix_containers_status_expires", "status", "expires_at"))
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    tenant_id: str = Field(max_length=64)
+    name: str = Field(default="")
+    created_at: int
+    status: str = Field(max_length=16)
+    expires_at: int  # when it expires unless used again (seconds; a test setting may shorten a minute)
+    data: dict = json_field(nullable=False)
+
+
+class ContainerFile(SQLModel, table=True):
+    """A file of a container (`cfile_`): its path under /mnt/data, its bytes in the blob store."""
+
+    __tablename__ = "container_files"
+    __table_args__ = (
+        Index("ix_container_files_container_seq", "container_id", "seq"),
+        Index("ux_container_files_container_path", "container_id", "path", unique=True),
+    )
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    container_id: str = Field(max_length=64)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    path: str = Field(max_length=1024)
+    source: str = Field(max_length=16)
+    bytes: int = big_int_field()
+    blob_key: str
+
+
 from storage.skill_tables import *  # noqa: E402,F401,F403  (skills and their versions, in their own module)

@@ -200,10 +200,10 @@ def test_limits_store_and_delete(client, http):
     error = assert_openai_error(http.post("/responses", json={"model": MODEL, "input": "x", "tools": [cache_only],
                                                               "tool_choice": {"type": "web_search_preview"}}), 400, param="tool_choice")
     assert error["message"] == "The web_search_preview tool is not available: no upstream provider serves it."
-    with pytest.raises(openai.BadRequestError) as refused:
-        client.responses.create(model=MODEL, input="run", tools=[{"type": "code_interpreter", "container": {"type": "auto"}}],
-                                tool_choice={"type": "code_interpreter"})
-    assert "not available" in refused.value.message
+    # code_interpreter runs in a container now (tests/test_responses_code_interpreter.py): forcing it makes the call
+    forced = client.responses.create(model=MODEL, input="run", tools=[{"type": "code_interpreter", "container": {"type": "auto"}}],
+                                     tool_choice={"type": "code_interpreter"})
+    assert forced.output[0].type == "code_interpreter_call" and forced.output[0].status == "completed"
     assert_openai_error(http.post("/responses", json={"model": MODEL, "input": "x", "bogus": 1}), 400, param="bogus")
     with pytest.raises(openai.BadRequestError):
         client.responses.create(model=MODEL, input="x", background=True, store=False)

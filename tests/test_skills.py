@@ -377,3 +377,30 @@ def test_a_forced_shell_call_lists_the_skills(sdk):
     assert call.action.commands == ["ls -R"]  # the offline model's command without a fenced block
     assert "skills/greeter/scripts:\nhello.sh" in output.output[0].stdout
     assert response.output[-1].type == "message" and response.status == "completed"
+
+
+def test_a_shell_in_a_named_container_keeps_its_files(sdk, raw, skills_server):
+    skill = sdk.skills.create(files=("g.zip", skill_zip(), "application/zip"))
+    container = sdk.containers.create(name="shell-work")
+    sdk.containers.files.create(container.id, file=("notes.txt", b"from the user\n"))
+    env = {"type": "container_reference", "container_id": container.id, "skills": [{"type": "skill_reference", "skill_id": skill.id}]}
+    prompt = "Use the shell:\n```sh\ncat notes.txt\nsh skills/greeter/scripts/hello.sh > made.txt\n```"
+    first = sdk.responses.create(model="gpt-4o-mini", input=prompt, tools=[{"type": "shell", "environment": env}])
+    assert first.status == "completed", first.error
+    assert first.output[0].environment.container_id == container.id
+    assert first.output[1].output[0].stdout == "from the user\n"
+    # What the commands wrote is the container's now (skills apart), and the next call finds it there.
+    paths = sorted(f.path for f in sdk.containers.files.list(container.id))
+    assert paths == ["/mnt/data/made.txt", "/mnt/data/notes.txt"], paths
+    made = next(f for f in sdk.containers.files.list(container.id) if f.path.endswith("made.txt"))
+    assert made.source == "assistant"
+    assert sdk.containers.files.content.retrieve(made.id, container_id=container.id).read() == b"hello from the skill\n"
+    again = sdk.responses.create(model="gpt-4o-mini", input="Use the shell:\n```sh\ncat made.txt\n```", tools=[{"type": "shell", "environment": env}])
+    assert again.output[1].output[0].stdout == "hello from the skill\n"
+    # Unknown, and another tenant's, containers are refused up front, naming the field.
+    for other_key in (None, new_key()):
+        headers = {"Authorization": f"Bearer {other_key}"} if other_key else {}
+        response = raw.post("/responses", headers=headers, json={
+            "model": "gpt-4o-mini", "input": "shell",
+            "tools": [{"type": "shell", "environment": {"type": "container_reference", "container_id": container.id if other_key else "cntr_unknown"}}]})
+        assert response.status_code == 404 and response.json()["error"]["param"] == "tools[0].environment.container_id", response.text

@@ -11,13 +11,15 @@ log = logging.getLogger("understudy.jobs")
 
 
 async def sweep_expired(ctx) -> None:
-    """Deletes expired files, marks expired uploads and runs left waiting for tool outputs (reads already hide them)."""
+    """Deletes expired files, marks expired uploads, runs left waiting for tool outputs (reads already hide
+    them) and idle containers (their files go)."""
     platform = ctx["platform"]
     files = await platform.files.sweep_expired()
     uploads = await platform.uploads.sweep_expired()
     runs = await platform.runs.sweep_expired()
-    if files or uploads or runs:
-        log.info("expired %d file(s), %d upload(s) and %d run(s) waiting for tool outputs", files, uploads, runs)
+    containers = await platform.containers.sweep_expired()
+    if files or uploads or runs or containers:
+        log.info("expired %d file(s), %d upload(s), %d run(s) waiting for tool outputs and %d container(s)", files, uploads, runs, containers)
 
 
 async def ingest_file(ctx, vector_store_id: str, file_id: str) -> None:

@@ -1,7 +1,11 @@
 """The built-in tools the agent loop runs itself, for runs and responses alike: `file_search` over vector
 stores and `code_interpreter` in the sandbox (and the image service the Responses image tool draws with, and
 the hosted `shell` with its skills, app/services/skills/shell.py).
-Each API shapes the results into its own objects (run step details, Responses output items)."""
+Each API shapes the results into its own objects (run step details, Responses output items).
+
+A run's code gets its files as inputs and what it writes becomes Files; a response's code runs in a
+container (app/services/containers): the container's files are its work dir, and what it writes goes back
+into the container."""
 from __future__ import annotations
 
 import mimetypes
@@ -21,11 +25,12 @@ class SandboxOutput:
 
 
 class BuiltinTools:
-    def __init__(self, vector_search, files, code_runner, images, shell=None) -> None:
+    def __init__(self, vector_search, files, code_runner, images, containers, shell=None) -> None:
         self.vector_search = vector_search
         self.files = files
         self.code_runner = code_runner
         self.images = images  # ImagesService: the Responses image_generation tool
+        self.containers = containers  # ContainersService: the Responses code_interpreter's work dirs
         self.shell_runner = shell  # ShellRunner (app/services/skills/shell.py): the Responses hosted shell tool, with skills
 
     async def check_shell(self, tenant_id: str, tools: list[dict]) -> None:
@@ -67,15 +72,33 @@ class BuiltinTools:
             except Exception:  # a file deleted since it was attached is simply not there
                 continue
         result = await self.code_runner.run(code, inputs)
-        if result.error and result.exit_code is None and "unavailable" in result.error:
-            raise ToolFailure(result.error)
-        logs = result.logs
-        if result.error and result.error not in logs:
-            logs = f"{logs}\n{result.error}".strip()
-        output = SandboxOutput(logs, [])
+        output = SandboxOutput(_logs(result), [])
         for made in result.files:
             mime = mimetypes.guess_type(made.name)[0] or "application/octet-stream"
             created = await self.files.create_from_bytes(tenant_id, made.data, filename=made.name.rsplit("/", 1)[-1], purpose=output_purpose,
                                                          mime_type=mime)
             output.written.append((made.name, created["id"], mime in _IMAGE_TYPES))
         return output
+
+    async def code_in_container(self, tenant_id: str, container_id: str, code: str) -> SandboxOutput:
+        """Runs `code` with the container's files as its work dir; what it wrote becomes the container's
+        files (`written` holds their /mnt/data paths and `cfile_` ids)."""
+        from app.services.assistants.sandbox import SandboxFile
+
+        inputs = [SandboxFile(name, data) for name, data in await self.containers.materialise(tenant_id, container_id)]
+        result = await self.code_runner.run(code, inputs)
+        output = SandboxOutput(_logs(result), [])
+        for made in await self.containers.write_back(tenant_id, container_id, [(f.name, f.data) for f in result.files]):
+            mime = mimetypes.guess_type(made["path"])[0] or "application/octet-stream"
+            output.written.append((made["path"], made["id"], mime in _IMAGE_TYPES))
+        return output
+
+
+def _logs(result) -> str:
+    """What the code printed, with the reason it failed; a sandbox that could not run at all is a ToolFailure."""
+    if result.error and result.exit_code is None and "unavailable" in result.error:
+        raise ToolFailure(result.error)
+    logs = result.logs
+    if result.error and result.error not in logs:
+        logs = f"{logs}\n{result.error}".strip()
+    return logs

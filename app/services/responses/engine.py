@@ -1,6 +1,6 @@
 """Executes one response on the agent loop (app/services/agent/loop.py): model calls (streamed) until a
 reply or a function call for the client, with the built-in tools run in between (file searches; images
-drawn by the image service) — yielding OpenAI's stream events and filling in the Response as it goes.
+drawn by the image service; code run in a container, app/services/responses/code.py) — yielding OpenAI's stream events and filling in the Response as it goes.
 
 The first model call is opened before the first event is yielded, so a request the model refuses is
 an ordinary HTTP error rather than a stream that fails. A cancel (background responses) is noticed
@@ -23,6 +23,7 @@ from app.services.agent.loop import MAX_MODEL_CALLS, AgentLoop, Turn
 from app.services.agent.tools import BuiltinTools, ToolFailure
 from app.services.inference_errors import api_error
 from app.services.responses import items as build
+from app.services.responses.code import CodeInterpreter
 from app.services.responses.events import Events
 from app.services.responses.prompt import BUILTIN, chat_params, image_params, usage
 from app.services.responses.shell import describe_skills, shell_steps
@@ -54,12 +55,13 @@ class Engine:
         self.images = tools.images  # the image tool draws with it (base64 results; its settings are checked by prompt.py)
 
     async def run(self, tenant_id: str, response: dict, params: dict, messages: list[dict], *, events: Events | None = None, check=None,
-                  results: dict | None = None):
+                  results: dict | None = None, container: str | None = None):
         """Yields (type, event); `response` ends completed, incomplete or failed (never raises after the
-        first event, except `Stopped`). `results` receives each file search's results by item id (kept
-        for a later `include`, whether or not this request included them)."""
+        first event, except `Stopped`). `results` receives each file search's results and each code
+        interpreter call's outputs by item id (kept for a later `include`, whether or not this request
+        included them). `container`: the one the previous responses ran code in (reused by "auto")."""
         events = events or Events()
-        agent = _ResponseAgent(self, tenant_id, response, params, messages, events, check, {} if results is None else results)
+        agent = _ResponseAgent(self, tenant_id, response, params, messages, events, check, {} if results is None else results, container)
         loop = AgentLoop(self.inference, tenant_id, agent)
         await loop.open()
         yield events.lifecycle("created", response)
@@ -95,9 +97,10 @@ class _ResponseAgent:
     endpoint = "responses"
 
     def __init__(self, engine: Engine, tenant_id: str, response: dict, params: dict, messages: list[dict], events: Events, check,
-                 results: dict) -> None:
+                 results: dict, container: str | None) -> None:
         self.engine, self.tenant_id, self.response, self.params, self.messages = engine, tenant_id, response, params, messages
         self.events, self._check, self.results = events, check, results
+        self.code = CodeInterpreter(engine.tools, tenant_id, response, params, events, results, container)
         self.searched: list[dict] = []  # file search results so far (citations)
         self.ran = 0  # built-in tool calls run so far (max_tool_calls)
         self.skill_note: str | None = None  # the shell tool's skills, described once
@@ -164,12 +167,18 @@ class _ResponseAgent:
         call, response, events = delta.call, self.response, self.events
         if delta.new:
             builtin = call.name in BUILTIN and not call.custom and any(t["type"] == call.name for t in response["tools"])
+            if builtin and call.name == "code_interpreter":  # its item opens as the model starts writing the code
+                async for event in self.code.begin(call.index, new_id("ci_")):
+                    yield event
             if not builtin:
                 make = build.custom_call_item if call.custom else build.function_call_item
                 item = make(new_id("ctc_" if call.custom else "fc_"), call.id, call.name, "", "in_progress")
                 self.items[call.index] = (item, len(response["output"]))
                 response["output"].append(item)
                 yield events.item_added(self.items[call.index][1], item)
+        if call.index in self.code.calls and delta.arguments:
+            for event in self.code.stream(call.index, call.arguments):
+                yield event
         if call.index in self.items and delta.arguments:
             item, index = self.items[call.index]
             item["input" if call.custom else "arguments"] = call.arguments
@@ -193,7 +202,10 @@ class _ResponseAgent:
             {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in builtins]})
         self.ran += len(builtins)
         for call in builtins:
-            steps = self.image(call) if call.name == "image_generation" else self.shell(call) if call.name == "shell" else self.search(call)
+            if call.name == "code_interpreter":
+                steps = self.code.run(call.index, call.arguments, self.messages, call.id)
+            else:
+                steps = self.image(call) if call.name == "image_generation" else self.shell(call) if call.name == "shell" else self.search(call)
             async for event in steps:
                 yield event
         turn.again = True
@@ -207,7 +219,7 @@ class _ResponseAgent:
         response, events = self.response, self.events
         if self.message is not None:
             text = "".join(turn.text)
-            item = build.message_item(self.message["id"], text, "incomplete" if turn.truncated else "completed", build.citations(text, self.searched),
+            item = build.message_item(self.message["id"], text, "incomplete" if turn.truncated else "completed", build.citations(text, self.searched) + self.code.citations(text),
                                       self.logprobs)
             parts = {"text": item["content"][0], "refusal": {"type": "refusal", "refusal": "".join(turn.refusal)}}
             item["content"] = [parts[kind] for kind in self.parts]

@@ -75,3 +75,12 @@ class Events:
     def shell(self, kind: str, index: int, command_index: int, **fields) -> tuple[str, dict]:
         """`response.shell_call_command.*` (the call's commands) and `response.shell_call_output_content.*` (each one's result)."""
         return self._make(f"response.{kind}", output_index=index, command_index=command_index, **fields)
+
+    def code_interpreter(self, phase: str, item_id: str, index: int) -> tuple[str, dict]:
+        return self._make(f"response.code_interpreter_call.{phase}", item_id=item_id, output_index=index)
+
+    def code_delta(self, item_id: str, index: int, delta: str) -> tuple[str, dict]:
+        return self._make("response.code_interpreter_call_code.delta", item_id=item_id, output_index=index, delta=delta)
+
+    def code_done(self, item_id: str, index: int, code: str) -> tuple[str, dict]:
+        return self._make("response.code_interpreter_call_code.done", item_id=item_id, output_index=index, code=code)

@@ -15,7 +15,8 @@ from app.core.ids import new_id
 from app.services.responses import compaction
 
 _PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "file_search_call": "fs_", "reasoning": "rs_",
-           "custom_tool_call": "ctc_", "custom_tool_call_output": "ctco_", "image_generation_call": "ig_", "compaction": "cmp_"}
+           "custom_tool_call": "ctc_", "custom_tool_call_output": "ctco_", "image_generation_call": "ig_", "compaction": "cmp_",
+           "code_interpreter_call": "ci_"}
 _PAIRED = ("function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output")
 
 

@@ -1,13 +1,15 @@
 """A Responses request as a chat-completions request, and the Response object's echo of the request.
 
-Tools: functions (and custom tools) pass through as chat tools; `file_search`, `image_generation` and a
-hosted `shell` (environment `container_auto`, with its skills) are offered as functions of those names and
-executed by the engine (the image through the platform's image service, the shell in the code sandbox). `web_search` needs the web, which this server has not: a web_search tool is refused with
-a 400 unless it is cache-only (`external_web_access: false`, what Codex always sends), which is echoed
-but not offered. Other hosted tools no provider here executes (code_interpreter, mcp, tool_search, …)
-may be listed and are echoed but not offered to the model, which answers without them as a model that
-chose not to use them would; a `tool_choice` that forces one is refused with a 400. (A request relayed
-whole to a Responses-speaking upstream never comes here: that upstream serves its own tools.)
+Tools: functions (and custom tools) pass through as chat tools; `file_search`, `image_generation`,
+`code_interpreter` and a hosted `shell` (environment `container_auto` or `container_reference`, with its
+skills) are offered as functions of those names and executed by the engine (the image through the
+platform's image service, code in a container: app/services/responses/code.py, the shell in the code
+sandbox). `web_search` needs the web, which this server has not: a web_search tool is refused with a 400
+unless it is cache-only (`external_web_access: false`, what Codex always sends), which is echoed but not
+offered. Other hosted tools no provider here executes (mcp, tool_search, …) may be listed and are echoed
+but not offered to the model, which answers without them as a model that chose not to use them would; a
+`tool_choice` that forces one is refused with a 400. (A request relayed whole to a Responses-speaking
+upstream never comes here: that upstream serves its own tools.)
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from app.core.errors import APIError, invalid_request
 from app.inference.base import served_tier
 from app.services.assistants.prompt import FILE_SEARCH
 from app.services.inference import streamed_chat_request
+from app.services.responses import code as code_tool
 from app.services.images import ImagesService, family, image_models
 from app.services.skills.shell import HOSTED as SHELL_HOSTED
 
@@ -33,7 +36,7 @@ SHELL_FUNCTION = {"type": "function", "function": {
                                     "this response; returns each command's stdout, stderr and exit code.",
     "parameters": {"type": "object", "properties": {"commands": {"type": "array", "items": {"type": "string"}, "description": "The commands to run, in order."}},
                    "required": ["commands"], "additionalProperties": False}}}
-BUILTIN = ("file_search", "image_generation", "shell")  # hosted tools the engine runs itself (offered as functions)
+BUILTIN = ("file_search", "image_generation", "code_interpreter", "shell")  # hosted tools the engine runs itself (offered as functions)
 IMAGE_MODEL = "gpt-image-2.6-sunburst"  # the tool's default model (the SDK's documented default)
 _IMAGE_DEFAULTS = {"background": "auto", "model": IMAGE_MODEL, "moderation": "auto", "output_compression": 100, "output_format": "png",
                    "partial_images": 0, "quality": "auto", "size": "auto"}
@@ -94,6 +97,8 @@ def check_tools(tools: list[dict]) -> list[dict]:
                         "ranking_options": {"ranker": "auto", "score_threshold": 0.0, **(tool.get("ranking_options") or {})}})
         elif kind == "image_generation":
             out.append(_check_image_tool(tool, index))
+        elif kind == "code_interpreter":
+            out.append(code_tool.check_tool(tool, index))
         elif isinstance(kind, str) and kind.startswith("web_search"):
             out.append(_check_web_search(tool, index))
         else:
@@ -102,8 +107,8 @@ def check_tools(tools: list[dict]) -> list[dict]:
 
 
 def chat_tools(tools: list[dict], custom: bool = True) -> list[dict]:
-    """Functions (and, for providers that take them, custom tools) as chat tools; file_search and
-    image_generation as functions."""
+    """Functions (and, for providers that take them, custom tools) as chat tools; file_search,
+    image_generation and code_interpreter as functions."""
     out = []
     for tool in tools:
         if tool["type"] == "function":
@@ -118,6 +123,8 @@ def chat_tools(tools: list[dict], custom: bool = True) -> list[dict]:
             out.append(IMAGE_FUNCTION)
         elif tool["type"] == "shell" and (tool.get("environment") or {}).get("type") in SHELL_HOSTED:
             out.append(SHELL_FUNCTION)  # a `local` shell is the client's to run: echoed, not offered
+        elif tool["type"] == "code_interpreter":
+            out.append(code_tool.CODE_FUNCTION)
         elif tool["type"] == "custom" and custom:
             spec = {"name": tool["name"], **({"description": tool["description"]} if tool.get("description") else {})}
             fmt = tool.get("format") or {"type": "text"}

@@ -24,6 +24,7 @@ from app.inference.base import RelayResponse, served_tier
 from app.services.relay_refs import responses_refs
 from app.services import schema_checks
 from app.services.responses import compaction
+from app.services.responses import code as code_tool
 from app.services.responses import items as build
 from app.services.responses import relay as relaying
 from app.services.agent.tools import BuiltinTools
@@ -58,6 +59,7 @@ class ResponsesService:
         self._conversations, self._files = conversations, files
         self.store = ResponseStore(db)
         self.engine = Engine(inference, tools)
+        self._containers = tools.containers
 
     # ---- reads ----
 
@@ -70,9 +72,12 @@ class ResponsesService:
     async def get(self, tenant_id: str, response_id: str, include: list[str] = ()) -> dict:
         row = await self._row(tenant_id, response_id)
         response = row.data
+        kept = (row.request or {}).get("search_results") or {}  # file searches' results and code interpreter outputs
         if "file_search_call.results" in include:
-            kept = (row.request or {}).get("search_results") or {}
             response["output"] = [{**item, "results": kept.get(item["id"], [])} if item["type"] == "file_search_call" else item
+                                  for item in response["output"]]
+        if code_tool.INCLUDE in include:
+            response["output"] = [{**item, "outputs": kept.get(item["id"], [])} if item["type"] == "code_interpreter_call" else item
                                   for item in response["output"]]
         return response
 
@@ -149,6 +154,20 @@ class ResponsesService:
             return list(await self._conversations.items_for_context(tenant_id, conversation))
         return []
 
+    async def _check_containers(self, tenant_id: str, tools: list[dict]) -> None:
+        """A code_interpreter tool naming a container: it must be the tenant's (404) and running (400); the
+        files an auto container is to copy must be the tenant's Files (404)."""
+        for tool in tools:
+            if tool["type"] != "code_interpreter":
+                continue
+            if isinstance(tool["container"], str) and tool["container"] != "auto":
+                container = await self._containers.get(tenant_id, tool["container"])
+                if container["status"] != "running":
+                    raise code_tool.expired(container["id"])
+            elif isinstance(tool["container"], dict):
+                for file_id in tool["container"].get("file_ids") or ():
+                    await self._files.get_row(tenant_id, file_id)
+
     async def _messages(self, tenant_id: str, params: dict, context: list[dict], inputs: list[dict]) -> list[dict]:
         system = [{"role": "system", "content": params["instructions"]}] if params.get("instructions") else []
         return system + await build.to_messages(context + inputs, lambda file_id: self._file(tenant_id, file_id))
@@ -185,6 +204,7 @@ class ResponsesService:
         await self.engine.tools.check_shell(tenant_id, params.get("tools") or [])  # its skills are this tenant's
         await schema_checks.check_offline_schemas(self._inference, tenant_id, params["model"], _schemas(params))
         inputs = build.input_items(params.get("input"))
+        await self._check_containers(tenant_id, tools)
         context = await self._context(tenant_id, params)
         if not inputs and not context and not params.get("instructions"):  # nothing for the model to answer
             raise invalid_request("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
@@ -197,7 +217,7 @@ class ResponsesService:
             return self._replay(tenant_id, response["id"], -1) if streaming else response
         messages = await self._messages(tenant_id, params, context, inputs)
         found: dict = {}
-        run = self.engine.run(tenant_id, response, params, messages, results=found)
+        run = self.engine.run(tenant_id, response, params, messages, results=found, container=code_tool.previous_container(context + inputs))
         first = await anext(run)  # the model's refusal of the request is an HTTP error, before any event
 
         async def events() -> AsyncIterator[tuple[str, dict]]:
@@ -251,7 +271,8 @@ class ResponsesService:
             context = await self._context(tenant_id, params)
             messages = await self._messages(tenant_id, params, context, inputs)
             found = request["search_results"] = {}
-            async for name, event in self.engine.run(tenant_id, response, params, messages, check=check, results=found):
+            async for name, event in self.engine.run(tenant_id, response, params, messages, check=check, results=found,
+                                                     container=code_tool.previous_container(context + inputs)):
                 if name in TERMINAL:
                     request["events"] = live + [(name, event)]
                     if not await self.store.finish(response, tenant_id, request, response["output"], expect="in_progress"):

@@ -40,7 +40,7 @@ async def shell_steps(agent, call: ToolCall):
     env = tool.get("environment") or {}
     commands = _commands(call.arguments)
     action = {"commands": commands, "timeout_ms": None, "max_output_length": None}
-    # container_auto: a fresh sandbox, no container to name (MERGE: name the container once containers exist here)
+    # container_auto: a fresh sandbox per call, so no container to name
     environment = {"type": "container_reference", "container_id": env["container_id"]} if env.get("type") == "container_reference" else None
     item = {"type": "shell_call", "id": new_id("sh_"), "call_id": call.id, "action": action, "status": "in_progress", "environment": environment}
     index = len(response["output"])

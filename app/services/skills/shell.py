@@ -3,8 +3,8 @@ with the environment's skills materialised under `skills/<name>/` in its work di
 
 The sandbox runs Python, so a small driver runs each command with `/bin/sh -c` (the sandbox's root has the
 OS's /usr, /bin with it) under its own timeout, and hands back each one's stdout, stderr and outcome as a
-JSON line. `container_auto` gets a fresh sandbox per call. `container_reference` needs the Containers API:
-see `ShellRunner.containers` (MERGE marks the two places to wire once containers exist here).
+JSON line. `container_auto` gets a fresh sandbox per call; `container_reference` runs in that container
+(app/services/containers): its files are the work dir, and what the commands write goes back into it.
 """
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ class ShellRunner:
         self.skills = skills
         self.files = files
         self.code_runner = code_runner
-        self.containers = containers  # MERGE: the Containers service, for `container_reference` environments
+        self.containers = containers  # ContainersService: the work dirs of `container_reference` environments
 
     async def check(self, tenant_id: str, tools: list[dict]) -> None:
         """Every skill a shell tool names is this tenant's (and its version exists); inline skills are valid."""
@@ -93,9 +93,15 @@ class ShellRunner:
                 continue
             env = environment_of(tool)
             param = f"tools[{index}].environment"
-            if env.get("type") == "container_reference" and self.containers is None:
-                raise invalid_request("Invalid 'tools[%d].environment': 'container_reference' needs the Containers API, which this server "
-                                      "does not serve yet; use 'container_auto'." % index, param=f"{param}.container_id", code="invalid_value")
+            if env.get("type") == "container_reference":
+                if self.containers is None:
+                    raise invalid_request("Invalid 'tools[%d].environment': 'container_reference' needs the Containers API, which this server "
+                                          "does not serve; use 'container_auto'." % index, param=f"{param}.container_id", code="invalid_value")
+                try:
+                    await self.containers.get(tenant_id, str(env.get("container_id") or ""))
+                except APIError as error:  # another tenant's container is unknown too
+                    error.param = f"{param}.container_id"
+                    raise
             if len(env.get("skills") or ()) > MAX_SKILLS:
                 raise invalid_request(f"Invalid '{param}.skills': array too long. Expected an array with maximum length {MAX_SKILLS}, but got "
                                       f"an array with length {len(env['skills'])} instead.", param=f"{param}.skills", code="array_above_max_length")
@@ -140,9 +146,12 @@ class ShellRunner:
         from app.services.assistants.sandbox import SandboxFile  # subprocess machinery, loaded when first used
 
         env = environment_of(tool)
-        if env.get("type") == "container_reference":
-            raise APIError("container_reference environments are not wired to containers yet.", status_code=500, type="server_error")  # MERGE
+        container_id = env.get("container_id") if env.get("type") == "container_reference" else None
         inputs, total = [], 0
+        if container_id is not None:  # the container's files are the work dir (a use: its idle clock restarts)
+            for name, data in await self.containers.materialise(tenant_id, container_id):
+                inputs.append(SandboxFile(name, data))
+                total += len(data)
         for file_id in env.get("file_ids") or ():
             try:
                 row = await self.files.get_row(tenant_id, file_id)
@@ -161,6 +170,9 @@ class ShellRunner:
         result = await self.code_runner.run(_DRIVER % (spec, _MARKER), inputs, timeout_s=timeout_ms / 1000 * max(1, len(commands)) + 5)
         if result.error and result.exit_code is None and "unavailable" in result.error:
             raise ToolFailure(result.error)
+        if container_id is not None:  # what the commands wrote, skills apart, stays in the container
+            await self.containers.write_back(tenant_id, container_id, [(f.name, f.data) for f in result.files
+                                                                       if not f.name.startswith(f"{SKILLS_DIR}/")])
         for line in reversed(result.logs.split("\n")):
             if line.startswith(_MARKER):
                 return ShellRun(json.loads(line[len(_MARKER):]))

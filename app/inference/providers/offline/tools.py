@@ -7,7 +7,10 @@ answers in text (unless a call is forced: then it calls a function it has not ca
 if there is one). A function named `file_search` is called for any user
 question (real models search attached files before answering); a function named `image_generation`
 (the Responses engine's image tool) is called instead when the user's message asks for a picture — it
-says image, picture, draw(ing), illustration or photo (or a plural), with that message as its `prompt`.
+says image, picture, draw(ing), illustration or photo (or a plural), with that message as its `prompt`;
+a function named `code_interpreter` (runs' and responses' code tool) when it asks for computation —
+calculate, compute, evaluate, python, plot, a fenced code block or arithmetic (`17 * 23`, `2^10`) — with the
+fenced code, else a program that prints the expression's value (or writes the file the message names).
 Arguments are generated from the function's `parameters` schema, so they validate, with strings drawn
 from the prompt's words; a `code` argument takes the prompt's fenced block, and a function named `shell`
 (the Responses engine's hosted shell) runs that block's lines as its `commands` (`ls -R` without one).
@@ -26,6 +29,12 @@ from app.inference.providers.offline.text import content_text, last_user_message
 
 # What makes the offline model call a function named `image_generation` unprompted: a request for a picture.
 IMAGE_WORDS = re.compile(r"(?<![A-Za-z])(images?|pictures?|draw|drawings?|illustrations?|photos?)(?![A-Za-z])", re.IGNORECASE)
+# ... and `code_interpreter`: a request for computation.
+CODE_WORDS = re.compile(r"(?<![A-Za-z])(calculate|compute|computation|evaluate|python|plot|run (?:this|the) code)(?![A-Za-z])|```",
+                        re.IGNORECASE)
+_EXPRESSION = re.compile(r"[\d(][\d\s.+\-*/%()^]*[+\-*/%^][\d\s.+\-*/%()^]*[\d)]")
+_ARITHMETIC = re.compile(r"\d\s*[+*/^]\s*\(?\d")  # "17 * 23", "2^10": not dates or phone numbers
+_FILE_NAME = re.compile(r"(?<![\w/.-])([\w-]+\.(?:txt|csv|json|md))(?![\w])")
 
 
 @dataclass
@@ -131,6 +140,8 @@ def decide(params: dict, messages: list[dict]) -> ToolDecision:
         # present as functions named image_generation and file_search.
         if IMAGE_WORDS.search(text):
             chosen = [f for f in functions if f.name == "image_generation"]
+        if not chosen and (CODE_WORDS.search(text) or _ARITHMETIC.search(text)):
+            chosen = [f for f in functions if f.name == "code_interpreter"]
         if not chosen:
             chosen = [f for f in functions if f.name == "file_search"]
     if mode == "required" and isinstance(last, dict) and last.get("role") in ("tool", "function"):
@@ -175,7 +186,10 @@ def arguments(function: Function, rng: random.Random, messages: list[dict]) -> s
         value = value_for_schema(schema, rng, words=hints)
     except SchemaError as error:
         raise function.schema_error(error) from None
-    code = _fenced_code(content_text(user.get("content")) if user else "")
+    text = content_text(user.get("content")) if user else ""
+    code = _fenced_code(text)
+    if code is None and function.name == "code_interpreter":
+        code = _program(text)
     if code is not None and isinstance(value, dict) and isinstance(value.get("code"), str):
         value["code"] = code  # a `code` argument runs what the prompt's fenced block says, not random words
     if function.name == "shell" and isinstance(value, dict) and isinstance(value.get("commands"), list):
@@ -189,3 +203,16 @@ def arguments(function: Function, rng: random.Random, messages: list[dict]) -> s
 def _fenced_code(text: str) -> str | None:
     match = re.search(r"```[\w+-]*\n(.*?)```", text, re.DOTALL)
     return match.group(1) if match else None
+
+
+def _program(text: str) -> str:
+    """The code the offline model writes when asked to compute without giving code: the message's arithmetic
+    printed, and a file it names written (with that value)."""
+    match = _EXPRESSION.search(text)
+    expression = " ".join(match.group(0).replace("^", "**").split()) if match else None
+    lines = [f"result = {expression}" if expression else f"result = {len(text.split())}  # words in the request", "print(result)"]
+    named = _FILE_NAME.search(text)
+    if named:
+        lines.append(f"open({named.group(1)!r}, 'w').write(str(result) + '\\n')")
+        lines.append(f"print('wrote {named.group(1)}')")
+    return "\n".join(lines) + "\n"

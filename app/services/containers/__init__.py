@@ -1,0 +1,1 @@
+"""Containers (/v1/containers): the code interpreter's persistent work dirs."""
