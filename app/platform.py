@@ -176,8 +176,9 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     code_runner = CodeRunner(settings.sandbox_concurrency)
     # The built-in tools of the agent loop (runs and responses).
     images = ImagesService(blobs, models, inference)
-    containers = ContainersService(db, blobs, files, max_bytes=settings.container_max_bytes, minute_seconds=settings.container_minute_seconds)
     skills = SkillsService(db, blobs, max_bytes=settings.max_skill_bytes)
+    containers = ContainersService(db, blobs, files, skills, max_bytes=settings.container_max_bytes,
+                                   minute_seconds=settings.container_minute_seconds)
     tools = BuiltinTools(vector_search, files, code_runner, images, containers, shell=ShellRunner(skills, files, code_runner, containers))
     relay_scope = RelayScope(db)  # ids a relayed body may name: the upstream sees one key for every tenant
     chat = ChatService(db, inference, relay_scope)

@@ -404,3 +404,24 @@ def test_a_shell_in_a_named_container_keeps_its_files(sdk, raw, skills_server):
             "model": "gpt-4o-mini", "input": "shell",
             "tools": [{"type": "shell", "environment": {"type": "container_reference", "container_id": container.id if other_key else "cntr_unknown"}}]})
         assert response.status_code == 404 and response.json()["error"]["param"] == "tools[0].environment.container_id", response.text
+
+
+def test_a_container_made_with_skills_holds_their_files(sdk, raw):
+    import base64
+    skill = sdk.skills.create(files=("g.zip", skill_zip(), "application/zip"))
+    inline = {"type": "inline", "name": "extra", "description": "Extra.",
+              "source": {"type": "base64", "media_type": "application/zip", "data": base64.b64encode(skill_zip("extra", "Extra.")).decode()}}
+    container = sdk.containers.create(name="with-skills", skills=[{"type": "skill_reference", "skill_id": skill.id}, inline])
+    paths = sorted(f.path for f in sdk.containers.files.list(container.id))
+    assert paths == ["/mnt/data/skills/extra/SKILL.md", "/mnt/data/skills/extra/scripts/hello.sh",
+                     "/mnt/data/skills/greeter/SKILL.md", "/mnt/data/skills/greeter/scripts/hello.sh"], paths
+    ran = sdk.responses.create(model="gpt-4o-mini", input="Use the shell:\n```sh\nsh skills/greeter/scripts/hello.sh\n```",
+                               tools=[{"type": "shell", "environment": {"type": "container_reference", "container_id": container.id}}])
+    assert ran.output[1].output[0].stdout == "hello from the skill\n"
+    # An unknown skill, or a bad inline one, is the request's 400 and leaves no container behind.
+    before = [c.id for c in sdk.containers.list()]
+    assert_openai_error(raw.post("/containers", json={"name": "x", "skills": [{"type": "skill_reference", "skill_id": "skill_nope"}]}),
+                        400, param="skills[0].skill_id")
+    bad = {**inline, "source": {**inline["source"], "data": "bm90IGEgemlw"}}
+    assert_openai_error(raw.post("/containers", json={"name": "x", "skills": [bad]}), 400, param="skills[0].source.data")
+    assert [c.id for c in sdk.containers.list()] == before

@@ -7,6 +7,8 @@ copied Files are `source: "user"`). A container is `running` until it has been i
 `expires_after.minutes`; then it is `expired`, its files are gone, and using it is a 400. Every use (a
 file operation, a code run) moves `last_active_at` on; reading or listing containers does not, so a
 client polling a container's status does not keep it alive. The sweep job expires idle ones in bulk.
+Skills named at create time are copied in under /mnt/data/skills/<name>/, the version they had then, so
+code and shell commands in the container find them where the hosted shell puts them.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ WORK = "/mnt/data"
 DEFAULT_MINUTES = 20
 MAX_MINUTES = 7 * 24 * 60  # a bound of ours (OpenAI documents none); the default is OpenAI's 20
 MAX_COPIED_FILES = 100
+MAX_SKILLS = 200  # the spec's maxItems for a container's skills
 
 
 def not_found(container_id: str) -> APIError:
@@ -84,8 +87,9 @@ def work_path(name: str) -> str:
 
 
 class ContainersService:
-    def __init__(self, db: Database, blobs: BlobStore, files, *, max_bytes: int, minute_seconds: float) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, files, skills, *, max_bytes: int, minute_seconds: float) -> None:
         self._db, self._blobs, self._files = db, blobs, files  # files: FilesService (`file_ids` are copied in)
+        self._skills = skills  # SkillsService: `skills` are copied in
         self.max_bytes = max_bytes  # a container's files together
         self.minute_seconds = minute_seconds  # 60; tests shrink it to see expiry
 
@@ -106,6 +110,13 @@ class ContainersService:
                                   f"{len(file_ids)} instead.", param="file_ids", code="array_above_max_length")
         for file_id in file_ids:
             await self._files.get_row(tenant_id, file_id)  # an unknown File is its 404 before anything is made
+        skills = list(params.get("skills") or ())
+        if len(skills) > MAX_SKILLS:
+            raise invalid_request(f"Invalid 'skills': array too long. Expected an array with maximum length {MAX_SKILLS}, but got "
+                                  f"{len(skills)} instead.", param="skills", code="array_above_max_length")
+        for number, skill in enumerate(skills):  # unknown references too, before anything is made
+            if skill.get("type") == "skill_reference":
+                await self._skills.check_reference(tenant_id, skill.get("skill_id"), skill.get("version"), f"skills[{number}].skill_id")
         now = int(time.time())
         data = {"minutes": minutes, "last_active_at": now, "memory_limit": params.get("memory_limit") or "1g"}
         if policy is not None:
@@ -117,6 +128,10 @@ class ContainersService:
         try:
             for file_id in file_ids:
                 await self.copy_file(tenant_id, values["id"], file_id, touch=False)
+            for number, skill in enumerate(skills):  # one skill's files in memory at a time
+                found = await self._skills.bundle(tenant_id, skill, f"skills[{number}]")
+                for path, data in found.files.items():
+                    await self.add_file(tenant_id, values["id"], f"skills/{found.name}/{path}", _once(data), touch=False)
         except BaseException:
             await self.delete(tenant_id, values["id"])
             raise
@@ -290,6 +305,10 @@ class ContainersService:
                 if error.status_code != 413:
                     raise
         return made
+
+
+async def _once(data: bytes):
+    yield data
 
 
 class _Row:

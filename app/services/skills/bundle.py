@@ -8,6 +8,8 @@ What is stored is a zip we write ourselves, every entry under `<name>/`.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import re
 import stat
@@ -200,3 +202,18 @@ def from_upload(parts: list[tuple[str | None, bytes]], max_bytes: int) -> Bundle
     if sum(len(d) for d in files.values()) > max_bytes:
         raise too_large(max_bytes)
     return bundle(files)
+
+
+def inline(skill: dict, param: str, max_bytes: int) -> "Bundle":
+    """An `inline` skill of a request (a base64 zip), as a bundle; a bad one is a 400 naming `param.source.data`."""
+    source = skill.get("source") or {}
+    try:
+        data = base64.b64decode(source.get("data") or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid_request(f"Invalid '{param}.source.data': expected base64-encoded zip data.", param=f"{param}.source.data",
+                              code="invalid_value") from None
+    try:
+        return from_upload([("inline.zip", data)], max_bytes)
+    except APIError as error:
+        error.status_code, error.param = 400, f"{param}.source.data"
+        raise

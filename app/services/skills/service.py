@@ -192,6 +192,14 @@ class SkillsService:
             error.status_code = 400  # in a request body, an unknown reference is the request's fault (OpenAI answers 400)
             raise
 
+    async def bundle(self, tenant_id: str, skill: dict, param: str) -> Bundle:
+        """The files of a request's skill param: a `skill_reference` to this tenant's skill (a 400 naming
+        `param.skill_id` otherwise) or an `inline` zip (a 400 naming `param.source.data` if bad)."""
+        if skill.get("type") == "inline":
+            return await asyncio.to_thread(bundles.inline, skill, param, self.max_bytes)
+        await self.check_reference(tenant_id, skill.get("skill_id"), skill.get("version"), f"{param}.skill_id")
+        return await self.files(tenant_id, skill["skill_id"], skill.get("version"))
+
     async def describe(self, tenant_id: str, skill_id: str, version=None) -> tuple[str, str]:
         """A referenced version's (name, description), without reading its files."""
         skill = await self._row(tenant_id, skill_id)

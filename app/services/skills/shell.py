@@ -9,8 +9,6 @@ JSON line. `container_auto` gets a fresh sandbox per call; `container_reference`
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 from dataclasses import dataclass
 
@@ -65,20 +63,6 @@ def hosted(tool: dict) -> bool:
     return environment_of(tool).get("type") in HOSTED
 
 
-def _inline(skill: dict, param: str, max_bytes: int) -> bundles.Bundle:
-    source = skill.get("source") or {}
-    try:
-        data = base64.b64decode(source.get("data") or "", validate=True)
-    except (binascii.Error, ValueError):
-        raise invalid_request(f"Invalid '{param}.source.data': expected base64-encoded zip data.", param=f"{param}.source.data",
-                              code="invalid_value") from None
-    try:
-        return bundles.from_upload([("inline.zip", data)], max_bytes)
-    except APIError as error:
-        error.status_code, error.param = 400, f"{param}.source.data"
-        raise
-
-
 class ShellRunner:
     def __init__(self, skills, files, code_runner, containers=None) -> None:
         self.skills = skills
@@ -110,7 +94,7 @@ class ShellRunner:
                 if skill.get("type") == "skill_reference":
                     await self.skills.check_reference(tenant_id, skill.get("skill_id"), skill.get("version"), f"{where}.skill_id")
                 elif skill.get("type") == "inline":
-                    await asyncio.to_thread(_inline, skill, where, self.skills.max_bytes)
+                    await asyncio.to_thread(bundles.inline, skill, where, self.skills.max_bytes)
 
     async def listing(self, tenant_id: str, tool: dict) -> list[tuple[str, str]]:
         """(path, description) of each skill the tool's environment holds, for the model's tool description."""
@@ -119,7 +103,7 @@ class ShellRunner:
             if skill.get("type") == "skill_reference":
                 name, description = await self.skills.describe(tenant_id, skill["skill_id"], skill.get("version"))
             elif skill.get("type") == "inline":
-                name = (await asyncio.to_thread(_inline, skill, "skills", self.skills.max_bytes)).name
+                name = (await asyncio.to_thread(bundles.inline, skill, "skills", self.skills.max_bytes)).name
                 description = skill.get("description") or ""
             else:
                 continue
@@ -133,7 +117,7 @@ class ShellRunner:
             if skill.get("type") == "skill_reference":
                 found.append(await self.skills.files(tenant_id, skill["skill_id"], skill.get("version")))
             elif skill.get("type") == "inline":
-                found.append(await asyncio.to_thread(_inline, skill, f"skills[{number}]", self.skills.max_bytes))
+                found.append(await asyncio.to_thread(bundles.inline, skill, f"skills[{number}]", self.skills.max_bytes))
             else:
                 continue
             total += found[-1].size
