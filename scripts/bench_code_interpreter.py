@@ -13,19 +13,12 @@ each; medians and p90s, and each variant's median over the baseline's. Needs bwr
 from __future__ import annotations
 
 import argparse
-import asyncio
-import shutil
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from tests.conftest import start_server  # noqa: E402  (the same live-server helper the tests use)
+from live_bench import run_on_live_server, stats  # scripts/live_bench.py: the server and the figures the benchmarks share
 
 KEY = "sk-bench-" + "3" * 16
 MODEL = "gpt-4o-mini"
@@ -43,10 +36,6 @@ async def timed(client: httpx.AsyncClient, url: str, payload: dict, errors: list
         return None
     return elapsed
 
-
-def stats(name: str, values: list[float]) -> str:
-    ordered = sorted(values)
-    return f"{name:<24} median {statistics.median(values) * 1000:8.2f} ms  p90 {ordered[int(0.9 * (len(ordered) - 1))] * 1000:8.2f} ms"
 
 
 async def main_async(args, url: str) -> list[str]:
@@ -72,7 +61,7 @@ async def main_async(args, url: str) -> list[str]:
         return errors or ["no successful requests"]
     print(f"Sequential: {args.requests} of each, alternating (non-streamed, time to the whole Response)")
     for name, values in results.items():
-        print(f"  {stats(name, values)}")
+        print(f"  {stats(name, values, 24)}")
     base = statistics.median(results["without the tool"])
     for name in ("named container", "auto container"):
         median = statistics.median(results[name])
@@ -84,16 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=30)
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="understudy-bench-code-"))
-    server = start_server(tmp / "data", {"UNDERSTUDY_LOG_LEVEL": "warning"})
-    try:
-        errors = asyncio.run(main_async(args, server.url))
-    finally:
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-    if errors:
-        print(f"\n{len(errors)} errors; the first: {errors[:3]}", file=sys.stderr)
-        sys.exit(1)
+    run_on_live_server(main_async, args, "code-interpreter")
 
 
 if __name__ == "__main__":

@@ -14,19 +14,12 @@ layer adds: translating the request, building the events, and writing the respon
 from __future__ import annotations
 
 import argparse
-import asyncio
-import shutil
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from tests.conftest import start_server  # noqa: E402  (the same live-server helper the tests use)
+from live_bench import run_on_live_server, stats  # scripts/live_bench.py: the server and the figures the benchmarks share
 
 KEY = "sk-bench-" + "2" * 16
 MODEL = "gpt-4o-mini"
@@ -53,10 +46,6 @@ async def timed(client: httpx.AsyncClient, url: str, payload: dict, first_text: 
         return None
     return first_byte - started, first_delta - started, finished - started
 
-
-def stats(name: str, values: list[float]) -> str:
-    ordered = sorted(values)
-    return f"{name:<18} median {statistics.median(values) * 1000:7.2f} ms  p90 {ordered[int(0.9 * (len(ordered) - 1))] * 1000:7.2f} ms"
 
 
 async def main_async(args, url: str) -> list[str]:
@@ -85,7 +74,7 @@ async def main_async(args, url: str) -> list[str]:
         for index, what in enumerate(("first byte", "first text delta", "end")):
             values = [r[index] for r in results[kind]]
             medians[(kind, what)] = statistics.median(values)
-            print(f"  {label:<17} {stats(what, values)}")
+            print(f"  {label:<17} {stats(what, values, 18)}")
     for what in ("first byte", "first text delta", "end"):
         print(f"  -> responses add {(medians[('responses', what)] - medians[('chat', what)]) * 1000:6.2f} ms to the {what}")
     return errors
@@ -95,16 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=100)
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="understudy-bench-responses-"))
-    server = start_server(tmp / "data", {"UNDERSTUDY_LOG_LEVEL": "warning"})
-    try:
-        errors = asyncio.run(main_async(args, server.url))
-    finally:
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-    if errors:
-        print(f"\n{len(errors)} errors; the first: {errors[:3]}", file=sys.stderr)
-        sys.exit(1)
+    run_on_live_server(main_async, args, "responses")
 
 
 if __name__ == "__main__":

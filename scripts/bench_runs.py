@@ -20,18 +20,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from tests.conftest import start_server  # noqa: E402  (the same live-server helper the tests use)
+from live_bench import run_on_live_server  # scripts/live_bench.py: the server and the figures the benchmarks share
 
 KEY = "sk-bench-" + "1" * 16
 MODEL = "gpt-4o-mini"
@@ -175,16 +169,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="understudy-bench-runs-"))
-    server = start_server(tmp / "data", {"UNDERSTUDY_LOG_LEVEL": "warning"})
-    try:
-        errors = asyncio.run(main_async(args, server.url))
-    finally:
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-    if errors:
-        print(f"\n{len(errors)} errors; the first: {errors[:3]}", file=sys.stderr)
-        sys.exit(1)
+    run_on_live_server(main_async, args, "runs")
 
 
 if __name__ == "__main__":
