@@ -44,6 +44,8 @@ OPERATIONS = [
     Operation("responses", "openai", "CreateResponse", "/v1/responses", "gpt-4o-mini"),
     Operation("responses_input_tokens", "openai", "TokenCountsBody", "/v1/responses/input_tokens", "gpt-4o-mini"),
     Operation("realtime_client_secrets", "openai", "RealtimeCreateClientSecretRequest", "/v1/realtime/client_secrets"),
+    Operation("realtime_sessions", "openai", "RealtimeSessionCreateRequest", "/v1/realtime/sessions"),
+    Operation("containers", "openai", "CreateContainerBody", "/v1/containers"),
     Operation("conversations", "openai", "CreateConversationBody", "/v1/conversations"),
     Operation("images", "openai", "CreateImageRequest", "/v1/images/generations", "dall-e-2"),
     Operation("speech", "openai", "CreateSpeechRequest", "/v1/audio/speech", "gpt-4o-mini-tts"),

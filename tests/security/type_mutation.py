@@ -93,6 +93,12 @@ ENDPOINTS = [
     Endpoint("responses_input_tokens", "/v1/responses/input_tokens", {
         "model": "gpt-4o-mini", "instructions": "Be brief.", "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
         "tools": [{"type": "function", "name": "lookup", "parameters": _SCHEMA}]}),
+    Endpoint("responses_hosted_tools", "/v1/responses", {
+        "model": "gpt-4o-mini", "input": "hello", "include": ["code_interpreter_call.outputs"],
+        "tools": [{"type": "code_interpreter", "container": {"type": "auto", "memory_limit": "1g"}},
+                  {"type": "shell", "environment": {"type": "container_auto"}}]}),
+    Endpoint("containers", "/v1/containers", {"name": "work", "expires_after": {"anchor": "last_active_at", "minutes": 5}, "memory_limit": "1g",
+                                              "network_policy": {"type": "disabled"}}),
     Endpoint("conversations", "/v1/conversations", {"metadata": {"k": "v"}, "items": [
         {"type": "message", "role": "user", "content": "hi"}, {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hello"}]}]}),
     Endpoint("conversation_items", "/v1/conversations/{conversation_id}/items", {"items": [
