@@ -245,6 +245,10 @@ def test_a_response_runs_the_shell_with_a_skill(sdk, raw):
     assert kinds[:2] == ["shell_call", "shell_call_output"] and kinds[-1] == "message", kinds
     call, output = response.output[0], response.output[1]
     assert call.action.commands == ["sh skills/greeter/scripts/hello.sh", "cat skills/greeter/data/name.txt", "ls nothing-here"]
+    # container_auto made a container for the response, holding the skill, and the item names it.
+    assert call.environment.type == "container_reference"
+    held = [f.path for f in sdk.containers.files.list(call.environment.container_id)]
+    assert "/mnt/data/skills/greeter/data/name.txt" in held, held
     assert output.call_id == call.call_id
     assert [o.stdout for o in output.output[:2]] == ["hello from the skill\n", "Ada\n"], output.output[0].stderr
     assert [o.outcome.type for o in output.output] == ["exit", "exit", "exit"]

@@ -104,6 +104,7 @@ class _ResponseAgent:
         self.searched: list[dict] = []  # file search results so far (citations)
         self.ran = 0  # built-in tool calls run so far (max_tool_calls)
         self.skill_note: str | None = None  # the shell tool's skills, described once
+        self.shell_container: str | None = None  # the container a `container_auto` shell made, at its first call
         self.used_in = self.used_out = 0
         self.budget = params.get("max_output_tokens")
         # Custom (freeform) tools go to providers that speak them; the others' translators know functions only.

@@ -2,6 +2,10 @@
 commands streamed as `response.shell_call_command.*`), run by the agent loop's built-in tools in the code
 sandbox with the tool's skills (app/services/skills/shell.py), then a `shell_call_output` item (each
 command's result as `response.shell_call_output_content.*`); the model reads the results as a tool message.
+
+Commands run in a container: the one a `container_reference` names, or for `container_auto` one made at
+the response's first shell call with the environment's files and skills, so what one call writes the
+next call of the response finds, and the items name the container.
 """
 from __future__ import annotations
 
@@ -33,6 +37,14 @@ def _commands(arguments: str) -> list[str]:
     return commands if isinstance(commands, list) and all(isinstance(c, str) for c in commands) else []
 
 
+async def _auto_container(agent, env: dict) -> str:
+    if agent.shell_container is None:
+        made = await agent.engine.tools.containers.create(agent.tenant_id, {
+            "name": f"Shell for {agent.response['id']}", "file_ids": env.get("file_ids") or [], "skills": env.get("skills") or []})
+        agent.shell_container = made["id"]
+    return agent.shell_container
+
+
 async def shell_steps(agent, call: ToolCall):
     """Yields the call's stream events; appends its two items to the response and its result to the messages."""
     response, events = agent.response, agent.events
@@ -40,8 +52,8 @@ async def shell_steps(agent, call: ToolCall):
     env = tool.get("environment") or {}
     commands = _commands(call.arguments)
     action = {"commands": commands, "timeout_ms": None, "max_output_length": None}
-    # container_auto: a fresh sandbox per call, so no container to name
-    environment = {"type": "container_reference", "container_id": env["container_id"]} if env.get("type") == "container_reference" else None
+    container_id = env.get("container_id") if env.get("type") == "container_reference" else await _auto_container(agent, env)
+    environment = {"type": "container_reference", "container_id": container_id}
     item = {"type": "shell_call", "id": new_id("sh_"), "call_id": call.id, "action": action, "status": "in_progress", "environment": environment}
     index = len(response["output"])
     response["output"].append(item)
@@ -50,7 +62,9 @@ async def shell_steps(agent, call: ToolCall):
         yield events.shell("shell_call_command.added", index, number, command="")
         yield events.shell("shell_call_command.delta", index, number, delta=command)
         yield events.shell("shell_call_command.done", index, number, command=command)
-    outputs = await agent.engine.tools.shell(agent.tenant_id, tool, action) if commands else []
+    # A container made for container_auto already holds the environment's files and skills.
+    run_in = tool if env.get("type") == "container_reference" else {**tool, "environment": environment}
+    outputs = await agent.engine.tools.shell(agent.tenant_id, run_in, action) if commands else []
     item["status"] = "completed"
     yield events.item_done(index, item)
     result = {"type": "shell_call_output", "id": new_id("sho_"), "call_id": call.id, "status": "completed", "output": outputs,

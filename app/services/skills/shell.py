@@ -3,8 +3,9 @@ with the environment's skills materialised under `skills/<name>/` in its work di
 
 The sandbox runs Python, so a small driver runs each command with `/bin/sh -c` (the sandbox's root has the
 OS's /usr, /bin with it) under its own timeout, and hands back each one's stdout, stderr and outcome as a
-JSON line. `container_auto` gets a fresh sandbox per call; `container_reference` runs in that container
-(app/services/containers): its files are the work dir, and what the commands write goes back into it.
+JSON line. `container_reference` runs in that container (app/services/containers): its files are the work
+dir, and what the commands write goes back into it. (A response's `container_auto` shell makes a container
+at its first call, app/services/responses/shell.py; given `container_auto` itself, a run gets a fresh sandbox.)
 """
 from __future__ import annotations
 
