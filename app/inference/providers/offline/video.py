@@ -31,7 +31,7 @@ def _palette(seed: bytes) -> tuple[tuple[int, int, int], tuple[int, int, int], t
     return (tuple(seed[0:3]), tuple(seed[3:6]), tuple(255 - b for b in seed[0:3]))  # type: ignore[return-value]
 
 
-def render(prompt: str, size: str, seconds: int, *, seed_text: str = "", reference: bytes | None = None) -> Rendered:
+def render(prompt: str, size: str, seconds: int, seed_text: str = "", reference: bytes | None = None) -> Rendered:
     import av
     from PIL import Image, ImageDraw, ImageFont
 
