@@ -111,6 +111,8 @@ class Settings:
     # Videos (offline model): seconds per 10% of a video's progress before it renders; the largest
     # reference image (input_reference) and uploaded clip (edits, extensions, characters) accepted.
     video_step_seconds: float = 0.2
+    # Videos routed to an upstream: seconds between polls of the upstream's video job.
+    video_poll_seconds: float = 2.0
     max_video_reference_bytes: int = 20 * 1024 * 1024
     max_video_clip_bytes: int = 64 * 1024 * 1024
     # Per-project rate limits (requests and estimated tokens per minute; 0: unlimited), unless a project has

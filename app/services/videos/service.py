@@ -18,7 +18,7 @@ from sqlalchemy import delete, insert, select
 from app.core.errors import invalid_request, not_found
 from app.core.ids import new_id
 from app.core.pagination import Page, fetch_page, list_body
-from app.inference.base import MediaFile
+from app.inference.base import MediaFile, MediaRequest
 from app.inference.providers.offline import video as model
 from app.inference.providers.offline.offload import offloaded
 from app.services.videos import rules
@@ -46,8 +46,11 @@ def _key(tenant_id: str, video_id: str, name: str) -> str:
 
 
 class VideosService:
-    def __init__(self, db, blobs: BlobStore, files, queue, *, step_seconds: float, max_reference_bytes: int, max_clip_bytes: int) -> None:
-        self._db, self._blobs, self._files, self._queue = db, blobs, files, queue
+    def __init__(self, db, blobs: BlobStore, files, queue, inference, *, step_seconds: float, poll_seconds: float,
+                 max_reference_bytes: int, max_clip_bytes: int) -> None:
+        """`inference` (app/services/inference.py) says which provider a video's model routes to."""
+        self._db, self._blobs, self._files, self._queue, self._inference = db, blobs, files, queue, inference
+        self._poll_seconds = poll_seconds
         self._step_seconds, self.max_reference_bytes, self.max_clip_bytes = step_seconds, max_reference_bytes, max_clip_bytes
 
     # ---- rows ----
@@ -62,6 +65,10 @@ class VideosService:
 
     async def _start(self, tenant_id: str, *, model_name: str, prompt: str, size: str, seconds: str, job: dict,
                      remixed_from: str | None = None, reference: bytes | None = None) -> dict:
+        provider = self._inference.provider_for(tenant_id, model_name)
+        if provider.info.kind in ("anthropic", "gemini"):
+            raise invalid_request(f"The model '{model_name}' is routed to the provider '{provider.info.name}' ({provider.info.kind}), "
+                                  "which has no video API.", param="model", code="unsupported_model")
         now = int(time.time())
         video = {
             "id": new_id("video_"), "object": "video", "model": model_name, "status": "queued", "progress": 0, "created_at": now,
@@ -155,7 +162,7 @@ class VideosService:
         added = rules.seconds(params.get("seconds"), rules.EXTENSION_SECONDS)
         model_name, size, duration, backdrop, source = await self._from_video(tenant_id, params, upload)
         total = str(int(round(duration)) + int(added))  # `seconds` of an extension is the stitched total
-        return await self._start(tenant_id, model_name=model_name, prompt=text, size=size, seconds=total, job={"kind": "extension", "source": source}, reference=backdrop)
+        return await self._start(tenant_id, model_name=model_name, prompt=text, size=size, seconds=total, job={"kind": "extension", "source": source, "added": added}, reference=backdrop)
 
     async def get(self, tenant_id: str, video_id: str) -> dict:
         return wire((await self._row(video_id, tenant_id)).data)
@@ -214,28 +221,65 @@ class VideosService:
             video["status"] = "in_progress"
             if not await self._save(video, ("queued",)):
                 return await self.execute(video_id)
-        # Rendering is the last step: progress climbs to 90 first, a step at a time.
-        while video["progress"] < 90:
-            await asyncio.sleep(self._step_seconds)
-            video["progress"] = min(90, video["progress"] + PROGRESS_STEP)
-            if not await self._save(video, ("in_progress",)):
-                return  # deleted meanwhile
         job = video.get(_PRIVATE) or {}
+        provider = self._inference.provider_for(tenant_id, video["model"])
+        if provider.info.kind == "offline":
+            # The offline model's pacing: progress climbs to 90 a step at a time, then the clip renders.
+            while video["progress"] < 90:
+                await asyncio.sleep(self._step_seconds)
+                video["progress"] = min(90, video["progress"] + PROGRESS_STEP)
+                if not await self._save(video, ("in_progress",)):
+                    return  # deleted meanwhile
         reference = None
         if job.get("reference"):
             try:
                 reference = await self._blobs.read_all(_key(tenant_id, video_id, "reference"))
             except BlobNotFound:
                 reference = None
+
+        async def report(upstream_id: str, progress: int) -> bool:
+            job["upstream_id"] = upstream_id
+            video["progress"] = max(video["progress"], min(99, progress))
+            return await self._save(video, ("in_progress",))
+
+        request = await self._request(tenant_id, video, job, reference)
         try:
-            rendered = await offloaded(model.render, video["prompt"], video["size"], int(video["seconds"]), video.get("model", ""), reference)
-        except Exception as error:  # a clip that cannot be rendered fails the video, with the reason
-            video.update(status="failed", completed_at=int(time.time()), error={"code": "video_generation_failed", "message": f"The video could not be rendered: {error}"})
+            rendered = await provider.videos(request, report)
+        except Exception as error:  # a clip that cannot be made fails the video, with the reason
+            message = getattr(error, "message", None) or str(error)
+            video.update(status="failed", completed_at=int(time.time()), error={"code": "video_generation_failed", "message": f"The video could not be generated: {message}"})
             await self._save(video, ("in_progress",))
             return
+        if rendered is None:
+            return  # deleted meanwhile
         for name, data in (("video.mp4", rendered.mp4), ("thumbnail.webp", rendered.thumbnail), ("spritesheet.webp", rendered.spritesheet)):
             await self._blobs.put(_key(tenant_id, video_id, name), data)
         now = int(time.time())
         video.update(status="completed", progress=100, completed_at=now, expires_at=now + ASSET_TTL_SECONDS)
         if not await self._save(video, ("in_progress",)):  # deleted while rendering: its blobs go too
             await self._blobs.delete_prefix(f"{tenant_id}/videos/{video_id}/")
+
+    async def _request(self, tenant_id: str, video: dict, job: dict, reference: bytes | None) -> MediaRequest:
+        """What the provider is sent: OpenAI's own request for an upstream (a remix, edit or extension of a
+        video the same upstream made names that video's upstream id; otherwise a create with the
+        backdrop as its input_reference), and the offline model's plan."""
+        plan = {"prompt": video["prompt"], "size": video["size"], "seconds": video["seconds"], "seed": video["model"],
+                "reference": reference, "upstream_id": job.get("upstream_id"), "poll_seconds": self._poll_seconds}
+        source = await self._upstream_source(tenant_id, job.get("source"))
+        kind = job.get("kind", "create")
+        if source and kind == "remix":
+            return MediaRequest(f"videos/{source}/remix", {"prompt": video["prompt"]}, plan=plan)
+        if source and kind in ("edit", "extension"):
+            params = {"video": {"id": source}, "prompt": video["prompt"], **({"seconds": job["added"]} if kind == "extension" else {})}
+            return MediaRequest("videos/edits" if kind == "edit" else "videos/extensions", params, plan=plan)
+        params = {"prompt": video["prompt"], "model": video["model"], "size": video["size"], "seconds": video["seconds"]}
+        files = [MediaFile("input_reference", "reference.png", "image/png", reference)] if reference else []
+        return MediaRequest("videos", params, files, plan=plan)
+
+    async def _upstream_source(self, tenant_id: str, source_id: str | None) -> str | None:
+        if not source_id:
+            return None
+        row = await self._db.fetch_one(select(videos.c.data, videos.c.tenant_id).where(videos.c.id == source_id))
+        if row is None or row.tenant_id != tenant_id:
+            return None
+        return (row.data.get(_PRIVATE) or {}).get("upstream_id")
