@@ -13,6 +13,7 @@ SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
 SECONDS = ("4", "8", "12")
 EXTENSION_SECONDS = ("4", "8", "12", "16", "20")
 PROMPT_MAX = 32000
+MAX_REFERENCE_PIXELS = 4096 * 4096  # a reference is decoded whole and scaled to the video's size
 DEFAULTS = {"model": "sora-2", "seconds": "4", "size": "720x1280"}
 
 
@@ -54,9 +55,12 @@ def check_image(data: bytes, param: str, limit: int) -> bytes:
 
     try:
         with Image.open(io.BytesIO(data)) as image:
+            pixels = image.width * image.height
             image.verify()
     except Exception:
         raise invalid_request(f"Invalid '{param}': the file is not a supported image (png, jpeg or webp).", param=param, code="invalid_image_format") from None
+    if pixels > MAX_REFERENCE_PIXELS:
+        raise invalid_request(f"Invalid '{param}': the image is too large ({pixels} pixels; at most {MAX_REFERENCE_PIXELS}).", param=param, code="image_too_large")
     return data
 
 

@@ -20,7 +20,6 @@ from app.core.ids import new_id
 from app.core.pagination import Page, fetch_page, list_body
 from app.inference.base import MediaFile, MediaRequest
 from app.inference.providers.offline import video as model
-from app.inference.providers.offline.offload import offloaded
 from app.services.videos import rules
 from storage.blobs import BlobNotFound, BlobStore
 from storage.models import Video, VideoCharacter
@@ -115,7 +114,7 @@ class VideosService:
         if len(upload.data) > self.max_clip_bytes:
             raise invalid_request(f"The file '{param}' is too large: {len(upload.data)} bytes; the limit is {self.max_clip_bytes} bytes.", param=param, code="file_too_large")
         try:
-            return await offloaded(model.probe, upload.data)
+            return await model.probed(upload.data)
         except ValueError:
             raise invalid_request(f"Invalid '{param}': the file is not a video that can be decoded (expected an MP4).", param=param, code="invalid_video") from None
 

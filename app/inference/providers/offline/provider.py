@@ -138,11 +138,11 @@ class OfflineProvider:
         return await media.speech(request)
 
     async def videos(self, request: MediaRequest, report: VideoProgress) -> VideoAssets | None:
-        """The clip rendered off the event loop (progress up to here is the video job's own pacing)."""
+        """The clip, rendered off the event loop in the video pool (progress up to here is the video job's own pacing)."""
         from app.inference.providers.offline import video
 
         plan = request.plan
-        rendered = await offloaded(video.render, plan["prompt"], plan["size"], int(plan["seconds"]), plan.get("seed", ""), plan.get("reference"))
+        rendered = await video.rendered( plan["prompt"], plan["size"], int(plan["seconds"]), plan.get("seed", ""), plan.get("reference"))
         return VideoAssets(rendered.mp4, rendered.thumbnail, rendered.spritesheet)
 
     async def transcription(self, request: MediaRequest) -> MediaAnswer:

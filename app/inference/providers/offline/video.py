@@ -8,15 +8,21 @@ caller. A reference image (input_reference, or the first frame of a source video
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import io
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 FPS = 4
 THUMB_WIDTH = 360
 SPRITE_COLUMNS = 4
 SPRITE_WIDTH = 160
+# Rendering a clip is a second or two of CPU: one at a time, in a pool of its own, so videos never hold
+# up the chat model's work in the offline model's pool (offload.py).
+_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="offline-video")
 
 
 @dataclass
@@ -29,6 +35,14 @@ class Rendered:
 
 def _palette(seed: bytes) -> tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, int, int]]:
     return (tuple(seed[0:3]), tuple(seed[3:6]), tuple(255 - b for b in seed[0:3]))  # type: ignore[return-value]
+
+
+async def rendered(prompt: str, size: str, seconds: int, seed_text: str = "", reference: bytes | None = None) -> "Rendered":
+    return await asyncio.get_running_loop().run_in_executor(_POOL, functools.partial(render, prompt, size, seconds, seed_text, reference))
+
+
+async def probed(data: bytes) -> tuple[str, float, bytes]:
+    return await asyncio.get_running_loop().run_in_executor(_POOL, functools.partial(probe, data))
 
 
 def render(prompt: str, size: str, seconds: int, seed_text: str = "", reference: bytes | None = None) -> Rendered:
