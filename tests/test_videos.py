@@ -77,6 +77,13 @@ def test_defaults_input_reference_and_json_body(client, http):
     assert_matches_schema(raw.json(), "VideoResource")
     done = client.videos.poll(raw.json()["id"], poll_interval_ms=50)
     assert done.status == "completed" and probe(client.videos.download_content(done.id).read())[:3] == (1792, 1024, 32)
+    uploaded = client.files.create(file=("ref.png", png(colour=(0, 255, 0)), "image/png"), purpose="vision")
+    by_file = http.post("/videos", files={"input_reference[file_id]": (None, uploaded.id), "prompt": (None, "A field")})
+    assert by_file.status_code == 200, by_file.text  # the multipart form of a reference object
+    bad = http.post("/videos", json={"prompt": "x", "input_reference": {"file_id": "file-nope"}})
+    assert bad.status_code == 404
+    assert http.post("/videos", json={"prompt": "x", "seconds": 4}).json()["error"]["param"] == "seconds"  # a string, as the spec says
+    client.videos.poll(by_file.json()["id"], poll_interval_ms=50)
 
 
 def test_remix_edit_extend_and_characters(client, http):
