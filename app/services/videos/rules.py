@@ -12,6 +12,7 @@ MODELS = ("sora-2", "sora-2-pro", "sora-2-2025-10-06", "sora-2-pro-2025-10-06", 
 SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
 SECONDS = ("4", "8", "12")
 EXTENSION_SECONDS = ("4", "8", "12", "16", "20")
+MAX_TOTAL_SECONDS = 60  # an extension of an extension…: the stitched clip is rendered whole, so it is bounded
 PROMPT_MAX = 32000
 MAX_REFERENCE_PIXELS = 4096 * 4096  # a reference is decoded whole and scaled to the video's size
 DEFAULTS = {"model": "sora-2", "seconds": "4", "size": "720x1280"}

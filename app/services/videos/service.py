@@ -160,7 +160,11 @@ class VideosService:
             raise invalid_request("Missing required parameter: 'seconds'.", param="seconds", code="missing_required_parameter")
         added = rules.seconds(params.get("seconds"), rules.EXTENSION_SECONDS)
         model_name, size, duration, backdrop, source = await self._from_video(tenant_id, params, upload)
-        total = str(int(round(duration)) + int(added))  # `seconds` of an extension is the stitched total
+        total = int(round(duration)) + int(added)  # `seconds` of an extension is the stitched total
+        if total > rules.MAX_TOTAL_SECONDS:
+            raise invalid_request(f"Invalid 'seconds': the extended video would last {total} seconds; at most {rules.MAX_TOTAL_SECONDS} seconds are supported.",
+                                  param="seconds", code="invalid_value")
+        total = str(total)
         return await self._start(tenant_id, model_name=model_name, prompt=text, size=size, seconds=total, job={"kind": "extension", "source": source, "added": added}, reference=backdrop)
 
     async def get(self, tenant_id: str, video_id: str) -> dict:

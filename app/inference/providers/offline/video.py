@@ -83,13 +83,15 @@ def render(prompt: str, size: str, seconds: int, seed_text: str = "", reference:
             draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=accent)
             draw.multiline_text((16, 16), caption, fill=(255, 255, 255), font=font)
             draw.text((16, height - 28), f"understudy {index // FPS}s", fill=(255, 255, 255), font=font)
-            if index % FPS == 0:
-                stills.append(frame_image)
+            if index == 0:
+                thumbnail = _thumbnail(frame_image)
+            if index % FPS == 0:  # kept small: a long clip's stills must not add up
+                stills.append(_scaled(frame_image, SPRITE_WIDTH))
             for packet in stream.encode(av.VideoFrame.from_image(frame_image)):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    return Rendered(out.getvalue(), _thumbnail(stills[0]), _spritesheet(stills), total)
+    return Rendered(out.getvalue(), thumbnail, _spritesheet(stills), total)
 
 
 def _webp(image) -> bytes:
@@ -107,10 +109,10 @@ def _thumbnail(image) -> bytes:
 
 
 def _spritesheet(stills: list) -> bytes:
-    """One tile per second of the clip, SPRITE_COLUMNS to a row."""
+    """One tile per second of the clip (already SPRITE_WIDTH wide), SPRITE_COLUMNS to a row."""
     from PIL import Image
 
-    tiles = [_scaled(s, SPRITE_WIDTH) for s in stills]
+    tiles = stills
     rows = (len(tiles) + SPRITE_COLUMNS - 1) // SPRITE_COLUMNS
     sheet = Image.new("RGB", (SPRITE_WIDTH * min(SPRITE_COLUMNS, len(tiles)), tiles[0].height * rows))
     for i, tile in enumerate(tiles):
