@@ -20,6 +20,7 @@ FPS = 4
 THUMB_WIDTH = 360
 SPRITE_COLUMNS = 4
 SPRITE_WIDTH = 160
+MAX_CLIP_PIXELS = 4096 * 4096  # an uploaded clip's first frame is decoded whole
 # Rendering a clip is a second or two of CPU: one at a time, in a pool of its own, so videos never hold
 # up the chat model's work in the offline model's pool (offload.py).
 _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="offline-video")
@@ -128,6 +129,8 @@ def probe(data: bytes) -> tuple[str, float, bytes]:
     try:
         with av.open(io.BytesIO(data)) as container:
             stream = container.streams.video[0]
+            if not 0 < (stream.codec_context.width or 0) * (stream.codec_context.height or 0) <= MAX_CLIP_PIXELS:
+                raise ValueError("the clip's frames are too large")
             duration = float(stream.duration * stream.time_base) if stream.duration else float(container.duration or 0) / 1_000_000
             first = next(container.decode(stream)).to_image()
     except Exception as error:
