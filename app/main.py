@@ -41,13 +41,14 @@ from app.api.skills import SkillsController
 from app.api.traces import TRACE_INGEST_HANDLERS, TRACE_READ_HANDLERS
 from app.api.uploads import UploadsController
 from app.api.vector_stores import VectorStoresController
+from app.api.videos import VIDEOS_HANDLERS
 from app.core import redaction, sse
 from app.platform import Platform, open_platform
 from app.settings import Settings
 
 log = logging.getLogger("understudy")
 
-API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController, *RESPONSES_HANDLERS, *CONVERSATIONS_HANDLERS, *BATCHES_HANDLERS, *FINE_TUNING_HANDLERS, *CONTAINERS_HANDLERS, *TRACE_INGEST_HANDLERS, SkillsController, *REALTIME_HANDLERS, *REALTIME_SESSION_HANDLERS]
+API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController, *RESPONSES_HANDLERS, *CONVERSATIONS_HANDLERS, *BATCHES_HANDLERS, *FINE_TUNING_HANDLERS, *CONTAINERS_HANDLERS, *TRACE_INGEST_HANDLERS, SkillsController, *REALTIME_HANDLERS, *REALTIME_SESSION_HANDLERS, *VIDEOS_HANDLERS]
 
 UNDERSTUDY_HANDLERS = [*TRACE_READ_HANDLERS, *SCRIPT_HANDLERS]
 

@@ -56,6 +56,7 @@ from app.services.vector_stores.ingest import Ingestor
 from app.services.vector_stores.links import StoreFileLinks, StoreRows
 from app.services.vector_stores.search import SearchService
 from app.services.vector_stores.stores import VectorStoresService
+from app.services.videos.service import VideosService
 from app.settings import Settings
 from storage.blobs import BlobStore, open_blob_store
 from storage.db import Database
@@ -108,6 +109,7 @@ class Platform:
     skills: SkillsService  # /v1/skills: their versions' files, for the shell tool
     images: ImagesService
     audio: AudioService
+    videos: VideosService  # /v1/videos: generation jobs, their assets, characters
     script: ScriptService  # scripted answers and faults, and the log of model calls (/_understudy/v1)
     realtime: Responder  # what Realtime sessions' responses and audio go through (inference, audio, rate limits)
     realtime_secrets: ClientSecrets  # ek_ client secrets: in memory, or in Redis in team mode
@@ -230,6 +232,9 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         skills=skills,
         images=images,
         audio=audio,
+        videos=VideosService(db, blobs, files, queue, inference, step_seconds=settings.video_step_seconds,
+                             poll_seconds=settings.video_poll_seconds,
+                             max_reference_bytes=settings.max_video_reference_bytes, max_clip_bytes=settings.max_video_clip_bytes),
         script=script,
         realtime=Responder(inference, audio, rate_limits),
         realtime_secrets=ClientSecrets(RedisSecrets(settings.redis_url) if settings.redis_url else MemorySecrets()),

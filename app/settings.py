@@ -108,6 +108,13 @@ class Settings:
     batch_window_seconds: int = 24 * 3600
     # Emulated fine-tuning: seconds per training step.
     fine_tune_step_seconds: float = 0.05
+    # Videos (offline model): seconds per 10% of a video's progress before it renders; the largest
+    # reference image (input_reference) and uploaded clip (edits, extensions, characters) accepted.
+    video_step_seconds: float = 0.2
+    # Videos routed to an upstream: seconds between polls of the upstream's video job.
+    video_poll_seconds: float = 2.0
+    max_video_reference_bytes: int = 20 * 1024 * 1024
+    max_video_clip_bytes: int = 64 * 1024 * 1024
     # Per-project rate limits (requests and estimated tokens per minute; 0: unlimited), unless a project has
     # its own (/v1/organization/projects/{id}/rate_limits). Shared through Redis when redis_url is set.
     rate_limit_rpm: int = 0

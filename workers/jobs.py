@@ -53,4 +53,9 @@ async def train_fine_tune(ctx, job_id: str) -> None:
     await ctx["platform"].fine_tuning.execute(job_id)
 
 
-JOBS = {"sweep_expired": sweep_expired, "ingest_file": ingest_file, "execute_run": execute_run, "execute_batch": execute_batch, "train_fine_tune": train_fine_tune, "execute_response": execute_response}
+async def generate_video(ctx, video_id: str) -> None:
+    """Advances a video's progress and renders it (from its stored progress after a restart)."""
+    await ctx["platform"].videos.execute(video_id)
+
+
+JOBS = {"generate_video": generate_video, "sweep_expired": sweep_expired, "ingest_file": ingest_file, "execute_run": execute_run, "execute_batch": execute_batch, "train_fine_tune": train_fine_tune, "execute_response": execute_response}

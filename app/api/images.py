@@ -139,7 +139,7 @@ async def read_form(
         async for part in iter_parts(request.headers.get("content-type"), bounded(request, body_limit)):
             path = re.findall(r"^[^\[]+|(?<=\[)[^\]]*(?=\])", part.name) or [part.name]
             name = path[0]
-            if name in file_fields:
+            if name in file_fields and not (len(path) > 1 and path[1]):  # `video[id]` is a text field, `image[]` a file
                 counts[name] = counts.get(name, 0) + 1
                 if counts[name] > file_fields[name]:
                     raise invalid_request(f"Too many files for '{name}': at most {file_fields[name]}.", param=name, code="invalid_value")

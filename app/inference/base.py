@@ -10,7 +10,7 @@ client and the upstream speak the same protocol: no parse, no re-encode, no buff
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
 
 class UpstreamError(Exception):
@@ -76,6 +76,20 @@ class MediaAnswer:
 
 
 @dataclass
+class VideoAssets:
+    """A generated video's downloadable assets (the `content` variants)."""
+
+    mp4: bytes
+    thumbnail: bytes  # image/webp
+    spritesheet: bytes  # image/webp
+
+
+# Called as a video job advances: (the upstream's video id or "", progress 0-100); False means stop (the
+# video was deleted meanwhile).
+VideoProgress = Callable[[str, int], Awaitable[bool]]
+
+
+@dataclass
 class ProviderInfo:
     name: str
     kind: str  # "offline" | "openai" | "anthropic" | "gemini"
@@ -110,6 +124,13 @@ class Provider(Protocol):
 
     async def transcription(self, request: MediaRequest) -> MediaAnswer:
         """Transcriptions and translations (`request.path` says which)."""
+        ...
+
+    async def videos(self, request: MediaRequest, report: VideoProgress) -> VideoAssets | None:
+        """One video, to its end: `request.path` ("videos", "videos/{id}/remix", "videos/edits",
+        "videos/extensions") and `params`/`files` as OpenAI's API takes them, `plan` what the offline model
+        renders from (and `upstream_id`, a job resumed after the upstream accepted it). None when
+        `report` said stop."""
         ...
 
     async def close(self) -> None: ...

@@ -49,6 +49,7 @@ OPERATIONS = [
     Operation("conversations", "openai", "CreateConversationBody", "/v1/conversations"),
     Operation("images", "openai", "CreateImageRequest", "/v1/images/generations", "dall-e-2"),
     Operation("speech", "openai", "CreateSpeechRequest", "/v1/audio/speech", "gpt-4o-mini-tts"),
+    Operation("videos", "openai", "CreateVideoJsonBody", "/v1/videos", "sora-2"),
     Operation("assistants", "openai", "CreateAssistantRequest", "/v1/assistants", "gpt-4o-mini"),
     Operation("threads", "openai", "CreateThreadRequest", "/v1/threads"),
     Operation("thread_and_run", "openai", "CreateThreadAndRunRequest", "/v1/threads/runs", "gpt-4o-mini"),

@@ -7,13 +7,14 @@ sending, retrying, SSE reading, error mapping and byte-for-byte relay are the sa
 """
 from __future__ import annotations
 
+import asyncio
 from contextlib import aclosing
 from typing import Any, AsyncIterator
 
 import msgspec
 
 from app.inference import cassettes, http
-from app.inference.base import MediaAnswer, MediaRequest, ProviderInfo, RelayResponse, UpstreamError
+from app.inference.base import MediaAnswer, MediaRequest, ProviderInfo, RelayResponse, UpstreamError, VideoAssets, VideoProgress
 from app.inference.multipart import form_body
 
 _encode = msgspec.json.Encoder().encode
@@ -30,6 +31,9 @@ class NoMedia:
         raise self.not_supported(f"/v1/{request.path}")
 
     async def transcription(self, request: MediaRequest) -> MediaAnswer:
+        raise self.not_supported(f"/v1/{request.path}")
+
+    async def videos(self, request: MediaRequest, report: VideoProgress) -> VideoAssets | None:
         raise self.not_supported(f"/v1/{request.path}")
 
 
@@ -224,6 +228,47 @@ class OpenAICompatProvider(HTTPProvider):
 
     async def transcription(self, request: MediaRequest) -> MediaAnswer:
         return await self._media(request)
+
+    async def videos(self, request: MediaRequest, report: VideoProgress) -> VideoAssets | None:
+        """OpenAI's video job on the upstream: created (once: a resumed job polls the id it has), polled
+        every `plan["poll_seconds"]` with its progress reported, and its three content variants fetched."""
+        upstream_id = request.plan.get("upstream_id")
+        if not upstream_id:
+            if request.files:
+                body, content_type = form_body(request.params, request.files)
+            else:
+                body, content_type = _encode(request.params), "application/json"
+            created = await self._call("POST", "/" + request.path, body, content_type)
+            upstream_id = created["id"]
+            if not await report(upstream_id, int(created.get("progress") or 0)):
+                return None
+        while True:
+            video = await self._call("GET", f"/videos/{upstream_id}")
+            if video.get("status") == "completed":
+                break
+            if video.get("status") == "failed":
+                error = video.get("error") or {}
+                raise self.error(400, self.native_error(400, f"The upstream video failed: {error.get('message') or 'no reason given'}"))
+            if not await report(upstream_id, int(video.get("progress") or 0)):
+                return None
+            await asyncio.sleep(request.plan.get("poll_seconds", 2.0))
+        variants = []
+        for variant in ("video", "thumbnail", "spritesheet"):
+            response = await self.send("GET", f"/videos/{upstream_id}/content?variant={variant}", None, {"accept": "*/*"}, stream=False)
+            if response.status_code >= 400:
+                raise self.error(response.status_code, response.content, http.response_headers(response.headers))
+            variants.append(response.content)
+        return VideoAssets(*variants)
+
+    async def _call(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> dict:
+        headers = {"accept": "application/json", **({"content-type": content_type} if content_type else {})}
+        response = await self.send(method, path, body, headers, stream=False)
+        if response.status_code >= 400:
+            raise self.error(response.status_code, response.content, http.response_headers(response.headers))
+        try:
+            return _decode(response.content)
+        except msgspec.DecodeError:
+            raise self.error(502, self.native_error(502, "The upstream provider answered with invalid JSON.")) from None
 
     async def _media(self, request: MediaRequest) -> MediaAnswer:
         if request.files:

@@ -12,7 +12,7 @@ import time
 from typing import AsyncIterator, Iterator
 
 from app.core.ids import new_id
-from app.inference.base import MediaAnswer, MediaRequest, ProviderInfo
+from app.inference.base import MediaAnswer, MediaRequest, ProviderInfo, VideoAssets, VideoProgress
 from app.inference.providers.offline import chat, embeddings, legacy, media, moderation, transcripts
 from app.inference.providers.offline.offload import offloaded
 
@@ -136,6 +136,14 @@ class OfflineProvider:
 
     async def speech(self, request: MediaRequest) -> MediaAnswer:
         return await media.speech(request)
+
+    async def videos(self, request: MediaRequest, report: VideoProgress) -> VideoAssets | None:
+        """The clip, rendered off the event loop in the video pool (progress up to here is the video job's own pacing)."""
+        from app.inference.providers.offline import video
+
+        plan = request.plan
+        rendered = await video.rendered( plan["prompt"], plan["size"], int(plan["seconds"]), plan.get("seed", ""), plan.get("reference"))
+        return VideoAssets(rendered.mp4, rendered.thumbnail, rendered.spritesheet)
 
     async def transcription(self, request: MediaRequest) -> MediaAnswer:
         return await transcripts.answer(request.plan)
