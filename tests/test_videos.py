@@ -51,8 +51,9 @@ def test_lifecycle_progress_and_a_real_mp4(client, http):
     assert_matches_schema(video.model_dump(mode="json"), "VideoResource")
     done, seen = wait(client, video.id)
     assert done.status == "completed" and done.progress == 100 and done.completed_at and done.expires_at > done.completed_at
+    # Progress only climbs. (How many steps a poll sees depends on the machine's load: not asserted.)
     progresses = [p for s, p in seen if s == "in_progress"]
-    assert len(set(progresses)) >= 2 and progresses == sorted(progresses)  # progress advances, never back
+    assert progresses == sorted(progresses) and all(0 <= p < 100 for p in progresses)
     assert_matches_schema(http.get(f"/videos/{video.id}").json(), "VideoResource")
 
     mp4 = client.videos.download_content(video.id).read()
