@@ -59,7 +59,7 @@ class EvalsController(Controller):
         platform, tenant = caller(request)
         return await platform.evals.get_run(tenant, eval_id, run_id)
 
-    @post("/{eval_id:str}/runs/{run_id:str}", status_code=200)
+    @post(["/{eval_id:str}/runs/{run_id:str}", "/{eval_id:str}/runs/{run_id:str}/cancel"], status_code=200)
     async def cancel_run(self, request: Request, eval_id: str, run_id: str) -> dict:
         platform, tenant = caller(request)
         return await platform.evals.cancel_run(tenant, eval_id, run_id)

@@ -7,7 +7,7 @@ from openai.types.fine_tuning.alpha import grader_run_params, grader_validate_pa
 
 from app.core.validation import validate_params
 from app.services.evals.graders import GraderError, Graders, Usage, sample_context
-from app.services.evals.service import check_grader
+from app.services.evals.service import check_grader, normalize_multi
 
 _NO_ERRORS = {
     "formula_parse_error": False, "sample_parse_error": False, "truncated_observation_error": False, "unresponsive_reward_error": False,
@@ -22,14 +22,11 @@ class GraderEndpoints:
         self._graders = graders
 
     def validate(self, body: dict) -> dict:
-        validate_params(grader_validate_params.GraderValidateParams, body)
-        check_grader(body["grader"], "grader")
-        return {"grader": body["grader"]}
+        return {"grader": _checked(grader_validate_params.GraderValidateParams, body)["grader"]}
 
     async def run(self, tenant_id: str, body: dict) -> dict:
-        validate_params(grader_run_params.GraderRunParams, body)
+        body = _checked(grader_run_params.GraderRunParams, body)
         grader = body["grader"]
-        check_grader(grader, "grader")
         item = body.get("item") if isinstance(body.get("item"), dict) else {}
         usage = Usage()
         errors = dict(_NO_ERRORS)
@@ -53,6 +50,20 @@ class GraderEndpoints:
             "sub_rewards": sub_rewards,
             "model_grader_token_usage_per_model": {row["model_name"]: {k: v for k, v in row.items() if k != "model_name"} for row in models},
         }
+
+
+def _checked(params_type, body: dict) -> dict:
+    """The body checked by the SDK's params type, a multi grader's sub-graders one by one (see normalize_multi)."""
+    grader = body.get("grader")
+    if isinstance(grader, dict) and grader.get("type") == "multi":
+        grader = normalize_multi(grader, "grader")
+        check_grader(grader, "grader")  # each sub-grader, named by its key
+        first = next(iter(grader["graders"].values()))
+        validate_params(params_type, {**body, "grader": {**grader, "graders": first}})  # the rest of the body
+        return {**body, "grader": grader}
+    validate_params(params_type, body)
+    check_grader(body["grader"], "grader")
+    return body
 
 
 def _flag(errors: dict, kind: str, message: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from openai.types import eval_create_params, eval_update_params
+from openai.types import graders as graders_types
 from openai.types.evals import run_create_params
 
 from app.core.errors import APIError, invalid_request, not_found
@@ -65,6 +66,16 @@ def check_grader(grader: dict, param: str) -> None:
             raise invalid_request("A python grader's source must define grade(sample, item).", param=f"{param}.source", code="invalid_value")
     elif kind == "multi":
         for name, sub in grader["graders"].items():
+            if not isinstance(sub, dict) or sub.get("type") not in SUB_GRADERS:
+                raise invalid_request(f"Invalid value: sub-grader '{name}' must be one of the types {', '.join(SUB_GRADERS)}.",
+                                      param=f"{param}.graders.{name}", code="invalid_value")
+            try:
+                validate_params(SUB_GRADERS[sub["type"]], sub)
+            except APIError as error:
+                where = f"{param}.graders.{name}"
+                error.param = f"{where}.{error.param}" if error.param else where
+                error.message = error.message.replace(f"'{error.param[len(where) + 1:]}'", f"'{error.param}'") if error.param else error.message
+                raise
             check_grader(sub, f"{param}.graders.{name}")
         why = check_formula(grader["calculate_output"], set(grader["graders"]))
         if why:
@@ -73,6 +84,35 @@ def check_grader(grader: dict, param: str) -> None:
         bounds = grader.get("range")
         if bounds is not None and (len(bounds) != 2 or bounds[0] >= bounds[1]):
             raise invalid_request("Invalid 'range': expected [min, max] with min < max.", param=f"{param}.range", code="invalid_value")
+
+
+SUB_GRADERS = {"string_check": graders_types.StringCheckGraderParam, "text_similarity": graders_types.TextSimilarityGraderParam,
+               "python": graders_types.PythonGraderParam, "score_model": graders_types.ScoreModelGraderParam,
+               "label_model": graders_types.LabelModelGraderParam}
+
+
+def normalize_multi(grader: dict, param: str) -> dict:
+    """A multi grader with its sub-graders as {name: grader}: OpenAI's documentation writes them so, the
+    spec's types say one grader and its example a list (each then named by its `name`)."""
+    graders = grader.get("graders")
+    if isinstance(graders, dict) and "type" in graders and isinstance(graders.get("type"), str):
+        graders = [graders]
+    if isinstance(graders, list):
+        named = {}
+        for i, sub in enumerate(graders):
+            if not isinstance(sub, dict) or not isinstance(sub.get("name"), str):
+                raise invalid_request("Each sub-grader needs a 'name'.", param=f"{param}.graders[{i}].name", code="missing_required_parameter")
+            named[sub["name"]] = sub
+        graders = named
+    if not isinstance(graders, dict) or not graders:
+        raise invalid_request("'graders' must name at least one sub-grader.", param=f"{param}.graders", code="invalid_value")
+    for key in grader:
+        if key not in ("type", "name", "graders", "calculate_output"):
+            raise invalid_request(f"Unknown parameter: '{param}.{key}'.", param=f"{param}.{key}", code="unknown_parameter")
+    for key in ("name", "calculate_output"):
+        if not isinstance(grader.get(key), str):
+            raise invalid_request(f"Missing required parameter: '{param}.{key}'.", param=f"{param}.{key}", code="missing_required_parameter")
+    return {**grader, "graders": graders}
 
 
 class EvalsService:
