@@ -289,3 +289,37 @@ def test_bad_jsonl_file_fails_the_run(client):
     run = client.evals.runs.create(ev.id, data_source={"type": "jsonl", "source": {"type": "file_id", "id": f.id}})
     done = wait_run(client, ev.id, run.id)
     assert done.status == "failed" and done.error.code == "invalid_data_source" and "Line 2" in done.error.message
+
+
+def test_stored_completions_source(client):
+    tag = new_key()
+    for i in range(3):
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": f"Say {i}"}], store=True, metadata={"suite": tag})
+    client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "other"}], store=True)
+    not_empty = {"type": "string_check", "name": "answered", "input": "{{sample.output_text}}", "reference": "", "operation": "ne"}
+    ev = client.evals.create(name="logs", data_source_config={"type": "stored_completions", "metadata": {"suite": tag}}, testing_criteria=[not_empty])
+    # Graded as stored: the completions' own answers.
+    run = client.evals.runs.create(ev.id, data_source={"type": "completions", "source": {"type": "stored_completions", "metadata": {"suite": tag}}})
+    done = wait_run(client, ev.id, run.id)
+    assert done.status == "completed" and done.result_counts.total == 3 and done.result_counts.passed == 3
+    items = client.evals.runs.output_items.list(run.id, eval_id=ev.id).data
+    assert sorted(i.datasource_item["input"][0]["content"] for i in items) == ["Say 0", "Say 1", "Say 2"]
+    # Replayed through a model: the stored input, a new sample.
+    run = client.evals.runs.create(ev.id, data_source={"type": "completions", "model": MODEL,
+                                                         "source": {"type": "stored_completions", "metadata": {"suite": tag}, "limit": 2},
+                                                         "input_messages": {"type": "item_reference", "item_reference": "item.input"}})
+    done = wait_run(client, ev.id, run.id)
+    assert done.result_counts.total == 2 and done.per_model_usage[0].invocation_count == 2
+    item = client.evals.runs.output_items.list(run.id, eval_id=ev.id).data[0]
+    assert item.sample.input[0].content.startswith("Say ")
+
+
+def test_responses_run_source(client, http):
+    ev = make_eval(client, [{"type": "string_check", "name": "answered", "input": "{{sample.output_text}}", "reference": "", "operation": "ne"}])
+    run = client.evals.runs.create(ev.id, data_source={
+        "type": "responses", "model": MODEL, "source": {"type": "file_content", "content": [{"item": {"question": "hi", "answer": "x"}}]},
+        "input_messages": {"type": "template", "template": [{"role": "user", "content": "{{item.question}}"}]}})
+    done = wait_run(client, ev.id, run.id)
+    assert done.status == "completed" and done.result_counts.passed == 1
+    bad = http.post(f"/evals/{ev.id}/runs", json={"data_source": {"type": "responses", "source": {"type": "responses"}}})
+    assert_openai_error(bad, 400, param="data_source.source.type")

@@ -209,7 +209,10 @@ class EvalsService:
                 if error.status_code == 404:
                     raise invalid_request(error.message, param="data_source.source.id", code="file_not_found") from None
                 raise
-        elif kind in ("stored_completions", "responses"):
+        elif kind == "responses":
+            raise invalid_request("Runs over stored responses are not supported here; use file_content, file_id or stored_completions.",
+                                  param="data_source.source.type", code="invalid_value")
+        elif kind == "stored_completions":
             limit = source.get("limit")
             if limit is not None and not 1 <= limit <= self._max_items:
                 raise invalid_request(f"Invalid 'limit': must be between 1 and {self._max_items}.", param="data_source.source.limit",
