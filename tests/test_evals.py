@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import time
 
 import openai
 import pytest
 
-from tests.conftest import assert_openai_error, new_key
+from tests.conftest import assert_openai_error, new_key, start_server
 from tests.support.openapi import assert_matches_schema
 
 MODEL = "gpt-4o-mini"
@@ -323,3 +324,33 @@ def test_responses_run_source(client, http):
     assert done.status == "completed" and done.result_counts.passed == 1
     bad = http.post(f"/evals/{ev.id}/runs", json={"data_source": {"type": "responses", "source": {"type": "responses"}}})
     assert_openai_error(bad, 400, param="data_source.source.type")
+
+
+def test_run_survives_a_server_kill(tmp_path):
+    """A run killed mid-way resumes at the next start: every row graded exactly once."""
+    env = {"UNDERSTUDY_OFFLINE_CHUNK_DELAY_MS": "20", "UNDERSTUDY_EVAL_CONCURRENCY": "2"}
+    data_dir = tmp_path / "restart"
+    server = start_server(data_dir, env)
+    key = new_key()
+    try:
+        with openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0) as client:
+            ev = make_eval(client)
+            content = [{"item": {"question": f"q{i}", "answer": "a"}} for i in range(40)]
+            run = client.evals.runs.create(ev.id, data_source={
+                "type": "completions", "model": MODEL, "sampling_params": {"max_completion_tokens": 8},
+                "input_messages": {"type": "item_reference", "item_reference": "item.question"},
+                "source": {"type": "file_content", "content": content}})
+            deadline = time.monotonic() + 30
+            while len(client.evals.runs.output_items.list(run.id, eval_id=ev.id, limit=100).data) < 6:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert client.evals.runs.retrieve(run.id, eval_id=ev.id).status == "in_progress"  # killed mid-run
+        server.stop(signal.SIGKILL)
+        server = start_server(data_dir, env)
+        with openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0) as client:
+            done = wait_run(client, ev.id, run.id, timeout=90)
+            assert done.status == "completed" and done.result_counts.total == 40
+            items = list(client.evals.runs.output_items.list(run.id, eval_id=ev.id, limit=100))
+            assert sorted(i.datasource_item_id for i in items) == list(range(40))
+    finally:
+        server.stop()
