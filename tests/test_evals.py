@@ -216,6 +216,10 @@ def test_graders_endpoints(client, http):
     assert_openai_error(bad, 400, param="grader.operation", code="invalid_value")
     bad = http.post("/fine_tuning/alpha/graders/validate", json={"grader": {**multi, "graders": {"a": {**grader, "operation": "x"}}}})
     assert_openai_error(bad, 400, param="grader.graders.a.operation", code="invalid_value")
+    bad = http.post("/fine_tuning/alpha/graders/validate", json={"grader": {**multi, "calculate_output": "(" * 5000 + "a" + ")" * 5000}})
+    assert_openai_error(bad, 400, param="grader.calculate_output")
+    bad = http.post("/fine_tuning/alpha/graders/validate", json={"grader": {**multi, "calculate_output": "-" * 900 + "a"}})
+    assert bad.status_code in (200, 400)  # deep but short: answered, never a 500
     bad = http.post("/fine_tuning/alpha/graders/validate", json={"grader": {"type": "python", "name": "p", "source": "def grade(:"}})
     assert_openai_error(bad, 400, param="grader.source")
 
@@ -264,6 +268,7 @@ def test_bad_input(client, http):
         ({**base, "testing_criteria": [{"type": "label_model", "name": "l", "model": MODEL, "input": [], "labels": ["a"], "passing_labels": ["b"]}]},
          "testing_criteria[0].passing_labels"),
         ({**base, "surprise": 1}, "surprise"),
+        ({**base, "testing_criteria": [{**STRING_CHECK, "name": str(i)} for i in range(51)]}, "testing_criteria"),
         ({k: v for k, v in base.items() if k != "testing_criteria"}, "testing_criteria"),
     ]
     for body, param in cases:

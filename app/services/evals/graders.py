@@ -22,6 +22,7 @@ SIMILARITY_METRICS = ("cosine", "fuzzy_match", "bleu", "gleu", "meteor", "rouge_
 STRING_OPERATIONS = ("eq", "ne", "like", "ilike")
 EMBEDDING_MODEL = "text-embedding-3-large"
 PYTHON_TIMEOUT_S = 10.0
+MAX_FORMULA_CHARS = 1024
 
 
 class GraderError(Exception):
@@ -216,9 +217,11 @@ _FUNCTIONS = {"min": min, "max": max, "abs": abs, "floor": math.floor, "ceil": m
 
 def evaluate_formula(formula: str, scores: dict[str, float]) -> float:
     """A multi grader's `calculate_output`: arithmetic over sub-grader names (no Python evaluated)."""
+    if len(formula) > MAX_FORMULA_CHARS:
+        raise GraderError(f"calculate_output is longer than {MAX_FORMULA_CHARS} characters.")
     try:
         tree = ast.parse(formula, mode="eval")
-    except SyntaxError:
+    except (SyntaxError, RecursionError, MemoryError):
         raise GraderError(f"Invalid calculate_output formula: {formula!r}") from None
 
     def walk(node):
@@ -242,6 +245,8 @@ def evaluate_formula(formula: str, scores: dict[str, float]) -> float:
 
     try:
         return walk(tree)
+    except RecursionError:
+        raise GraderError("calculate_output is nested too deeply.") from None
     except (ZeroDivisionError, ValueError, OverflowError, TypeError) as error:
         raise GraderError(f"calculate_output could not be computed: {error}") from None
 

@@ -22,6 +22,9 @@ from app.services.evals.graders import check_formula
 from app.services.evals.store import EvalStore
 
 RUN_TERMINAL = ("completed", "failed", "canceled")
+MAX_CRITERIA = 50  # each is run on every row
+MAX_SUB_GRADERS = 20
+MAX_PYTHON_SOURCE = 256 * 1024
 # What a sample holds, for data-source configs that include it (OpenAI's shape).
 SAMPLE_SCHEMA = {
     "type": "object",
@@ -57,6 +60,9 @@ def check_grader(grader: dict, param: str) -> None:
             raise invalid_request(f"Invalid value: passing label '{stray[0]}' is not one of the labels.", param=f"{param}.passing_labels",
                                   code="invalid_value")
     elif kind == "python":
+        if len(grader["source"]) > MAX_PYTHON_SOURCE:
+            raise invalid_request(f"A python grader's source may be at most {MAX_PYTHON_SOURCE} characters.", param=f"{param}.source",
+                                  code="string_above_max_length")
         try:
             compile(grader["source"], "<grader>", "exec")
         except SyntaxError as error:
@@ -65,6 +71,9 @@ def check_grader(grader: dict, param: str) -> None:
         if "def grade" not in grader["source"]:
             raise invalid_request("A python grader's source must define grade(sample, item).", param=f"{param}.source", code="invalid_value")
     elif kind == "multi":
+        if len(grader["graders"]) > MAX_SUB_GRADERS:
+            raise invalid_request(f"A multi grader may combine at most {MAX_SUB_GRADERS} graders.", param=f"{param}.graders",
+                                  code="array_above_max_length")
         for name, sub in grader["graders"].items():
             if not isinstance(sub, dict) or sub.get("type") not in SUB_GRADERS:
                 raise invalid_request(f"Invalid value: sub-grader '{name}' must be one of the types {', '.join(SUB_GRADERS)}.",
@@ -124,6 +133,9 @@ class EvalsService:
     async def create(self, tenant_id: str, body: dict) -> dict:
         validate_params(eval_create_params.EvalCreateParams, body)
         criteria = body["testing_criteria"]
+        if len(criteria) > MAX_CRITERIA:
+            raise invalid_request(f"An eval may have at most {MAX_CRITERIA} testing criteria.", param="testing_criteria",
+                                  code="array_above_max_length")
         if not criteria:
             raise invalid_request("'testing_criteria' must have at least one grader.", param="testing_criteria", code="empty_array")
         names = set()
