@@ -33,6 +33,7 @@ from app.services.conversations import ConversationsService
 from app.services.evals.execute import EvalRunJob
 from app.services.evals.grader_api import GraderEndpoints
 from app.services.evals.graders import Graders
+from app.services.evals.reward import RewardGrader
 from app.services.evals.service import EvalsService
 from app.services.evals.store import EvalStore
 from app.services.files import FilesService
@@ -230,7 +231,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         message_batches=MessageBatchesService(batch_store, blobs, queue, window_seconds=settings.batch_window_seconds),
         # Batch lines run through the live endpoints' own services.
         batch_job=BatchJob(batch_store, blobs, files, LineServices(chat, responses, messages, inference), concurrency=settings.batch_concurrency),
-        fine_tuning=FineTuningService(db, files, queue, models, settings),
+        fine_tuning=FineTuningService(db, files, queue, models, settings, RewardGrader(graders, inference)),
         evals=EvalsService(eval_store, files, inference, queue, max_items=settings.eval_max_items),
         eval_job=EvalRunJob(eval_store, files, chat, inference, graders, concurrency=settings.eval_concurrency, max_items=settings.eval_max_items),
         graders=GraderEndpoints(graders),

@@ -359,3 +359,29 @@ def test_run_survives_a_server_kill(tmp_path):
             assert sorted(i.datasource_item_id for i in items) == list(range(40))
     finally:
         server.stop()
+
+
+def test_reinforcement_fine_tuning_reports_grader_rewards(client, http):
+    base = "gpt-4o-mini-2024-07-18"
+    lines = [json.dumps({"messages": [{"role": "user", "content": f"Say anything about {i}"}], "reference": "x"}) for i in range(10)]
+    train = client.files.create(file=("rft.jsonl", ("\n".join(lines) + "\n").encode()), purpose="fine-tune")
+    grader = {"type": "text_similarity", "name": "sim", "input": "{{sample.output_text}}", "reference": "{{item.messages.0.content}}",
+              "evaluation_metric": "rouge_1"}
+    job = client.fine_tuning.jobs.create(model=base, training_file=train.id, method={
+        "type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": {"n_epochs": 1}}})
+    deadline = time.monotonic() + 60
+    while (job := client.fine_tuning.jobs.retrieve(job.id)).status not in ("succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert job.status == "succeeded", job.error
+    assert job.method.type == "reinforcement" and job.method.reinforcement.grader.name == "sim"
+    metrics = [e for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data if e.type == "metrics"]
+    assert len(metrics) == 10
+    for event in metrics:
+        assert 0.0 <= event.data["train_reward_mean"] <= 1.0 and event.data["graders"]["sim"]["errored"] is False
+        assert "reward=" in event.message
+    bad = http.post("/fine_tuning/jobs", json={"model": base, "training_file": train.id,
+                                               "method": {"type": "reinforcement", "reinforcement": {"grader": {**grader, "evaluation_metric": "nope"}}}})
+    assert_openai_error(bad, 400, param="method.reinforcement.grader.evaluation_metric")
+    bad = http.post("/fine_tuning/jobs", json={"model": base, "training_file": train.id, "method": {"type": "reinforcement", "reinforcement": {}}})
+    assert_openai_error(bad, 400, param="method.reinforcement.grader")
