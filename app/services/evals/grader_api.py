@@ -22,10 +22,10 @@ class GraderEndpoints:
         self._graders = graders
 
     def validate(self, body: dict) -> dict:
-        return {"grader": _checked(grader_validate_params.GraderValidateParams, body)["grader"]}
+        return {"grader": checked_body(grader_validate_params.GraderValidateParams, body)["grader"]}
 
     async def run(self, tenant_id: str, body: dict) -> dict:
-        body = _checked(grader_run_params.GraderRunParams, body)
+        body = checked_body(grader_run_params.GraderRunParams, body)
         grader = body["grader"]
         item = body.get("item") if isinstance(body.get("item"), dict) else {}
         usage = Usage()
@@ -52,7 +52,7 @@ class GraderEndpoints:
         }
 
 
-def _checked(params_type, body: dict) -> dict:
+def checked_body(params_type, body: dict) -> dict:
     """The body checked by the SDK's params type, a multi grader's sub-graders one by one (see normalize_multi)."""
     grader = body.get("grader")
     if isinstance(grader, dict) and grader.get("type") == "multi":

@@ -8,7 +8,7 @@ import json
 from openai.types.fine_tuning.alpha import grader_validate_params
 
 from app.core.errors import APIError
-from app.services.evals.grader_api import _checked
+from app.services.evals.grader_api import checked_body
 from app.services.evals.graders import GraderError, Graders, Usage, sample_context
 
 MAX_EXAMPLES = 1000  # examples kept for grading (the steps cycle through them)
@@ -21,7 +21,7 @@ class RewardGrader:
     def check(self, grader, param: str) -> dict:
         """The grader, checked; a 400 naming `param`'s fields when it is not valid."""
         try:
-            return _checked(grader_validate_params.GraderValidateParams, {"grader": grader})["grader"]
+            return checked_body(grader_validate_params.GraderValidateParams, {"grader": grader})["grader"]
         except APIError as error:
             if error.param and error.param.startswith("grader"):
                 error.message = error.message.replace(f"'{error.param}'", f"'{param}{error.param[6:]}'")
