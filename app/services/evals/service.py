@@ -75,7 +75,7 @@ def check_grader(grader: dict, param: str) -> None:
             raise invalid_request(f"A multi grader may combine at most {MAX_SUB_GRADERS} graders.", param=f"{param}.graders",
                                   code="array_above_max_length")
         for name, sub in grader["graders"].items():
-            if not isinstance(sub, dict) or sub.get("type") not in SUB_GRADERS:
+            if not isinstance(sub, dict) or not isinstance(sub.get("type"), str) or sub["type"] not in SUB_GRADERS:
                 raise invalid_request(f"Invalid value: sub-grader '{name}' must be one of the types {', '.join(SUB_GRADERS)}.",
                                       param=f"{param}.graders.{name}", code="invalid_value")
             try:
