@@ -30,6 +30,12 @@ from app.services.batches.store import BatchStore
 from app.services.chat import ChatService
 from app.services.containers.service import ContainersService
 from app.services.conversations import ConversationsService
+from app.services.evals.execute import EvalRunJob
+from app.services.evals.grader_api import GraderEndpoints
+from app.services.evals.graders import Graders
+from app.services.evals.reward import RewardGrader
+from app.services.evals.service import EvalsService
+from app.services.evals.store import EvalStore
 from app.services.files import FilesService
 from app.services.fine_tuning.service import FineTuningService
 from app.services.gemini import GeminiService
@@ -100,6 +106,9 @@ class Platform:
     message_batches: MessageBatchesService
     batch_job: BatchJob
     fine_tuning: FineTuningService
+    evals: EvalsService  # /v1/evals: evals, runs, output items
+    eval_job: EvalRunJob  # grades a run's rows (the execute_eval_run job)
+    graders: GraderEndpoints  # /v1/fine_tuning/alpha/graders
     usage: UsageRecorder
     rate_limits: RateLimiter
     code_runner: CodeRunner  # code_interpreter sandboxes, a bounded number at once
@@ -187,6 +196,8 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     messages = MessagesService(inference, relay_scope)
     responses = ResponsesService(db, bus, queue, inference, conversations, tools, files, relay_scope)
     batch_store = BatchStore(db)
+    eval_store = EvalStore(db)
+    graders = Graders(inference, code_runner)  # model graders through the router, python graders in the sandbox
     audio = AudioService(models, inference)
     platform = Platform(
         settings=settings,
@@ -222,7 +233,10 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         message_batches=MessageBatchesService(batch_store, blobs, queue, window_seconds=settings.batch_window_seconds),
         # Batch lines run through the live endpoints' own services.
         batch_job=BatchJob(batch_store, blobs, files, LineServices(chat, responses, messages, inference), concurrency=settings.batch_concurrency),
-        fine_tuning=FineTuningService(db, files, queue, models, settings),
+        fine_tuning=FineTuningService(db, files, queue, models, settings, RewardGrader(graders, inference)),
+        evals=EvalsService(eval_store, files, inference, queue, max_items=settings.eval_max_items),
+        eval_job=EvalRunJob(eval_store, files, chat, inference, graders, concurrency=settings.eval_concurrency, max_items=settings.eval_max_items),
+        graders=GraderEndpoints(graders),
         usage=usage,
         rate_limits=rate_limits,
         code_runner=code_runner,

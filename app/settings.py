@@ -106,6 +106,9 @@ class Settings:
     # Batches: requests of one batch in flight at once, and the completion window ("24h"; shorter in tests).
     batch_concurrency: int = 16
     batch_window_seconds: int = 24 * 3600
+    # Evals: data-source rows of one run (larger runs are refused at create) and rows graded at once.
+    eval_max_items: int = 10_000
+    eval_concurrency: int = 8
     # Emulated fine-tuning: seconds per training step.
     fine_tune_step_seconds: float = 0.05
     # Videos (offline model): seconds per 10% of a video's progress before it renders; the largest

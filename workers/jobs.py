@@ -48,6 +48,17 @@ async def execute_batch(ctx, batch_id: str) -> None:
         raise
 
 
+async def execute_eval_run(ctx, run_id: str) -> None:
+    """Grades an eval run's remaining rows and sums its counts. After the last attempt fails the run is
+    marked failed rather than left in progress."""
+    try:
+        await ctx["platform"].eval_job.execute(run_id)
+    except Exception as error:
+        if ctx.get("job_try", 1) >= ctx.get("max_tries", 1):
+            await ctx["platform"].eval_job.fail(run_id, f"The eval run could not be completed: {error}")
+        raise
+
+
 async def train_fine_tune(ctx, job_id: str) -> None:
     """Runs (or resumes) a fine-tuning job's emulated training."""
     await ctx["platform"].fine_tuning.execute(job_id)
@@ -58,4 +69,4 @@ async def generate_video(ctx, video_id: str) -> None:
     await ctx["platform"].videos.execute(video_id)
 
 
-JOBS = {"generate_video": generate_video, "sweep_expired": sweep_expired, "ingest_file": ingest_file, "execute_run": execute_run, "execute_batch": execute_batch, "train_fine_tune": train_fine_tune, "execute_response": execute_response}
+JOBS = {"generate_video": generate_video, "sweep_expired": sweep_expired, "ingest_file": ingest_file, "execute_run": execute_run, "execute_batch": execute_batch, "train_fine_tune": train_fine_tune, "execute_eval_run": execute_eval_run, "execute_response": execute_response}

@@ -38,7 +38,7 @@ _PREFIXES = sorted({
     "call_", "msg_", "resp_", "run_", "step_", "thread_", "file-", "asst_", "vs_", "vsfb_", "batch_", "batch_req_", "msgbatch_",
     "chatcmpl-", "cmpl-", "modr-", "toolu_", "conv_", "upload_", "part_", "ftjob-", "ftevent-", "ftckpt_", "item_",
     "fc_", "fco_", "fs_", "ws_", "ig_", "cu_", "cuo_", "rs_", "ctc_", "ctco_", "cmp_", "ci_", "mcpl_", "mcpr_", "mcpa_", "cntr_", "cfile_",
-    "sh_", "sho_", "skill_", "skillver_", "sess_", "event_",
+    "sh_", "sho_", "skill_", "skillver_", "sess_", "event_", "eval_", "evalrun_", "outputitem_",
 }, key=len, reverse=True)
 # A prefix then at least 16 id characters (new_id makes 24; toolu_ ids are 24 hex), not inside a longer word.
 _ID = re.compile(r"(?<![A-Za-z0-9_-])(" + "|".join(map(re.escape, _PREFIXES)) + r")[A-Za-z0-9]{16,}(?![A-Za-z0-9_-])")

@@ -126,6 +126,26 @@ ENDPOINTS = [
     Endpoint("thread_and_run", "/v1/threads/runs", {
         "assistant_id": "{assistant_id}", "thread": {"messages": [{"role": "user", "content": "hi"}]}, "response_format": _RESPONSE_FORMAT,
         "tools": [_FUNCTION], "tool_choice": "auto"}),
+    Endpoint("evals", "/v1/evals", {
+        "name": "e", "metadata": {"k": "v"},
+        "data_source_config": {"type": "custom", "item_schema": {"type": "object"}, "include_sample_schema": True},
+        "testing_criteria": [
+            {"type": "string_check", "name": "s", "input": "{{sample.output_text}}", "reference": "{{item.a}}", "operation": "ilike"},
+            {"type": "text_similarity", "name": "t", "input": "{{sample.output_text}}", "reference": "x", "evaluation_metric": "bleu", "pass_threshold": 0.5},
+            {"type": "score_model", "name": "m", "model": "gpt-4o-mini", "range": [0, 1], "pass_threshold": 0.5,
+             "input": [{"role": "user", "content": "{{item.a}}"}]},
+            {"type": "label_model", "name": "l", "model": "gpt-4o-mini", "labels": ["a", "b"], "passing_labels": ["a"],
+             "input": [{"role": "user", "content": "{{item.a}}"}]}]}),
+    Endpoint("eval_runs", "/v1/evals/{eval_id}/runs", {
+        "name": "r", "metadata": {"k": "v"}, "data_source": {
+            "type": "completions", "model": "gpt-4o-mini", "sampling_params": {"temperature": 0.5, "max_completion_tokens": 16, "seed": 1},
+            "input_messages": {"type": "template", "template": [{"role": "user", "content": "{{item.a}}"}]},
+            "source": {"type": "file_content", "content": [{"item": {"a": "hi"}}]}}}),
+    Endpoint("graders_run", "/v1/fine_tuning/alpha/graders/run", {
+        "model_sample": "hello", "item": {"a": "hello"}, "grader": {
+            "type": "multi", "name": "m", "calculate_output": "0.5 * s + 0.5 * t", "graders": {
+                "s": {"type": "string_check", "name": "s", "input": "{{sample.output_text}}", "reference": "{{item.a}}", "operation": "eq"},
+                "t": {"type": "text_similarity", "name": "t", "input": "{{sample.output_text}}", "reference": "hi", "evaluation_metric": "rouge_l"}}}}),
 ]
 
 
@@ -215,7 +235,12 @@ def setup(client: httpx.Client) -> dict[str, str]:
     conversation = client.post("/v1/conversations", json={})
     for response in (assistant, thread, conversation):
         response.raise_for_status()
-    return {"assistant_id": assistant.json()["id"], "thread_id": thread.json()["id"], "conversation_id": conversation.json()["id"]}
+    made = client.post("/v1/evals", json={"name": "e", "data_source_config": {"type": "custom", "item_schema": {"type": "object"}},
+                                          "testing_criteria": [{"type": "string_check", "name": "s", "input": "{{sample.output_text}}",
+                                                                "reference": "{{item.a}}", "operation": "eq"}]})
+    made.raise_for_status()
+    return {"assistant_id": assistant.json()["id"], "thread_id": thread.json()["id"], "conversation_id": conversation.json()["id"],
+            "eval_id": made.json()["id"]}
 
 
 def _fill(value: Any, ids: dict[str, str]) -> Any:

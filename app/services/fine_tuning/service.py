@@ -49,8 +49,10 @@ def organization_id(tenant_id: str) -> str:
 
 
 class FineTuningService:
-    def __init__(self, db, files, queue, models, settings) -> None:
+    def __init__(self, db, files, queue, models, settings, rewards=None) -> None:
         self._db, self._files, self._queue, self._models, self._settings = db, files, queue, models, settings
+        self._rewards = rewards  # RewardGrader: reinforcement jobs' graders, checked and run
+        self._examples: dict[str, list[dict]] = {}  # a running reinforcement job's examples, by job id
         self.models_store = FineTunedModels(db)
         models.attach_fine_tuned(self.models_store)
 
@@ -102,6 +104,11 @@ class FineTuningService:
         for name in ("n_epochs", "batch_size", "learning_rate_multiplier"):
             hyper.setdefault(name, "auto")
         section["hyperparameters"] = hyper
+        if kind == "reinforcement" and self._rewards is not None:
+            if not isinstance(section.get("grader"), dict):
+                raise invalid_request("Missing required parameter: 'method.reinforcement.grader'.", param="method.reinforcement.grader",
+                                      code="missing_required_parameter")
+            section["grader"] = self._rewards.check(section["grader"], "method.reinforcement.grader")
         method = {"type": kind, kind: section}
         now = int(time.time())
         job = {
@@ -162,6 +169,12 @@ class FineTuningService:
 
     # ---- the job ----
     async def execute(self, job_id: str) -> None:
+        try:
+            await self._execute(job_id)
+        finally:
+            self._examples.pop(job_id, None)
+
+    async def _execute(self, job_id: str) -> None:
         row = await self._row(job_id)
         tenant_id, job = row.tenant_id, dict(row.data)
         if job["status"] in TERMINAL:
@@ -183,7 +196,7 @@ class FineTuningService:
         if job["status"] == "validating_files":
             job["status"] = "queued"
             if not await self._save(job, ("validating_files",)):
-                return await self.execute(job_id)
+                return await self._execute(job_id)
             await self._event(job, tenant_id, "Files validated, moving job to queued state")
         hyper = training.resolve(job["method"][kind]["hyperparameters"], parsed.examples)
         per_epoch = training.steps_per_epoch(parsed.examples, hyper["batch_size"])
@@ -194,10 +207,12 @@ class FineTuningService:
             job["status"] = "running"
             job["estimated_finish"] = int(time.time() + total * self._settings.fine_tune_step_seconds) + 1
             if not await self._save(job, ("queued",)):
-                return await self.execute(job_id)
+                return await self._execute(job_id)
             await self._event(job, tenant_id, "Fine-tuning job started")
         seed_text = f"{job['seed']}:{job['training_file']}:{parsed.tokens}"
         step = await self._steps_done(job_id)
+        if kind == "reinforcement" and self._rewards is not None and job["method"][kind].get("grader"):
+            self._examples[job_id] = self._rewards.examples(await self._files.read_all(tenant_id, job["training_file"]))
         while True:
             await self._train(job, tenant_id, step, total, per_epoch, seed_text)
             if await self._finish(job_id, tenant_id, parsed, hyper, total, seed_text):
@@ -221,7 +236,14 @@ class FineTuningService:
                 continue
             step += 1
             m = training.metrics(seed_text, step, total, bool(job.get("validation_file")))
-            writes = [self._event_insert(job, tenant_id, f"Step {step}/{total}: training loss={m['train_loss']:.4f}", "metrics", {**m, "total_steps": total})]
+            message = f"Step {step}/{total}: training loss={m['train_loss']:.4f}"
+            examples = self._examples.get(job_id)
+            if examples:  # reinforcement: one example answered by the base model and graded, each step
+                grader = job["method"]["reinforcement"]["grader"]
+                score, errored = await self._rewards.reward(tenant_id, grader, job["model"], examples[(step - 1) % len(examples)])
+                m.update(train_reward_mean=score, graders={grader["name"]: {"reward": score, "errored": errored}})
+                message += f", reward={score:.4f}"
+            writes = [self._event_insert(job, tenant_id, message, "metrics", {**m, "total_steps": total})]
             if step % per_epoch == 0:  # a checkpoint per epoch, written with its step
                 writes.append(self._checkpoint_insert(job, tenant_id, step, m))
             try:
