@@ -30,6 +30,7 @@ from app.api.models import ModelsController
 from app.api.batches import BATCHES_HANDLERS
 from app.api.containers import CONTAINERS_HANDLERS
 from app.api.conversations import CONVERSATIONS_HANDLERS
+from app.api.checkpoint_permissions import checkpoint_permissions_router
 from app.api.fine_tuning import FINE_TUNING_HANDLERS
 from app.api.responses import RESPONSES_HANDLERS
 from app.api.realtime import REALTIME_HANDLERS
@@ -90,6 +91,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             Router(path="/_understudy/v1", route_handlers=UNDERSTUDY_HANDLERS, middleware=[AuthMiddleware, RateLimitMiddleware]),
             # The admin API: its handlers check the admin key themselves (app/api/admin_auth.py).
             Router(path="/v1/organization", route_handlers=[*ADMIN_HANDLERS, *USAGE_HANDLERS]),
+            # OpenAI wants an admin key here: its handlers authenticate themselves (keys mode: the admin key).
+            checkpoint_permissions_router,
             anthropic_router,
             *gemini_routers,
         ],

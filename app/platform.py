@@ -31,6 +31,7 @@ from app.services.chat import ChatService
 from app.services.containers.service import ContainersService
 from app.services.conversations import ConversationsService
 from app.services.files import FilesService
+from app.services.fine_tuning.permissions import CheckpointPermissionsService
 from app.services.fine_tuning.service import FineTuningService
 from app.services.gemini import GeminiService
 from app.services.images import ImagesService
@@ -99,6 +100,7 @@ class Platform:
     message_batches: MessageBatchesService
     batch_job: BatchJob
     fine_tuning: FineTuningService
+    checkpoint_permissions: CheckpointPermissionsService  # projects allowed to use a fine-tuned checkpoint
     usage: UsageRecorder
     rate_limits: RateLimiter
     code_runner: CodeRunner  # code_interpreter sandboxes, a bounded number at once
@@ -221,6 +223,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         # Batch lines run through the live endpoints' own services.
         batch_job=BatchJob(batch_store, blobs, files, LineServices(chat, responses, messages, inference), concurrency=settings.batch_concurrency),
         fine_tuning=FineTuningService(db, files, queue, models, settings),
+        checkpoint_permissions=CheckpointPermissionsService(db, check_projects=settings.auth == "keys"),
         usage=usage,
         rate_limits=rate_limits,
         code_runner=code_runner,

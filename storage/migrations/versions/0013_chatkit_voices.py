@@ -1,0 +1,39 @@
+"""checkpoint permissions, custom voices and voice consents, ChatKit sessions and threads
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-05 18:45:00
+"""
+from alembic import op
+import sqlalchemy as sa
+import sqlmodel
+
+
+revision = '0013'
+down_revision = '0012'
+branch_labels = None
+depends_on = None
+
+SEQ = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+
+
+def _s(n=None):
+    return sqlmodel.sql.sqltypes.AutoString(length=n) if n else sqlmodel.sql.sqltypes.AutoString()
+
+
+def upgrade() -> None:
+    op.create_table('checkpoint_permissions',
+    sa.Column('seq', SEQ, autoincrement=True, nullable=False),
+    sa.Column('id', _s(64), nullable=False),
+    sa.Column('tenant_id', _s(64), nullable=False),
+    sa.Column('checkpoint', _s(256), nullable=False),
+    sa.Column('project_id', _s(128), nullable=False),
+    sa.Column('created_at', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('seq'),
+    sa.UniqueConstraint('id'),
+    )
+    op.create_index('ix_checkpoint_permissions_tenant_ckpt_seq', 'checkpoint_permissions', ['tenant_id', 'checkpoint', 'seq'])
+
+
+def downgrade() -> None:
+    op.drop_table('checkpoint_permissions')
