@@ -35,6 +35,7 @@ from app.services.fine_tuning.permissions import CheckpointPermissionsService
 from app.services.fine_tuning.service import FineTuningService
 from app.services.gemini import GeminiService
 from app.services.images import ImagesService
+from app.services.provenance import Provenance, load_secret
 from app.services.inference import InferenceService
 from app.services.rate_limits import RateLimiter
 from app.services.relay_scope import RelayScope
@@ -109,6 +110,7 @@ class Platform:
     traces: TracesService  # what the Agents SDK's exporter sent
     skills: SkillsService  # /v1/skills: their versions' files, for the shell tool
     images: ImagesService
+    provenance: Provenance  # the signed marker on drawn images, and its check
     audio: AudioService
     script: ScriptService  # scripted answers and faults, and the log of model calls (/_understudy/v1)
     realtime: Responder  # what Realtime sessions' responses and audio go through (inference, audio, rate limits)
@@ -177,7 +179,8 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     conversations = ConversationsService(db)
     code_runner = CodeRunner(settings.sandbox_concurrency)
     # The built-in tools of the agent loop (runs and responses).
-    images = ImagesService(blobs, models, inference)
+    provenance = Provenance(load_secret(settings.provenance_secret, settings.data_dir))
+    images = ImagesService(blobs, models, inference, provenance)
     skills = SkillsService(db, blobs, max_bytes=settings.max_skill_bytes)
     containers = ContainersService(db, blobs, files, skills, max_bytes=settings.container_max_bytes,
                                    minute_seconds=settings.container_minute_seconds)
@@ -232,6 +235,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         traces=TracesService(db),
         skills=skills,
         images=images,
+        provenance=provenance,
         audio=audio,
         script=script,
         realtime=Responder(inference, audio, rate_limits),
