@@ -22,6 +22,7 @@ from app.services.assistants.runs import RunsService
 from app.services.assistants.thread_messages import ThreadMessagesService
 from app.services.assistants.threads import ThreadsService
 from app.services.audio import AudioService
+from app.services.voices import VoicesService
 from app.services.batches.execute import BatchJob
 from app.services.batches.lines import LineServices
 from app.services.batches.message_batches import MessageBatchesService
@@ -112,6 +113,7 @@ class Platform:
     images: ImagesService
     provenance: Provenance  # the signed marker on drawn images, and its check
     audio: AudioService
+    voices: VoicesService  # custom voices and their consent recordings
     script: ScriptService  # scripted answers and faults, and the log of model calls (/_understudy/v1)
     realtime: Responder  # what Realtime sessions' responses and audio go through (inference, audio, rate limits)
     realtime_secrets: ClientSecrets  # ek_ client secrets: in memory, or in Redis in team mode
@@ -190,7 +192,8 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     messages = MessagesService(inference, relay_scope)
     responses = ResponsesService(db, bus, queue, inference, conversations, tools, files, relay_scope)
     batch_store = BatchStore(db)
-    audio = AudioService(models, inference)
+    voices = VoicesService(db, blobs)
+    audio = AudioService(models, inference, voices)
     platform = Platform(
         settings=settings,
         db=db,
@@ -237,6 +240,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         images=images,
         provenance=provenance,
         audio=audio,
+        voices=voices,
         script=script,
         realtime=Responder(inference, audio, rate_limits),
         realtime_secrets=ClientSecrets(RedisSecrets(settings.redis_url) if settings.redis_url else MemorySecrets()),

@@ -33,7 +33,36 @@ def upgrade() -> None:
     sa.UniqueConstraint('id'),
     )
     op.create_index('ix_checkpoint_permissions_tenant_ckpt_seq', 'checkpoint_permissions', ['tenant_id', 'checkpoint', 'seq'])
+    op.create_table('voice_consents',
+    sa.Column('seq', SEQ, autoincrement=True, nullable=False),
+    sa.Column('id', _s(64), nullable=False),
+    sa.Column('tenant_id', _s(64), nullable=False),
+    sa.Column('created_at', sa.Integer(), nullable=False),
+    sa.Column('name', _s(256), nullable=False),
+    sa.Column('language', _s(64), nullable=False),
+    sa.Column('bytes', sa.Integer(), nullable=False),
+    sa.Column('blob_key', _s(512), nullable=False),
+    sa.PrimaryKeyConstraint('seq'),
+    sa.UniqueConstraint('id'),
+    )
+    op.create_index('ix_voice_consents_tenant_seq', 'voice_consents', ['tenant_id', 'seq'])
+    op.create_table('custom_voices',
+    sa.Column('seq', SEQ, autoincrement=True, nullable=False),
+    sa.Column('id', _s(64), nullable=False),
+    sa.Column('tenant_id', _s(64), nullable=False),
+    sa.Column('created_at', sa.Integer(), nullable=False),
+    sa.Column('name', _s(256), nullable=False),
+    sa.Column('consent_id', _s(64), nullable=False),
+    sa.Column('pitch', sa.Integer(), nullable=False),
+    sa.Column('bytes', sa.Integer(), nullable=False),
+    sa.Column('blob_key', _s(512), nullable=False),
+    sa.PrimaryKeyConstraint('seq'),
+    sa.UniqueConstraint('id'),
+    )
+    op.create_index('ix_custom_voices_tenant_seq', 'custom_voices', ['tenant_id', 'seq'])
 
 
 def downgrade() -> None:
+    op.drop_table('custom_voices')
+    op.drop_table('voice_consents')
     op.drop_table('checkpoint_permissions')
