@@ -28,6 +28,7 @@ from app.api.links import check_public_url
 from app.api.images import ImagesController, image_content
 from app.api.models import ModelsController
 from app.api.provenance import PROVENANCE_HANDLERS
+from app.api.chatkit import CHATKIT_HANDLERS, CHATKIT_UNDERSTUDY_HANDLERS
 from app.api.voices import VOICES_HANDLERS
 from app.api.batches import BATCHES_HANDLERS
 from app.api.containers import CONTAINERS_HANDLERS
@@ -50,9 +51,9 @@ from app.settings import Settings
 
 log = logging.getLogger("understudy")
 
-API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController, *RESPONSES_HANDLERS, *CONVERSATIONS_HANDLERS, *BATCHES_HANDLERS, *FINE_TUNING_HANDLERS, *CONTAINERS_HANDLERS, *TRACE_INGEST_HANDLERS, SkillsController, *REALTIME_HANDLERS, *REALTIME_SESSION_HANDLERS, *PROVENANCE_HANDLERS, *VOICES_HANDLERS]
+API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController, *RESPONSES_HANDLERS, *CONVERSATIONS_HANDLERS, *BATCHES_HANDLERS, *FINE_TUNING_HANDLERS, *CONTAINERS_HANDLERS, *TRACE_INGEST_HANDLERS, SkillsController, *REALTIME_HANDLERS, *REALTIME_SESSION_HANDLERS, *PROVENANCE_HANDLERS, *VOICES_HANDLERS, *CHATKIT_HANDLERS]
 
-UNDERSTUDY_HANDLERS = [*TRACE_READ_HANDLERS, *SCRIPT_HANDLERS]
+UNDERSTUDY_HANDLERS = [*TRACE_READ_HANDLERS, *SCRIPT_HANDLERS, *CHATKIT_UNDERSTUDY_HANDLERS]
 
 
 async def _sweep_periodically(platform: Platform) -> None:

@@ -29,6 +29,7 @@ from app.services.batches.message_batches import MessageBatchesService
 from app.services.batches.service import BatchesService
 from app.services.batches.store import BatchStore
 from app.services.chat import ChatService
+from app.services.chatkit.service import ChatKitService
 from app.services.containers.service import ContainersService
 from app.services.conversations import ConversationsService
 from app.services.files import FilesService
@@ -114,6 +115,7 @@ class Platform:
     provenance: Provenance  # the signed marker on drawn images, and its check
     audio: AudioService
     voices: VoicesService  # custom voices and their consent recordings
+    chatkit: ChatKitService  # ChatKit sessions, threads and items
     script: ScriptService  # scripted answers and faults, and the log of model calls (/_understudy/v1)
     realtime: Responder  # what Realtime sessions' responses and audio go through (inference, audio, rate limits)
     realtime_secrets: ClientSecrets  # ek_ client secrets: in memory, or in Redis in team mode
@@ -241,6 +243,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         provenance=provenance,
         audio=audio,
         voices=voices,
+        chatkit=ChatKitService(db),
         script=script,
         realtime=Responder(inference, audio, rate_limits),
         realtime_secrets=ClientSecrets(RedisSecrets(settings.redis_url) if settings.redis_url else MemorySecrets()),

@@ -7,7 +7,7 @@ from typing import Optional
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
-from storage.models import seq_field
+from storage.models import json_field, seq_field
 
 
 class CheckpointPermission(SQLModel, table=True):
@@ -52,3 +52,44 @@ class CustomVoice(SQLModel, table=True):
     pitch: int
     bytes: int
     blob_key: str = Field(max_length=512)
+
+
+class ChatKitSession(SQLModel, table=True):
+    """A ChatKit session (`cksess_…`): its client secret, expiry and status; the rest of the object in `data`."""
+
+    __tablename__ = "chatkit_sessions"
+    __table_args__ = (Index("ix_chatkit_sessions_tenant_seq", "tenant_id", "seq"),)
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    tenant_id: str = Field(max_length=64)
+    created_at: int
+    expires_at: int
+    status: str = Field(max_length=16)
+    user: str = Field(max_length=512)
+    data: dict = json_field(nullable=False)
+
+
+class ChatKitThread(SQLModel, table=True):
+    """A ChatKit thread (`cthr_…`) of a user; its title and status in `data`."""
+
+    __tablename__ = "chatkit_threads"
+    __table_args__ = (Index("ix_chatkit_threads_tenant_seq", "tenant_id", "seq"),)
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    tenant_id: str = Field(max_length=64)
+    user: str = Field(max_length=512)
+    created_at: int
+    data: dict = json_field(nullable=False)
+
+
+class ChatKitThreadItem(SQLModel, table=True):
+    """An item (`cthi_…`) of a ChatKit thread, as the API shows it, in `data`."""
+
+    __tablename__ = "chatkit_thread_items"
+    __table_args__ = (Index("ix_chatkit_thread_items_thread_seq", "tenant_id", "thread_id", "seq"),)
+    seq: Optional[int] = seq_field()
+    id: str = Field(max_length=64, unique=True)
+    tenant_id: str = Field(max_length=64)
+    thread_id: str = Field(max_length=64)
+    created_at: int
+    data: dict = json_field(nullable=False)

@@ -60,9 +60,47 @@ def upgrade() -> None:
     sa.UniqueConstraint('id'),
     )
     op.create_index('ix_custom_voices_tenant_seq', 'custom_voices', ['tenant_id', 'seq'])
+    op.create_table('chatkit_sessions',
+    sa.Column('seq', SEQ, autoincrement=True, nullable=False),
+    sa.Column('id', _s(64), nullable=False),
+    sa.Column('tenant_id', _s(64), nullable=False),
+    sa.Column('created_at', sa.Integer(), nullable=False),
+    sa.Column('expires_at', sa.Integer(), nullable=False),
+    sa.Column('status', _s(16), nullable=False),
+    sa.Column('user', _s(512), nullable=False),
+    sa.Column('data', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('seq'),
+    sa.UniqueConstraint('id'),
+    )
+    op.create_index('ix_chatkit_sessions_tenant_seq', 'chatkit_sessions', ['tenant_id', 'seq'])
+    op.create_table('chatkit_threads',
+    sa.Column('seq', SEQ, autoincrement=True, nullable=False),
+    sa.Column('id', _s(64), nullable=False),
+    sa.Column('tenant_id', _s(64), nullable=False),
+    sa.Column('user', _s(512), nullable=False),
+    sa.Column('created_at', sa.Integer(), nullable=False),
+    sa.Column('data', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('seq'),
+    sa.UniqueConstraint('id'),
+    )
+    op.create_index('ix_chatkit_threads_tenant_seq', 'chatkit_threads', ['tenant_id', 'seq'])
+    op.create_table('chatkit_thread_items',
+    sa.Column('seq', SEQ, autoincrement=True, nullable=False),
+    sa.Column('id', _s(64), nullable=False),
+    sa.Column('tenant_id', _s(64), nullable=False),
+    sa.Column('thread_id', _s(64), nullable=False),
+    sa.Column('created_at', sa.Integer(), nullable=False),
+    sa.Column('data', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('seq'),
+    sa.UniqueConstraint('id'),
+    )
+    op.create_index('ix_chatkit_thread_items_thread_seq', 'chatkit_thread_items', ['tenant_id', 'thread_id', 'seq'])
 
 
 def downgrade() -> None:
+    op.drop_table('chatkit_thread_items')
+    op.drop_table('chatkit_threads')
+    op.drop_table('chatkit_sessions')
     op.drop_table('custom_voices')
     op.drop_table('voice_consents')
     op.drop_table('checkpoint_permissions')
