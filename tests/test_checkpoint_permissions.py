@@ -89,7 +89,7 @@ def test_keys_mode_needs_an_admin_key(tmp_path):
         env = keys_env(UNDERSTUDY_DATA_DIR=str(tmp_path))
         key = issue(env, "owner")
         with openai.OpenAI(base_url=f"{srv.url}/v1", api_key=key, max_retries=0) as client:
-            _, ckpt = tuned(client)
+            model, ckpt = tuned(client)
             with pytest.raises(openai.AuthenticationError):  # a project key is not enough
                 client.fine_tuning.checkpoints.permissions.list(ckpt)
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -99,5 +99,14 @@ def test_keys_mode_needs_an_admin_key(tmp_path):
         created = httpx.post(url, json={"project_ids": [other["id"]]}, headers=admin)
         assert created.status_code == 200 and created.json()["data"][0]["project_id"] == other["id"]
         assert httpx.get(url, headers=admin).json()["data"][0]["id"] == created.json()["data"][0]["id"]
+        # Sharing the fine-tuned model lets the other project use it, until the permission is deleted.
+        model_url = f"{srv.url}/v1/fine_tuning/checkpoints/{model}/permissions"
+        grant = httpx.post(model_url, json={"project_ids": [other["id"]]}, headers=admin).json()["data"][0]
+        with openai.OpenAI(base_url=f"{srv.url}/v1", api_key=issue(env, other["id"]), max_retries=0) as guest:
+            assert guest.models.retrieve(model).id == model and model in [m.id for m in guest.models.list()]
+            assert guest.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}]).choices[0].message.content
+            assert httpx.delete(f"{model_url}/{grant['id']}", headers=admin).json()["deleted"]
+            with pytest.raises(openai.NotFoundError):
+                guest.models.retrieve(model)
     finally:
         srv.stop()
