@@ -104,3 +104,33 @@ def test_bad_input(client, server, api_key):
     assert_openai_error(httpx.post(f"{consents}/{consent.id}", json={}, headers=headers), 400, param="name")
     assert_openai_error(httpx.post(f"{consents}/{consent.id}", json={"name": 3}, headers=headers), 400, param="name")
     assert_openai_error(httpx.get(consents, params={"limit": 101}, headers=headers), 400, param="limit")
+
+
+def test_realtime_sessions_speak_with_a_custom_voice(client, server, api_key):
+    import asyncio
+    import base64
+
+    consent = client.audio.voice_consents.create(name="Jo", language="en", recording=("consent.wav", tone(150)))
+    voice = client.audio.voices.create(name="Deep", consent=consent.id, audio_sample=("s.wav", tone(100)))
+
+    async def spoken(conn, chosen) -> bytes:
+        await conn.response.create(response={"conversation": "none", "output_modalities": ["audio"], "audio": {"output": {"voice": chosen}},
+                                             "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Say hi"}]}]})
+        pcm = b""
+        async for event in conn:
+            if event.type == "response.output_audio.delta":
+                pcm += base64.b64decode(event.delta)
+            elif event.type == "response.done":
+                assert event.response.status == "completed", event.response
+                return pcm
+            elif event.type == "error":
+                raise AssertionError(event.error)
+        raise AssertionError("socket closed")
+
+    async def main():
+        async with openai.AsyncOpenAI(base_url=f"{server.url}/v1", api_key=api_key, max_retries=0).realtime.connect(model="gpt-realtime") as conn:
+            await conn.recv()
+            custom, again, builtin = await spoken(conn, {"id": voice.id}), await spoken(conn, {"id": voice.id}), await spoken(conn, "alloy")
+            assert custom and custom == again and custom != builtin
+
+    asyncio.run(asyncio.wait_for(main(), 60))
