@@ -48,7 +48,7 @@ class CheckpointPermissionsService:
             return row.tenant_id
         parts = name.split(":")
         if len(parts) >= 6 and name.startswith("ft:") and parts[-1].startswith("ckpt-step-") and parts[-2]:
-            query = select(checkpoints.c.tenant_id, checkpoints.c.data).where(checkpoints.c.job_id.endswith(parts[-2]))
+            query = select(checkpoints.c.tenant_id, checkpoints.c.data).where(checkpoints.c.job_id.endswith(parts[-2], autoescape=True))
             if tenant_id is not None:
                 query = query.where(checkpoints.c.tenant_id == tenant_id)
             for row in await self._db.fetch_all(query.limit(1000)):
