@@ -60,6 +60,8 @@ def test_threads_and_items(client, server, api_key):
     assert [t.id for t in page.data] == [first["id"], second["id"]] and page.has_more
     assert [t.id for t in chatkit.threads.list(limit=2, order="asc", after=second["id"]).data] == [third["id"]]
     assert [t.id for t in chatkit.threads.list(order="asc", before=third["id"]).data] == [first["id"], second["id"]]
+    none = chatkit.threads.list(limit=0)  # the spec's minimum
+    assert none.data == [] and none.has_more
     got = chatkit.threads.retrieve(first["id"])
     assert got.status.type == "active" and got.title == "Greeting"
     assert_matches_schema(httpx.get(f"{server.url}/v1/chatkit/threads/{first['id']}", headers={"Authorization": f"Bearer {api_key}"}).json(),

@@ -7,13 +7,19 @@ from litestar import Request, delete, get, post
 from openai.types.beta.chatkit import session_create_params
 
 from app.api.deps import caller
-from app.core.pagination import page_params, query_int
+from app.core.pagination import list_body, page_params, query_int
 from app.core.validation import decode_json_object, validate_params
 
 
 def _page(request: Request):
+    """The page asked for; the spec allows `limit=0` here (an empty page saying whether there is more)."""
     query = request.query_params
-    return page_params(query_int(query, "limit"), query.get("order"), query.get("after"), query.get("before"))
+    limit = query_int(query, "limit")
+    return page_params(1 if limit == 0 else limit, query.get("order"), query.get("after"), query.get("before")), limit == 0
+
+
+def _shown(body: dict, empty: bool) -> dict:
+    return list_body([], bool(body["data"])) if empty else body
 
 
 @post("/chatkit/sessions", status_code=200)
@@ -33,7 +39,8 @@ async def cancel_session(request: Request, session_id: str) -> dict:
 @get("/chatkit/threads")
 async def list_threads(request: Request) -> dict:
     platform, tenant = caller(request)
-    return await platform.chatkit.list_threads(tenant, _page(request), request.query_params.get("user"))
+    page, empty = _page(request)
+    return _shown(await platform.chatkit.list_threads(tenant, page, request.query_params.get("user")), empty)
 
 
 @get("/chatkit/threads/{thread_id:str}")
@@ -51,7 +58,8 @@ async def delete_thread(request: Request, thread_id: str) -> dict:
 @get("/chatkit/threads/{thread_id:str}/items")
 async def list_items(request: Request, thread_id: str) -> dict:
     platform, tenant = caller(request)
-    return await platform.chatkit.list_items(tenant, thread_id, _page(request))
+    page, empty = _page(request)
+    return _shown(await platform.chatkit.list_items(tenant, thread_id, page), empty)
 
 
 @post("/chatkit/threads", status_code=200)
