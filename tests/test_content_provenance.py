@@ -68,3 +68,11 @@ def test_bad_input(server, api_key):
     url, headers = f"{server.url}/v1/content_provenance_checks", {"Authorization": f"Bearer {api_key}"}
     assert_openai_error(httpx.post(url, files={"other": ("x", b"1")}, headers=headers), 400, param="file")
     assert_openai_error(httpx.post(url, files={"file": ("x.txt", b"just text")}, headers=headers), 400, param="file")
+
+
+def test_the_secret_is_made_once_and_kept(tmp_path):
+    from app.services.provenance import load_secret
+
+    first = load_secret("", tmp_path)
+    assert len(first) == 32 and load_secret("", tmp_path) == first and load_secret("configured", tmp_path) == b"configured"
+    assert (tmp_path / "provenance.key").stat().st_mode & 0o777 == 0o600 and len(list(tmp_path.iterdir())) == 1

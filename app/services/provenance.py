@@ -37,15 +37,18 @@ def load_secret(configured: str, data_dir: Path) -> bytes:
     if configured:
         return configured.encode()
     path = data_dir / "provenance.key"
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
-    key = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key)
-    return bytes.fromhex(key)
+    if not path.exists():  # written whole, then linked in: a process starting at the same time reads the winner's key
+        tmp = data_dir / f".provenance.key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return bytes.fromhex(path.read_text().strip())
 
 
 # ---- where each format keeps the marker: insert(data, payload) and extract(data) -> (rest, payload) ----
