@@ -83,7 +83,9 @@ class AudioService:
         """The audio file, or `speech.audio.delta` events then `speech.audio.done` (stream_format sse)."""
         params = self.plan_speech(tenant, params)
         plan = params
-        if isinstance(params["voice"], dict) and self._voices is not None:  # a custom voice: its timbre, offline
+        # A custom voice stored here: its timbre, for the offline model (an upstream knows its own voices).
+        if isinstance(params["voice"], dict) and self._voices is not None \
+                and self._inference.provider_for(tenant, params["model"]).info.kind == "offline":
             plan = {**params, "voice_pitch": await self._voices.pitch(tenant, params["voice"]["id"])}
         request = MediaRequest("audio/speech", params, plan=plan, stream=params.get("stream_format") == "sse")
         return await self._inference.media(tenant, "speech", params["model"], request)
