@@ -37,7 +37,7 @@ def test_generated_images_are_recognised_in_every_format(client, server, api_key
     c2pa, synthid = body["results"]
     assert body["object"] == "content_provenance_check"
     assert c2pa == {"type": "c2pa", "outcome": "detected", "validation_state": "valid", "issuer": "Understudy",
-                    "model": "gpt-image-2", "generated_at": c2pa["generated_at"]} and c2pa["generated_at"].endswith("Z")
+                    "model": "gpt-image-2", "generated_at": None}
     assert synthid["type"] == "synthid" and synthid["outcome"] == "not_detected"
     checked = _check(client, data)  # the SDK's method
     assert checked.results[0].outcome == "detected"

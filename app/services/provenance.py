@@ -3,8 +3,9 @@ recognises it.
 
 OpenAI's images carry a C2PA manifest (metadata) and a SynthID watermark (in the pixels). Here the offline
 image model's output carries one metadata marker in each format's own place for text — a PNG `tEXt` chunk,
-a JPEG `COM` segment, a WebP RIFF chunk, a GIF comment extension, an SVG comment — holding the model, the
-generation time and an HMAC-SHA256, keyed by a server secret, over those and every other byte of the file.
+a JPEG `COM` segment, a WebP RIFF chunk, a GIF comment extension, an SVG comment — holding the model and an
+HMAC-SHA256, keyed by a server secret, over it and every other byte of the file. It carries no generation
+time (`generated_at` is null), so the same request still gives the same bytes.
 A check strips the marker and recomputes the HMAC: a file with no marker is `not_present`, one whose bytes
 (pixels or anything else) changed after marking is `invalid`; only an intact one is `detected`. It is
 reported as the `c2pa` result; no pixel watermark is emulated, so `synthid` is always `not_detected`.
@@ -22,7 +23,6 @@ import secrets
 import struct
 import time
 import zlib
-from datetime import datetime, timezone
 from pathlib import Path
 
 from app.core.errors import invalid_request
@@ -167,7 +167,7 @@ class Provenance:
         """The image with its signed marker (formats we do not know are returned as they are)."""
         if fmt not in _FORMATS or sniff(data) != fmt:
             return data
-        generated_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        generated_at = ""  # no time: the offline model's files stay deterministic (same request, same bytes)
         model = re.sub(r"[^A-Za-z0-9._:-]", "", model)[:128]
         payload = f"v1;{model};{generated_at};{self._mac(model, generated_at, data)}".encode()
         return _FORMATS[fmt][0](data, payload)
@@ -191,5 +191,5 @@ class Provenance:
             valid = len(fields) == 4 and fields[0] == "v1" and hmac.compare_digest(fields[3], self._mac(fields[1], fields[2], rest))
             c2pa["validation_state"] = "valid" if valid else "invalid"
             if valid:
-                c2pa.update(outcome="detected", issuer=ISSUER, model=fields[1], generated_at=fields[2])
+                c2pa.update(outcome="detected", issuer=ISSUER, model=fields[1], generated_at=fields[2] or None)
         return {**body, "results": [c2pa, synthid]}
