@@ -27,10 +27,14 @@ from app.api.limits import HeaderLimit
 from app.api.links import check_public_url
 from app.api.images import ImagesController, image_content
 from app.api.models import ModelsController
+from app.api.provenance import PROVENANCE_HANDLERS
+from app.api.chatkit import CHATKIT_HANDLERS, CHATKIT_UNDERSTUDY_HANDLERS
+from app.api.voices import VOICES_HANDLERS
 from app.api.batches import BATCHES_HANDLERS
 from app.api.containers import CONTAINERS_HANDLERS
 from app.api.conversations import CONVERSATIONS_HANDLERS
 from app.api.evals import EVALS_HANDLERS
+from app.api.checkpoint_permissions import checkpoint_permissions_router
 from app.api.fine_tuning import FINE_TUNING_HANDLERS
 from app.api.responses import RESPONSES_HANDLERS
 from app.api.realtime import REALTIME_HANDLERS
@@ -49,9 +53,9 @@ from app.settings import Settings
 
 log = logging.getLogger("understudy")
 
-API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController, *RESPONSES_HANDLERS, *CONVERSATIONS_HANDLERS, *BATCHES_HANDLERS, *FINE_TUNING_HANDLERS, *EVALS_HANDLERS, *CONTAINERS_HANDLERS, *TRACE_INGEST_HANDLERS, SkillsController, *REALTIME_HANDLERS, *REALTIME_SESSION_HANDLERS, *VIDEOS_HANDLERS]
+API_CONTROLLERS = [FilesController, UploadsController, ModelsController, ChatCompletionsController, VectorStoresController, *STATELESS_HANDLERS, ImagesController, AudioController, AssistantsController, ThreadsController, RunsController, *RESPONSES_HANDLERS, *CONVERSATIONS_HANDLERS, *BATCHES_HANDLERS, *FINE_TUNING_HANDLERS, *EVALS_HANDLERS, *CONTAINERS_HANDLERS, *TRACE_INGEST_HANDLERS, SkillsController, *REALTIME_HANDLERS, *REALTIME_SESSION_HANDLERS, *VIDEOS_HANDLERS, *PROVENANCE_HANDLERS, *VOICES_HANDLERS, *CHATKIT_HANDLERS]
 
-UNDERSTUDY_HANDLERS = [*TRACE_READ_HANDLERS, *SCRIPT_HANDLERS]
+UNDERSTUDY_HANDLERS = [*TRACE_READ_HANDLERS, *SCRIPT_HANDLERS, *CHATKIT_UNDERSTUDY_HANDLERS]
 
 
 async def _sweep_periodically(platform: Platform) -> None:
@@ -92,6 +96,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             Router(path="/_understudy/v1", route_handlers=UNDERSTUDY_HANDLERS, middleware=[AuthMiddleware, RateLimitMiddleware]),
             # The admin API: its handlers check the admin key themselves (app/api/admin_auth.py).
             Router(path="/v1/organization", route_handlers=[*ADMIN_HANDLERS, *USAGE_HANDLERS]),
+            # OpenAI wants an admin key here: its handlers authenticate themselves (keys mode: the admin key).
+            checkpoint_permissions_router,
             anthropic_router,
             *gemini_routers,
         ],

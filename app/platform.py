@@ -22,12 +22,14 @@ from app.services.assistants.runs import RunsService
 from app.services.assistants.thread_messages import ThreadMessagesService
 from app.services.assistants.threads import ThreadsService
 from app.services.audio import AudioService
+from app.services.voices import VoicesService
 from app.services.batches.execute import BatchJob
 from app.services.batches.lines import LineServices
 from app.services.batches.message_batches import MessageBatchesService
 from app.services.batches.service import BatchesService
 from app.services.batches.store import BatchStore
 from app.services.chat import ChatService
+from app.services.chatkit.service import ChatKitService
 from app.services.containers.service import ContainersService
 from app.services.conversations import ConversationsService
 from app.services.evals.execute import EvalRunJob
@@ -37,9 +39,11 @@ from app.services.evals.reward import RewardGrader
 from app.services.evals.service import EvalsService
 from app.services.evals.store import EvalStore
 from app.services.files import FilesService
+from app.services.fine_tuning.permissions import CheckpointPermissionsService
 from app.services.fine_tuning.service import FineTuningService
 from app.services.gemini import GeminiService
 from app.services.images import ImagesService
+from app.services.provenance import Provenance, load_secret
 from app.services.inference import InferenceService
 from app.services.rate_limits import RateLimiter
 from app.services.relay_scope import RelayScope
@@ -109,6 +113,7 @@ class Platform:
     evals: EvalsService  # /v1/evals: evals, runs, output items
     eval_job: EvalRunJob  # grades a run's rows (the execute_eval_run job)
     graders: GraderEndpoints  # /v1/fine_tuning/alpha/graders
+    checkpoint_permissions: CheckpointPermissionsService  # projects allowed to use a fine-tuned checkpoint
     usage: UsageRecorder
     rate_limits: RateLimiter
     code_runner: CodeRunner  # code_interpreter sandboxes, a bounded number at once
@@ -117,8 +122,11 @@ class Platform:
     traces: TracesService  # what the Agents SDK's exporter sent
     skills: SkillsService  # /v1/skills: their versions' files, for the shell tool
     images: ImagesService
+    provenance: Provenance  # the signed marker on drawn images, and its check
     audio: AudioService
     videos: VideosService  # /v1/videos: generation jobs, their assets, characters
+    voices: VoicesService  # custom voices and their consent recordings
+    chatkit: ChatKitService  # ChatKit sessions, threads and items
     script: ScriptService  # scripted answers and faults, and the log of model calls (/_understudy/v1)
     realtime: Responder  # what Realtime sessions' responses and audio go through (inference, audio, rate limits)
     realtime_secrets: ClientSecrets  # ek_ client secrets: in memory, or in Redis in team mode
@@ -186,7 +194,8 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     conversations = ConversationsService(db)
     code_runner = CodeRunner(settings.sandbox_concurrency)
     # The built-in tools of the agent loop (runs and responses).
-    images = ImagesService(blobs, models, inference)
+    provenance = Provenance(load_secret(settings.provenance_secret, settings.data_dir))
+    images = ImagesService(blobs, models, inference, provenance)
     skills = SkillsService(db, blobs, max_bytes=settings.max_skill_bytes)
     containers = ContainersService(db, blobs, files, skills, max_bytes=settings.container_max_bytes,
                                    minute_seconds=settings.container_minute_seconds)
@@ -198,7 +207,8 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
     batch_store = BatchStore(db)
     eval_store = EvalStore(db)
     graders = Graders(inference, code_runner)  # model graders through the router, python graders in the sandbox
-    audio = AudioService(models, inference)
+    voices = VoicesService(db, blobs)
+    audio = AudioService(models, inference, voices)
     platform = Platform(
         settings=settings,
         db=db,
@@ -237,6 +247,7 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         evals=EvalsService(eval_store, files, inference, queue, max_items=settings.eval_max_items),
         eval_job=EvalRunJob(eval_store, files, chat, inference, graders, concurrency=settings.eval_concurrency, max_items=settings.eval_max_items),
         graders=GraderEndpoints(graders),
+        checkpoint_permissions=CheckpointPermissionsService(db, check_projects=settings.auth == "keys"),
         usage=usage,
         rate_limits=rate_limits,
         code_runner=code_runner,
@@ -245,10 +256,13 @@ async def open_platform(settings: Settings, *, run_jobs: bool = True) -> Platfor
         traces=TracesService(db),
         skills=skills,
         images=images,
+        provenance=provenance,
         audio=audio,
         videos=VideosService(db, blobs, files, queue, inference, step_seconds=settings.video_step_seconds,
                              poll_seconds=settings.video_poll_seconds,
                              max_reference_bytes=settings.max_video_reference_bytes, max_clip_bytes=settings.max_video_clip_bytes),
+        voices=voices,
+        chatkit=ChatKitService(db),
         script=script,
         realtime=Responder(inference, audio, rate_limits),
         realtime_secrets=ClientSecrets(RedisSecrets(settings.redis_url) if settings.redis_url else MemorySecrets()),

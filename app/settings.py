@@ -53,6 +53,9 @@ class Settings:
     sandbox_concurrency: int = 4
     # The largest skill (/v1/skills): its files' total, uncompressed (a zip upload may not inflate past it).
     max_skill_bytes: int = 50 * 1024 * 1024
+    # Keys the provenance marker of the images drawn here (/v1/content_provenance_checks); empty: a key
+    # made at first start in <data_dir>/provenance.key.
+    provenance_secret: str = ""
     # Containers (/v1/containers): the bytes one container's files may take together (they are written
     # into each sandbox run's work dir, whose tmpfs holds 512 MB), and the length of the "minute" of their
     # `expires_after.minutes` (60 s; tests shrink it to see a container expire).

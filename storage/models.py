@@ -509,3 +509,4 @@ class ContainerFile(SQLModel, table=True):
 from storage.skill_tables import *  # noqa: E402,F401,F403  (skills and their versions, in their own module)
 from storage.video_tables import *  # noqa: E402,F401,F403  (videos and characters, in their own module)
 from storage.eval_tables import *  # noqa: E402,F401,F403  (evals, their runs and output items, in their own module)
+from storage.chatkit_tables import *  # noqa: E402,F401,F403  (checkpoint permissions, voices, ChatKit; migration 0015)

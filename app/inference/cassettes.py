@@ -39,6 +39,7 @@ _PREFIXES = sorted({
     "chatcmpl-", "cmpl-", "modr-", "toolu_", "conv_", "upload_", "part_", "ftjob-", "ftevent-", "ftckpt_", "item_",
     "fc_", "fco_", "fs_", "ws_", "ig_", "cu_", "cuo_", "rs_", "ctc_", "ctco_", "cmp_", "ci_", "mcpl_", "mcpr_", "mcpa_", "cntr_", "cfile_",
     "sh_", "sho_", "skill_", "skillver_", "sess_", "event_", "eval_", "evalrun_", "outputitem_",
+    "cp_", "cons_", "voice_", "cksess_", "cthr_", "cthi_",  # checkpoint permissions, voices, ChatKit
 }, key=len, reverse=True)
 # A prefix then at least 16 id characters (new_id makes 24; toolu_ ids are 24 hex), not inside a longer word.
 _ID = re.compile(r"(?<![A-Za-z0-9_-])(" + "|".join(map(re.escape, _PREFIXES)) + r")[A-Za-z0-9]{16,}(?![A-Za-z0-9_-])")

@@ -24,8 +24,9 @@ VOICES = tuple(v for arg in typing.get_args(speech_create_params.Voice) for v in
 
 
 class AudioService:
-    def __init__(self, models, inference) -> None:
+    def __init__(self, models, inference, voices=None) -> None:
         self._models = models
+        self._voices = voices  # app/services/voices.py: the tenant's custom voices
         self._inference = inference  # app/services/inference.py: routes the checked requests by model
 
     def _model(self, tenant: str, model_id: str, kind: str, only: tuple[str, ...] = ()) -> str:
@@ -81,7 +82,12 @@ class AudioService:
     async def speech(self, tenant: str, params: dict) -> MediaAnswer:
         """The audio file, or `speech.audio.delta` events then `speech.audio.done` (stream_format sse)."""
         params = self.plan_speech(tenant, params)
-        request = MediaRequest("audio/speech", params, plan=params, stream=params.get("stream_format") == "sse")
+        plan = params
+        # A custom voice stored here: its timbre, for the offline model (an upstream knows its own voices).
+        if isinstance(params["voice"], dict) and self._voices is not None \
+                and self._inference.provider_for(tenant, params["model"]).info.kind == "offline":
+            plan = {**params, "voice_pitch": await self._voices.pitch(tenant, params["voice"]["id"])}
+        request = MediaRequest("audio/speech", params, plan=plan, stream=params.get("stream_format") == "sse")
         return await self._inference.media(tenant, "speech", params["model"], request)
 
 

@@ -76,12 +76,13 @@ Upload = MediaFile  # an image part of a multipart request: its form field, file
 
 
 class ImagesService:
-    def __init__(self, blobs: BlobStore, models, inference=None) -> None:
+    def __init__(self, blobs: BlobStore, models, inference=None, provenance=None) -> None:
         """`inference` (app/services/inference.py) routes the checked requests. Without it (and without
         blobs and models: the Responses image tool's checks) the service plans and draws offline only."""
         self._blobs = blobs
         self._models = models
         self._inference = inference
+        self._provenance = provenance  # signs what the offline model draws (app/services/provenance.py)
 
     # -- validation ------------------------------------------------------------------------------
     def _model(self, tenant: str, params: dict, default: str, *, only: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> str:
@@ -140,6 +141,8 @@ class ImagesService:
             raise invalid_value(quality, qualities, "quality")
         plan = model.ImageJob(plan_kind, model_id, fam == "gpt", prompt, n, width, height, quality, "png", 100, "auto", params.get("response_format") or "url",
                     user=params.get("safety_identifier") or params.get("user"))
+        if self._provenance is not None:
+            plan.mark = self._provenance.mark
         if fam != "gpt":
             for name in ("stream", *_GPT_ONLY[:3], "partial_images"):
                 if params.get(name) not in (None, False, "auto"):

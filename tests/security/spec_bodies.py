@@ -47,6 +47,7 @@ OPERATIONS = [
     Operation("realtime_sessions", "openai", "RealtimeSessionCreateRequest", "/v1/realtime/sessions"),
     Operation("containers", "openai", "CreateContainerBody", "/v1/containers"),
     Operation("conversations", "openai", "CreateConversationBody", "/v1/conversations"),
+    Operation("chatkit_sessions", "openai", "CreateChatSessionBody", "/v1/chatkit/sessions"),
     Operation("images", "openai", "CreateImageRequest", "/v1/images/generations", "dall-e-2"),
     Operation("speech", "openai", "CreateSpeechRequest", "/v1/audio/speech", "gpt-4o-mini-tts"),
     Operation("videos", "openai", "CreateVideoJsonBody", "/v1/videos", "sora-2"),

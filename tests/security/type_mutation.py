@@ -115,6 +115,11 @@ ENDPOINTS = [
     Endpoint("images", "/v1/images/generations", {"model": "dall-e-2", "prompt": "a cat", "n": 1, "size": "256x256", "response_format": "b64_json",
                                                   "user": "u"}),
     Endpoint("speech", "/v1/audio/speech", {"model": "tts-1", "input": "Hello there.", "voice": "alloy", "response_format": "wav", "speed": 1.0}),
+    Endpoint("chatkit_sessions", "/v1/chatkit/sessions", {"user": "u", "workflow": {"id": "wf_1", "version": "1", "state_variables": {"a": 1},
+              "tracing": {"enabled": True}}, "expires_after": {"anchor": "created_at", "seconds": 60}, "rate_limits": {"max_requests_per_1_minute": 5},
+              "chatkit_configuration": {"file_upload": {"enabled": True, "max_file_size": 10, "max_files": 2}, "history": {"recent_threads": 3}}}),
+    Endpoint("chatkit_threads_record", "/_understudy/v1/chatkit/threads", {"session_id": "cksess_x", "title": "t",
+              "messages": [{"role": "user", "text": "hi"}]}),
     Endpoint("assistants", "/v1/assistants", {
         "model": "gpt-4o-mini", "name": "a", "instructions": "Be brief.", "tools": [_FUNCTION], "response_format": _RESPONSE_FORMAT,
         "metadata": {"k": "v"}, "temperature": 0.5, "top_p": 1}),

@@ -156,7 +156,7 @@ class Responder:
 
     # -- speaking --------------------------------------------------------------------------------------
     async def _speak(self, s: "RealtimeSession", text: str, options: dict) -> bytes:
-        answer = await self._audio.speech(s.tenant, {"model": SPEECH_MODEL, "input": text[:4096], "voice": options["voice"],
+        answer = await self._audio.speech(s.tenant, {"model": SPEECH_MODEL, "input": text[:4096], "voice": _voice(options["voice"]),
                                                      "response_format": "pcm", "speed": options["speed"]})
         if answer.kind == "relayed":  # an upstream's speech
             pcm = b"".join([chunk async for chunk in answer.body.body])
@@ -177,3 +177,8 @@ class Responder:
     @staticmethod
     def b64(data: bytes) -> str:
         return base64.b64encode(data).decode()
+
+
+def _voice(voice: str):
+    """A session's custom voice (kept as its id) is a voice object to the speech endpoint."""
+    return {"id": voice} if voice.startswith("voice_") else voice

@@ -167,12 +167,13 @@ def speech_seconds(text: str, speed: float) -> float:
     return max(0.3, len(text) / (CHARS_PER_SECOND * speed))
 
 
-def waveform(text: str, voice: str, speed: float) -> np.ndarray:
-    """int16 mono samples: each letter a short hummed syllable, silence for spaces and punctuation."""
+def waveform(text: str, voice: str, speed: float, pitch: int | None = None) -> np.ndarray:
+    """int16 mono samples: each letter a short hummed syllable, silence for spaces and punctuation. A
+    built-in voice's pitch comes from its name, a custom voice's from its sample (`pitch`)."""
     total = int(speech_seconds(text, speed) * SAMPLE_RATE)
     codes = np.array([ord(c) for c in text] or [32], dtype=np.int64)
     voiced = np.array([c.isalnum() for c in text] or [False], dtype=np.float32)
-    pitch = 95 + hashlib.sha256(voice.encode()).digest()[0] % 120
+    pitch = pitch or 95 + hashlib.sha256(voice.encode()).digest()[0] % 120
     out = np.empty(total, dtype=np.int16)
     phase = 0.0
     for start in range(0, total, 1 << 20):

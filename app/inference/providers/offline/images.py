@@ -13,6 +13,7 @@ import io
 import random
 import textwrap
 from dataclasses import dataclass, field
+from typing import Callable
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
@@ -209,6 +210,7 @@ class ImageJob:
     inputs: list = field(default_factory=list)  # decoded input images (edits, variations)
     mask: Image.Image | None = None
     seed: bytes = b""
+    mark: Callable[[bytes, str, str], bytes] | None = None  # signs the encoded file (app/services/provenance.py)
 
 
 def draw(job: ImageJob, index: int) -> Image.Image:
@@ -223,10 +225,12 @@ def draw(job: ImageJob, index: int) -> Image.Image:
 def render_bytes(job: ImageJob, index: int, image: Image.Image | None = None) -> bytes:
     """Image `index` of the job in its output format (`image` when already drawn, e.g. a partial)."""
     if job.fmt == "svg":
-        return svg(seed_of("generate", job.prompt, index), job.width, job.height, job.prompt)
-    if job.fmt == "gif":
-        return gif([draw(job, index * 100 + frame) for frame in range(job.frames)], job.frame_ms)
-    return encode(image if image is not None else draw(job, index), job.fmt, compression=job.compression)
+        data = svg(seed_of("generate", job.prompt, index), job.width, job.height, job.prompt)
+    elif job.fmt == "gif":
+        data = gif([draw(job, index * 100 + frame) for frame in range(job.frames)], job.frame_ms)
+    else:
+        data = encode(image if image is not None else draw(job, index), job.fmt, compression=job.compression)
+    return job.mark(data, job.fmt, job.model) if job.mark is not None else data
 
 
 _OUTPUT_TOKENS = {"low": 272, "medium": 1056, "high": 4160, "xhigh": 6240, "max": 8320}

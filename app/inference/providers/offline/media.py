@@ -73,7 +73,7 @@ async def progress_events(plan: model.ImageJob) -> AsyncIterator[tuple[str, Any]
 
 
 async def speech(request: MediaRequest) -> MediaAnswer:
-    params = request.params
+    params = request.plan if isinstance(request.plan, dict) else request.params  # the plan may add a custom voice's pitch
     if params.get("stream_format") == "sse":
         return MediaAnswer("events", _speech_events(params))
     media_type, data = await _spoken(params)
@@ -85,7 +85,7 @@ async def _spoken(params: dict) -> tuple[str, bytes]:
     voice = params["voice"] if isinstance(params["voice"], str) else params["voice"]["id"]
 
     def render() -> bytes:
-        return audio.encode(audio.waveform(params["input"], voice, float(params.get("speed") or 1.0)), fmt)
+        return audio.encode(audio.waveform(params["input"], voice, float(params.get("speed") or 1.0), params.get("voice_pitch")), fmt)
 
     return SPEECH_MEDIA_TYPES[fmt], await asyncio.to_thread(render)
 
