@@ -35,15 +35,8 @@ class MediaUpstream(FakeUpstream):
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(("/v1/images/", "/v1/audio/")):
             return await super().__call__(scope, receive, send)
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        record = Recorded(scope["method"], scope["path"], scope["query_string"].decode(), headers, bytes(body))
-        self.requests.append(record)
+        record = await self.record(scope, receive)
+        headers = record.headers
         if headers.get("authorization") != f"Bearer {KEY}":
             return await _send_json(send, 401, error_body("openai", 401, "Invalid API key."))
         fault = self._take_fault(record.path)

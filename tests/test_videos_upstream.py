@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.conftest import new_key, start_server
-from tests.support.fake_upstream import FakeUpstream, Recorded, _send_json, error_body, upstream_env
+from tests.support.fake_upstream import FakeUpstream, _send_json, error_body, upstream_env
 from tests.test_media_upstream import _send, form, png
 
 KEY = "sk-upstream-video-key"
@@ -27,15 +27,8 @@ class VideoUpstream(FakeUpstream):
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/videos"):
             return await super().__call__(scope, receive, send)
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        record = Recorded(scope["method"], scope["path"], scope["query_string"].decode(), headers, bytes(body))
-        self.requests.append(record)
+        record = await self.record(scope, receive)
+        headers = record.headers
         if headers.get("authorization") != f"Bearer {KEY}":
             return await _send_json(send, 401, error_body("openai", 401, "Invalid API key."))
         polls = self.__dict__.setdefault("polls", {})

@@ -164,20 +164,23 @@ class FakeUpstream:
 
     # ---- ASGI ----
 
+    async def record(self, scope: dict, receive: Any) -> Recorded:
+        """Reads a request whole and records it: for subclasses that answer some paths themselves."""
+        body = await _read_body(receive)
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        record = Recorded(scope["method"], scope["path"], scope["query_string"].decode(), headers, body)
+        self.requests.append(record)
+        return record
+
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await _read_body(receive)
         path, query = unquote(scope["path"]), scope["query_string"].decode()
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         if path.startswith("/_fake/"):
-            return await self._control(scope["method"], path, bytes(body), send)
-        record = Recorded(scope["method"], path, query, headers, bytes(body), tuple(scope["client"]) if scope.get("client") else None)
+            return await self._control(scope["method"], path, body, send)
+        record = Recorded(scope["method"], path, query, headers, body, tuple(scope["client"]) if scope.get("client") else None)
         self.requests.append(record)
         try:
             await _Exchange(self, record, send).run()
@@ -517,3 +520,12 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+async def _read_body(receive: Any) -> bytes:
+    body = bytearray()
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return bytes(body)
