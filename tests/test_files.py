@@ -201,7 +201,7 @@ def test_path_in_filename_is_reduced_to_its_last_component(server, client, sent,
     file = make_file(client, b"root:x:0:0", sent)
     assert file.filename == stored
     assert client.files.retrieve(file.id).filename == stored
-    allowed_outside_blobs = re.compile(r"understudy\.db(-wal|-shm|-journal|\.migrate-lock)?|server-\d+\.log|\d\d\.lock")
+    allowed_outside_blobs = re.compile(r"understudy\.db(-wal|-shm|-journal|\.migrate-lock)?|server-\d+\.log|\d\d\.lock|provenance\.key")
     for path in server.data_dir.rglob("*"):
         if path.is_file() and (server.data_dir / "blobs") not in path.parents:
             assert allowed_outside_blobs.fullmatch(path.name), f"unexpected file {path}"
