@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import json
 import time
 
@@ -682,3 +683,106 @@ def test_transcription_and_translation_sessions_are_a_clear_400(client):
         client.post("/realtime/translations/client_secrets", body={"session": {}}, cast_to=object)
     assert "not emulated" in bad.value.message
     assert client.models.list().data  # the connection goes on serving
+
+
+def _server_event_schemas() -> dict[str, str]:
+    """Each server event type the spec names, and the schema of its body."""
+    from tests.support.openapi import _spec
+
+    schemas = _spec("openai")["components"]["schemas"]
+    names = [ref["$ref"].rsplit("/", 1)[1] for ref in schemas["RealtimeServerEvent"]["anyOf"]]
+    return {schemas[name]["properties"]["type"]["enum"][0]: name for name in names}
+
+
+# Nulls OpenAI sends where the spec's schema types an object: its own examples of session.created and
+# response.created show them, and an input_audio part's transcript is null until it is transcribed.
+_DOCUMENTED_NULLS = {"session": [("include",), ("audio", "input", "transcription"), ("audio", "input", "noise_reduction")],
+                     "response": [("status_details",), ("usage",)]}
+
+
+def _without_documented_nulls(event: dict) -> dict:
+    event = copy.deepcopy(event)
+    for key, paths in _DOCUMENTED_NULLS.items():
+        for *parents, name in paths:
+            node = event.get(key)
+            for parent in parents:
+                node = node.get(parent) if isinstance(node, dict) else None
+            if isinstance(node, dict) and node.get(name, "") is None:
+                del node[name]
+    for item in [event.get("item"), *((event.get("response") or {}).get("output") or [])]:
+        for part in (item or {}).get("content") or []:
+            if part.get("type") == "input_audio" and part.get("transcript", "") is None:
+                del part["transcript"]
+    return event
+
+
+def test_every_server_event_matches_its_schema_in_the_spec(server):
+    """A session through text, audio in and out, server VAD, a function call, edits and errors: every event
+    the server sends validates against the spec's schema for its type."""
+    schemas = _server_event_schemas()
+    seen: list[dict] = []
+
+    async def main():
+        url = server.url.replace("http", "ws") + f"/v1/realtime?model={MODEL}"
+        async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {new_key()}"}, max_size=None) as ws:
+            async def send(event: dict) -> None:
+                await ws.send(json.dumps(event))
+
+            async def upto(kind: str) -> list[dict]:
+                got = []
+                while True:
+                    event = json.loads(await ws.recv())
+                    seen.append(event)
+                    got.append(event)
+                    if event["type"] == kind:
+                        return got
+
+            await upto("session.created")
+            await send({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"], "tools": [WEATHER],
+                                                              "audio": {"input": {"turn_detection": None, "transcription": {"model": "gpt-4o-mini-transcribe"}}}}})
+            await upto("session.updated")
+            await send({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Say hello"}]}})
+            user = (await upto("conversation.item.done"))[-1]["item"]["id"]
+            await send({"type": "response.create", "response": {"tool_choice": "none"}})
+            answer = (await upto("response.done"))[-1]["response"]["output"][0]["id"]
+            await send({"type": "conversation.item.retrieve", "item_id": answer})
+            await upto("conversation.item.retrieved")
+            await send({"type": "response.create", "response": {"tool_choice": "required"}})
+            call = (await upto("response.done"))[-1]["response"]["output"][0]
+            await send({"type": "conversation.item.create", "item": {"type": "function_call_output", "call_id": call["call_id"], "output": "sunny"}})
+            await upto("conversation.item.done")
+            # Audio in, transcribed; an audio answer, cut short by the client.
+            await send({"type": "input_audio_buffer.append", "audio": b64(tone(1.0))})
+            await send({"type": "input_audio_buffer.commit"})
+            await upto("conversation.item.input_audio_transcription.completed")
+            await send({"type": "response.create", "response": {"output_modalities": ["audio"], "tool_choice": "none"}})
+            spoken = (await upto("response.done"))[-1]["response"]["output"][0]["id"]
+            await send({"type": "conversation.item.truncate", "item_id": spoken, "content_index": 0, "audio_end_ms": 300})
+            await upto("conversation.item.truncated")
+            await send({"type": "conversation.item.delete", "item_id": user})
+            await upto("conversation.item.deleted")
+            await send({"type": "input_audio_buffer.append", "audio": b64(tone(0.2))})
+            await send({"type": "input_audio_buffer.clear"})
+            await upto("input_audio_buffer.cleared")
+            await send({"type": "response.cancel"})
+            await upto("error")
+            # Server VAD finds the turn in the audio and answers it.
+            await send({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"turn_detection": {"type": "server_vad"}}}}})
+            await upto("session.updated")
+            await send({"type": "input_audio_buffer.append", "audio": b64(tone(0.3, loud=False) + tone(0.8) + tone(0.8, loud=False))})
+            await upto("response.done")
+
+    run(main())
+    kinds = {event["type"] for event in seen}
+    expected = {"session.created", "session.updated", "conversation.item.added", "conversation.item.done", "conversation.item.retrieved",
+                "conversation.item.truncated", "conversation.item.deleted", "conversation.item.input_audio_transcription.delta",
+                "conversation.item.input_audio_transcription.completed", "input_audio_buffer.committed", "input_audio_buffer.cleared",
+                "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped", "response.created", "response.done",
+                "response.output_item.added", "response.output_item.done", "response.content_part.added", "response.content_part.done",
+                "response.output_text.delta", "response.output_text.done", "response.output_audio.delta", "response.output_audio.done",
+                "response.output_audio_transcript.delta", "response.output_audio_transcript.done",
+                "response.function_call_arguments.delta", "response.function_call_arguments.done", "error"}
+    assert expected <= kinds, expected - kinds
+    assert kinds <= set(schemas), kinds - set(schemas)
+    for event in seen:
+        assert_matches_schema(_without_documented_nulls(event), schemas[event["type"]])
