@@ -5,6 +5,7 @@ whose call to the hosted tool's function is executed. Needs the sandbox (bwrap):
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -82,7 +83,7 @@ def test_auto_reuses_the_chains_container_and_takes_file_ids(client):
     assert _call(fresh).container_id != container.id  # no chain: a container of its own
 
 
-def test_streaming_events_in_openais_order(client):
+def test_streaming_events_in_openais_order(client, http):
     with client.responses.stream(model=MODEL, input="compute 6 * 7", tools=[AUTO], include=INCLUDE) as stream:
         events = list(stream)
         final = stream.get_final_response()
@@ -108,6 +109,13 @@ def test_streaming_events_in_openais_order(client):
             assert_matches_schema(event.model_dump(exclude_unset=True), schemas[event.type])
     assert_matches_schema(final.model_dump(exclude_unset=True), "Response")
     assert [e.sequence_number for e in events] == list(range(len(events)))
+    # The wire events as sent, not as the SDK parsed them: each one, items and responses included.
+    with http.stream("POST", "/responses", json={"model": MODEL, "input": "compute 6 * 7", "tools": [AUTO], "include": INCLUDE,
+                                                 "stream": True}) as raw:
+        wire = [json.loads(line[6:]) for line in raw.read().decode().split("\n") if line.startswith("data: ")]
+    assert "response.code_interpreter_call.completed" in [e["type"] for e in wire]
+    for event in wire:
+        assert_matches_schema(event, "ResponseStreamEvent")
 
 
 def test_tool_choice_forces_it_and_an_image_output(client):

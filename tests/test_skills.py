@@ -4,6 +4,7 @@ links, bombs, no or bad SKILL.md, oversize). Its own server, with a small UNDERS
 from __future__ import annotations
 
 import io
+import json
 import stat
 import zipfile
 
@@ -269,7 +270,7 @@ def test_a_response_runs_the_shell_with_a_skill(sdk, raw):
         assert [o.stdout for o in outs] == [name, "hello from the skill\n"], (version, outs)
 
 
-def test_a_streamed_shell_response(sdk):
+def test_a_streamed_shell_response(sdk, raw):
     skill = sdk.skills.create(files=("g.zip", skill_zip(), "application/zip"))
     with sdk.responses.stream(model="gpt-4o-mini", input="Run it in the shell:\n```\nsh skills/greeter/scripts/hello.sh\n```",
                               tools=[_shell_tool({"type": "skill_reference", "skill_id": skill.id})]) as stream:
@@ -289,6 +290,13 @@ def test_a_streamed_shell_response(sdk):
     done = next(e for e in seen if e.type == "response.shell_call_command.done")
     assert done.command == "sh skills/greeter/scripts/hello.sh"
     assert final.output[1].output[0].stdout == "hello from the skill\n"
+    # The wire events as sent, not as the SDK parsed them: each one, items and responses included.
+    with raw.stream("POST", "/responses", json={"model": "gpt-4o-mini", "stream": True, "input": "Run it in the shell:\n```\nsh skills/greeter/scripts/hello.sh\n```",
+                                                "tools": [_shell_tool({"type": "skill_reference", "skill_id": skill.id})]}) as response:
+        wire = [json.loads(line[6:]) for line in response.read().decode().split("\n") if line.startswith("data: ")]
+    assert [e["type"] for e in wire if e["type"] in names] == list(names)
+    for event in wire:
+        assert_matches_schema(event, "ResponseStreamEvent")
 
 
 def test_shell_skill_references_are_checked(sdk, raw, skills_server):
