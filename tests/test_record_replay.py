@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import anthropic
 import httpx
@@ -142,6 +143,41 @@ def test_replay_answers_the_same_flow_with_no_network(recording, replay_server):
         assert replayed[name] == recorded[name], name
     # the same request: the recorded answers in order, then the last one again
     assert replayed["twice"] == [*recorded["twice"], recorded["twice"][-1]]
+
+
+def test_a_stream_the_client_leaves_at_done_is_still_recorded(tmp_path):
+    """The SDK closes a stream at `[DONE]`; the upstream's body may end a moment later. The client's going
+    cancels the relay before that end: the recording is saved all the same, with what had arrived."""
+    cassettes = tmp_path / "cassettes"
+    with FakeUpstream(chunks=3, api_key=KEY) as fake:
+        fake.tail_delay = 1.0
+        server = start_server(tmp_path / "data", env_for(fake, UNDERSTUDY_RECORD=str(cassettes)))
+        oa, ac = clients(server)
+        try:
+            with oa, ac:
+                text = "".join(c.choices[0].delta.content or "" for c in oa.chat.completions.create(
+                    model="gpt-4o-mini", messages=[HELLO], stream=True) if c.choices)
+                with ac.messages.stream(model="claude-sonnet-4-6", max_tokens=64, messages=[HELLO]) as stream:
+                    anthropic_text = stream.get_final_text()
+            deadline = time.monotonic() + 5
+            while len(cassette_files(cassettes)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            server.stop()
+    assert text == "tok0 tok1 tok2 " and anthropic_text
+    documents = {json.loads(p.read_text())["request"]["path"]: json.loads(p.read_text()) for p in cassette_files(cassettes)}
+    assert set(documents) == {"/v1/chat/completions", "/v1/messages"}
+    [chat] = documents["/v1/chat/completions"]["exchanges"]
+    assert "data: [DONE]" in "".join(chat["chunks"])
+    replay = start_server(tmp_path / "replay", env_for(fake, UNDERSTUDY_REPLAY=str(cassettes)))  # the fake is stopped
+    oa, ac = clients(replay)
+    try:
+        with oa, ac:
+            again = "".join(c.choices[0].delta.content or "" for c in oa.chat.completions.create(
+                model="gpt-4o-mini", messages=[HELLO], stream=True) if c.choices)
+    finally:
+        replay.stop()
+    assert again == text
 
 
 def test_the_hash_ignores_key_order_credentials_and_which_minted_ids():

@@ -265,6 +265,12 @@ class Tape:
         return self._loaded[key]
 
     async def save(self, request: Request, exchange: dict) -> None:
+        """Written even when the caller is cancelled meanwhile: a client that leaves a stream at `[DONE]`
+        (the SDK closes there) cancels the relay before the upstream's body has ended, and this save
+        comes from that relay's cleanup."""
+        await asyncio.shield(self._save(request, exchange))
+
+    async def _save(self, request: Request, exchange: dict) -> None:
         async with self._write_lock:  # the n-th answer lands n-th, and one writer per file at a time
             exchanges = self._recorded.setdefault(request.key, [])
             exchanges.append(exchange)

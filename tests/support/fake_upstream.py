@@ -83,6 +83,7 @@ class FakeUpstream:
     def __init__(self, *, chunks: int = 5, chunk_delay: float = 0.0, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.defaults = {"chunks": chunks, "chunk_delay": chunk_delay}
         self.chunks, self.chunk_delay = chunks, chunk_delay
+        self.tail_delay = 0.0  # seconds a stream stays open after its last frame before it ends (as real upstreams may)
         self.api_key = api_key  # when set, requests must carry it (Bearer, x-api-key or x-goog-api-key)
         self.requests: list[Recorded] = []
         self.responses: dict[str, dict] = {}  # made by POST /v1/responses, for GET /v1/responses/{id}
@@ -130,6 +131,7 @@ class FakeUpstream:
             self.responses.clear()
             self._faults.clear()
         self.chunks, self.chunk_delay = self.defaults["chunks"], self.defaults["chunk_delay"]
+        self.tail_delay = 0.0
 
     def fail_next(self, count: int = 1, status: int = 500, *, retry_after: float | None = None, retry_after_ms: float | None = None,
                   body: Any = None, match: str | None = None, headers: dict[str, str] | None = None) -> None:
@@ -282,6 +284,8 @@ class _Exchange:
             if index and self.delay:
                 await asyncio.sleep(self.delay)
             await self.send({"type": "http.response.body", "body": frame, "more_body": True})
+        if self.fake.tail_delay:
+            await asyncio.sleep(self.fake.tail_delay)
         await self.send({"type": "http.response.body", "body": b""})
 
     def tool(self) -> dict | None:
