@@ -247,6 +247,9 @@ def test_relayed_calls_are_recorded(tmp_path):
     from tests.support.fake_upstream import FakeUpstream
 
     with FakeUpstream(chunks=4) as fake:
+        # Each stream ends a moment after its last event: the SDK leaves at [DONE] before that end, and the
+        # tokens the upstream reported still count.
+        fake.tail_delay = 0.5
         providers = [{"name": "oa", "kind": "openai", "base_url": fake.openai_url, "api_key": "sk-up", "responses": True},
                      {"name": "an", "kind": "anthropic", "base_url": fake.url, "api_key": "sk-ant-up"}]
         routes = [{"model": "gpt-*", "provider": "oa"}, {"model": "claude-*", "provider": "an"}]

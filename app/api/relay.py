@@ -21,8 +21,9 @@ _JSON_LIMIT, _HEAD, _TAIL = 4 * 1024 * 1024, 8 * 1024, 16 * 1024
 
 async def _released(relayed: RelayResponse, metered: Callable[[dict | None], None] | None):
     """The body, and the upstream connection released however the client's stream ends (a client
-    that goes away mid-stream cancels this generator; `finally` still runs). A fully sent, successful
-    body's usage goes to `metered`."""
+    that goes away mid-stream cancels this generator; `finally` still runs). A successful body's usage
+    goes to `metered`: a JSON body's once sent whole, a stream's once its usage event has passed, even
+    if the client left before the upstream's body ended (the SDK closes a stream at `[DONE]`)."""
     sse = "text/event-stream" in relayed.headers.get("content-type", "")
     head, tail, tail_bytes, complete = bytearray(), deque(), 0, False
     try:
@@ -38,10 +39,14 @@ async def _released(relayed: RelayResponse, metered: Callable[[dict | None], Non
             yield chunk
         complete = True
     finally:
-        if relayed.close is not None:
-            await relayed.close()
-        if metered is not None and relayed.status_code < 400:  # a client that left mid-stream: a request, tokens unknown
-            metered(usage_of_relayed(bytes(head), b"".join(tail), sse=sse) if complete else None)
+        try:
+            # Before the close, which may be cancelled with the client's leaving. A client that left before
+            # the usage came (or a cut JSON body): a request, tokens unknown.
+            if metered is not None and relayed.status_code < 400:
+                metered(usage_of_relayed(bytes(head), b"".join(tail), sse=sse) if complete or sse else None)
+        finally:
+            if relayed.close is not None:
+                await relayed.close()
 
 
 def relay_response(relayed: RelayResponse, metered: Callable[[dict | None], None] | None = None) -> Stream:
