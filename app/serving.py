@@ -220,11 +220,13 @@ if HttpToolsProtocol is not None:
                 self._close()  # the body an early response left unread is over
 
         def on_response_complete(self) -> None:
+            # The cycle whose response just ended, unless a request already waits behind it: then
+            # `self.cycle` is that next request's (its response not started, its body maybe still coming).
             cycle = self.cycle
             super().on_response_complete()
             if self.transport.is_closing():
                 return
-            if cycle is not None and cycle.more_body:
+            if cycle is not None and cycle.response_complete and cycle.more_body:
                 self._linger()  # answered before the body was read whole (an early 413)
                 return
             if self.cycle is None or self.cycle.response_complete:

@@ -5,6 +5,7 @@ through settings so each test moves little data."""
 from __future__ import annotations
 
 import io
+import json
 import socket
 import threading
 import time
@@ -216,6 +217,43 @@ def test_a_body_read_whole_keeps_the_connection(server):
         second = client.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
     assert first.status_code == second.status_code == 200
     assert "connection" not in first.headers and "connection" not in second.headers
+
+
+def _read_response(sock: socket.socket, pending: bytes = b"") -> tuple[bytes, bytes]:
+    """One response with a Content-Length (status line and headers, body), and what followed it."""
+    data = pending
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection without a response (had {data[:200]!r})"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection mid-body"
+        rest += chunk
+    return head + b"\r\n\r\n" + rest[:length], rest[length:]
+
+
+def test_a_request_queued_behind_a_response_gets_its_own_answer(server):
+    # A client may send its next request as soon as it has a response's last byte (by Content-Length),
+    # before the server has finished that response: the next request waits in line, its body still on
+    # its way. The finished response must not take the waiting request for one answered before its body
+    # was read (an early 413's connection, closed after a linger): it is answered once its body is in.
+    key = new_key()
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    first = f"GET /v1/models HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}\r\n\r\n".encode()
+    queued = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}\r\n"
+              f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", _port(server)), timeout=10) as sock:
+        sock.sendall(first + queued)  # one write: the second request's head arrives while the first is served
+        models, pending = _read_response(sock)
+        assert models.startswith(b"HTTP/1.1 200"), models[:200]
+        time.sleep(0.3)  # the first response is over on the server's side too
+        sock.sendall(body)
+        answer, _ = _read_response(sock, pending)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["object"] == "chat.completion"
 
 
 # ---- 7. slow headers and connection floods ----
