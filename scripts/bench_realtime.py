@@ -3,18 +3,22 @@
     .venv/bin/python scripts/bench_realtime.py [--requests 100]
 
 One Understudy process (`understudy serve`, offline model, SQLite) and this one. The baseline is the model
-call a Realtime response makes: `POST /v1/chat/completions`, streamed (httpx), with the same instructions
-and user message. A Realtime round trip is, on one open socket (the official SDK's
-`client.realtime.connect()`): `conversation.item.create` + `response.create`, then the events up to
-`response.done`; after each round trip the item and the answer are deleted, so every round trip sends the
-model the same prompt. Time to the first text delta and to the end; sequential, alternating, `--requests`
-of each; medians and p90s, and their ratios. Also the time to open a socket (handshake + session.created)
-against a plain `GET /v1/models`.
+call a Realtime response makes: `POST /v1/chat/completions`, streamed (httpx, bytes as they arrive), with the
+same instructions and user message. A Realtime round trip is, on one open socket: `conversation.item.create`
++ `response.create`, then the events up to `response.done`; after each round trip the item and the answer
+are deleted, so every round trip sends the model the same prompt. Time to the first text delta and to the
+end; sequential, alternating, `--requests` of each; medians and p90s, and their ratios.
+
+The server's comparison reads both as they come off the wire (frames as text, like the chat bytes). The
+same round trip through the official SDK's `client.realtime.connect()` is shown beside it: the SDK parses
+every event into a typed model, which is the client's time, not the server's. Also the time to open a
+socket (handshake + session.created) against a plain `GET /v1/models`.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import statistics
 import sys
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -49,6 +54,32 @@ async def chat_once(client: httpx.AsyncClient) -> tuple[float, float]:
     if response.status_code != 200 or b"data: [DONE]" not in body or first is None:
         raise RuntimeError(f"chat: HTTP {response.status_code}: {body[-300:]!r}")
     return first - started, time.perf_counter() - started
+
+
+async def realtime_raw_once(ws) -> tuple[float, float]:
+    """The round trip on a bare socket: frames matched as text, only the ids to delete are parsed."""
+    started = time.perf_counter()
+    first = None
+    await ws.send(json.dumps({"type": "conversation.item.create",
+                              "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": PROMPT}]}}))
+    await ws.send(json.dumps({"type": "response.create"}))
+    user_id = None
+    while True:
+        frame = await ws.recv()
+        if first is None and '"response.output_text.delta"' in frame:
+            first = time.perf_counter()
+        elif user_id is None and '"conversation.item.added"' in frame:
+            user_id = json.loads(frame)["item"]["id"]
+        elif '"type":"error"' in frame:
+            raise RuntimeError(f"realtime: {frame}")
+        elif '"response.done"' in frame:
+            ended = time.perf_counter()
+            answer_id = json.loads(frame)["response"]["output"][0]["id"]
+            break
+    for item_id in (user_id, answer_id):
+        await ws.send(json.dumps({"type": "conversation.item.delete", "item_id": item_id}))
+        await ws.recv()
+    return first - started, ended - started
 
 
 async def realtime_once(conn) -> tuple[float, float]:
@@ -98,22 +129,31 @@ async def bench(url: str, requests: int) -> None:
             await conn.session.update(session={"type": "realtime", "output_modalities": ["text"], "instructions": INSTRUCTIONS,
                                                "audio": {"input": {"turn_detection": None}}})
             await conn.recv()
-            for _ in range(5):  # warm-up
-                await chat_once(http)
-                await realtime_once(conn)
-            chat, realtime = [], []
-            for _ in range(requests):
-                chat.append(await chat_once(http))
-                realtime.append(await realtime_once(conn))
+            ws_url = url.replace("http", "ws", 1) + f"/v1/realtime?model={MODEL}"
+            async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {KEY}"}) as ws:
+                await ws.recv()
+                await ws.send(json.dumps({"type": "session.update", "session": {
+                    "type": "realtime", "output_modalities": ["text"], "instructions": INSTRUCTIONS, "audio": {"input": {"turn_detection": None}}}}))
+                await ws.recv()
+                for _ in range(5):  # warm-up
+                    await chat_once(http)
+                    await realtime_raw_once(ws)
+                    await realtime_once(conn)
+                chat, raw, realtime = [], [], []
+                for _ in range(requests):
+                    chat.append(await chat_once(http))
+                    raw.append(await realtime_raw_once(ws))
+                    realtime.append(await realtime_once(conn))
         opens = [await open_once(sdk, http) for _ in range(max(10, requests // 5))]
     print(f"{requests} round trips each, sequential, offline model\n")
     print(f"{'':<40}{'median':>10}{'p90':>10}")
     rows = [("first text delta", 0), ("end (response.done / [DONE])", 1)]
     for name, index in rows:
-        c, r = stats([x[index] for x in chat]), stats([x[index] for x in realtime])
+        c, w, r = (stats([x[index] for x in runs]) for runs in (chat, raw, realtime))
         print(f"{'chat stream: ' + name:<40}{c[0] * 1000:8.2f}ms{c[1] * 1000:8.2f}ms")
-        print(f"{'realtime:    ' + name:<40}{r[0] * 1000:8.2f}ms{r[1] * 1000:8.2f}ms")
-        print(f"{'ratio realtime / chat':<40}{r[0] / c[0]:9.2f}x{r[1] / c[1]:9.2f}x\n")
+        print(f"{'realtime:    ' + name:<40}{w[0] * 1000:8.2f}ms{w[1] * 1000:8.2f}ms")
+        print(f"{'ratio realtime / chat':<40}{w[0] / c[0]:9.2f}x{w[1] / c[1]:9.2f}x")
+        print(f"{'realtime through the SDK (parsed)':<40}{r[0] * 1000:8.2f}ms{r[1] * 1000:8.2f}ms\n")
     o, g = stats([x[0] for x in opens]), stats([x[1] for x in opens])
     print(f"{'open a socket (to session.created)':<40}{o[0] * 1000:8.2f}ms{o[1] * 1000:8.2f}ms")
     print(f"{'GET /v1/models':<40}{g[0] * 1000:8.2f}ms{g[1] * 1000:8.2f}ms")
