@@ -1,7 +1,9 @@
 """Team mode end to end: the topology `make team` starts (scripts/team.py: weed mini for S3, `understudy
 serve --workers 2`, two `understudy worker`s, the machine's Redis and a fresh PostgreSQL database),
 driven by the official SDK — a streamed run, a batch surviving a SIGKILLed worker, vector-store
-ingestion with its blobs in S3, and a background response resumed from another API process."""
+ingestion with its blobs in S3, a background response resumed from another API process, and the agent
+and platform surfaces (containers, the code interpreter, skills and the shell, evals, videos, voices,
+ChatKit, reinforcement fine-tuning and checkpoint permissions) on PostgreSQL, S3 and the workers."""
 from __future__ import annotations
 
 import json
@@ -256,3 +258,88 @@ def test_background_response_resumed_from_another_api_process(team, client, tmp_
         assert len(json.loads(final.output_text)["steps"]) >= 40
     finally:
         other.stop()
+
+
+def _wait(fetch, done, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while not done(value := fetch()):
+        assert time.monotonic() < deadline, value
+        time.sleep(0.1)
+    return value
+
+
+def test_containers_code_interpreter_and_skills_in_team_mode(team, client):
+    """Rows in PostgreSQL (asyncpg is strict about types), files and skill zips in S3, background
+    responses in a worker: the code interpreter's container and the shell's skills."""
+    from tests.test_skills import skill_zip
+
+    container = client.containers.create(name="team-work")
+    client.containers.files.create(container.id, file=("numbers.txt", b"4\n5\n6\n"))
+    run = "Run this code:\n```python\nnums = [int(x) for x in open('numbers.txt')]\nopen('total.txt', 'w').write(str(sum(nums)))\nprint(sum(nums))\n```"
+    tool = {"type": "code_interpreter", "container": container.id}
+    inline = client.responses.create(model="gpt-4o-mini", input=run, tools=[tool], include=["code_interpreter_call.outputs"])
+    call = next(item for item in inline.output if item.type == "code_interpreter_call")
+    assert call.outputs[0].logs == "15\n"
+    background = client.responses.create(model="gpt-4o-mini", input="Calculate 6 * 7 and save it to answer.txt", background=True,
+                                         tools=[{"type": "code_interpreter", "container": {"type": "auto"}}])
+    background = _wait(lambda: client.responses.retrieve(background.id), lambda r: r.status not in ("queued", "in_progress"))
+    assert background.status == "completed", background.error
+    auto = next(item for item in background.output if item.type == "code_interpreter_call").container_id
+    written = {f.path: f for f in client.containers.files.list(auto)}
+    assert client.containers.files.content.retrieve(written["/mnt/data/answer.txt"].id, container_id=auto).read() == b"42\n"
+    files = {f.path: f for f in client.containers.files.list(container.id)}
+    assert client.containers.files.content.retrieve(files["/mnt/data/total.txt"].id, container_id=container.id).read() == b"15"
+
+    skill = client.skills.create(files=("greeter.zip", skill_zip(), "application/zip"))
+    assert client.skills.versions.list(skill.id).data[0].version == "1"
+    shell = {"type": "shell", "environment": {"type": "container_auto", "skills": [{"type": "skill_reference", "skill_id": skill.id}]}}
+    ran = client.responses.create(model="gpt-4o-mini", input="Run it in the shell:\n```\nsh skills/greeter/scripts/hello.sh\n```",
+                                  tools=[shell], background=True)
+    ran = _wait(lambda: client.responses.retrieve(ran.id), lambda r: r.status not in ("queued", "in_progress"))
+    assert ran.status == "completed", ran.error
+    assert next(item for item in ran.output if item.type == "shell_call_output").output[0].stdout == "hello from the skill\n"
+    assert client.skills.content.retrieve(skill.id).read()[:2] == b"PK"
+
+
+def test_evals_videos_voices_chatkit_and_fine_tuning_in_team_mode(team, client):
+    """The platform surfaces' rows in PostgreSQL, their blobs in S3, their jobs (eval runs, videos,
+    reinforcement fine-tuning) in the workers."""
+    from tests.test_voices import tone
+
+    check = {"type": "string_check", "name": "exact", "input": "{{sample.output_text}}", "reference": "{{item.answer}}", "operation": "eq"}
+    ev = client.evals.create(name="team", testing_criteria=[check], data_source_config={
+        "type": "custom", "item_schema": {"type": "object", "properties": {"answer": {"type": "string"}}}, "include_sample_schema": True})
+    content = [{"item": {"answer": a}, "sample": {"output_text": out}} for a, out in (("4", "4"), ("Paris", "Rome"), ("x", "x"))]
+    run = client.evals.runs.create(ev.id, data_source={"type": "jsonl", "source": {"type": "file_content", "content": content}})
+    run = _wait(lambda: client.evals.runs.retrieve(run.id, eval_id=ev.id), lambda r: r.status in ("completed", "failed", "canceled"))
+    assert run.status == "completed" and run.result_counts.model_dump() == {"total": 3, "errored": 0, "failed": 1, "passed": 2}
+    assert [i.status for i in client.evals.runs.output_items.list(run.id, eval_id=ev.id)] == ["pass", "fail", "pass"]
+
+    video = client.videos.create(prompt="A red fox runs through snow", seconds="4", size="720x1280")
+    video = _wait(lambda: client.videos.retrieve(video.id), lambda v: v.status in ("completed", "failed"))
+    assert video.status == "completed" and video.progress == 100, video.error
+    assert client.videos.download_content(video.id).read()[4:8] == b"ftyp"
+    assert client.videos.download_content(video.id, variant="thumbnail").read()[:4] == b"RIFF"
+
+    consent = client.audio.voice_consents.create(name="Jo", language="en-US", recording=("consent.wav", tone(150)))
+    voice = client.audio.voices.create(name="Low", consent=consent.id, audio_sample=("low.wav", tone(110)))
+    spoken = client.audio.speech.create(model="gpt-4o-mini-tts", voice={"id": voice.id}, input="Hello there.", response_format="wav").read()
+    assert spoken[:4] == b"RIFF" and len(spoken) > 1000
+    session = client.beta.chatkit.sessions.create(user="u-1", workflow={"id": "wf_team"})
+    assert session.client_secret.startswith("ek_") and client.beta.chatkit.sessions.cancel(session.id).status == "cancelled"
+
+    lines = [json.dumps({"messages": [{"role": "user", "content": f"Say anything about {i}"}], "reference": "x"}) for i in range(10)]
+    train = client.files.create(file=("rft.jsonl", ("\n".join(lines) + "\n").encode()), purpose="fine-tune")
+    grader = {"type": "text_similarity", "name": "sim", "input": "{{sample.output_text}}", "reference": "{{item.reference}}",
+              "evaluation_metric": "rouge_1"}
+    job = client.fine_tuning.jobs.create(model="gpt-4o-mini-2024-07-18", training_file=train.id, method={
+        "type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": {"n_epochs": 1}}})
+    job = _wait(lambda: client.fine_tuning.jobs.retrieve(job.id), lambda j: j.status in ("succeeded", "failed", "cancelled"), 120)
+    assert job.status == "succeeded", job.error
+    metrics = [e for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data if e.type == "metrics"]
+    assert len(metrics) == 10 and all("train_reward_mean" in e.data for e in metrics)
+    checkpoint = client.fine_tuning.jobs.checkpoints.list(job.id).data[-1].fine_tuned_model_checkpoint
+    permissions = client.fine_tuning.checkpoints.permissions
+    made = permissions.create(checkpoint, project_ids=["proj_a", "proj_b"]).data
+    assert [p.project_id for p in permissions.list(checkpoint)] == ["proj_b", "proj_a"]  # newest first, as OpenAI
+    assert permissions.delete(made[0].id, fine_tuned_model_checkpoint=checkpoint).deleted
