@@ -70,6 +70,8 @@ def plan(params: dict) -> tuple[list[LegacyChoice], dict]:
     if len(items) * n > MAX_CHOICES:
         raise invalid_request(f"The offline model answers at most {MAX_CHOICES} choices per request (prompts × n), not {len(items) * n}.",
                               param="n" if n > 1 else "prompt")
+    if echo and n * sum(count for _, count in items) * (1 + (top or 0)) > MAX_ANSWER_TOKENS:
+        _too_many_answer_tokens(echo)  # the echoed prompts alone: refused before any choice is made
     seed = seeding.request_seed(params, "completion")
     choices, completion_tokens, answer_tokens = [], 0, 0
     enc = encoding()
@@ -84,9 +86,7 @@ def plan(params: dict) -> tuple[list[LegacyChoice], dict]:
                 groups.insert(0, [enc.decode_single_token_bytes(t) for t in encode(prompt)])
             answer_tokens += sum(len(g) for g in groups) * (1 + (top or 0))
             if answer_tokens > MAX_ANSWER_TOKENS:
-                raise invalid_request(
-                    f"The answer would hold more than {MAX_ANSWER_TOKENS} tokens (echoed prompts included, times 1 + logprobs) for all choices "
-                    "together: lower 'n', 'logprobs' or the length of the echoed prompt.", param="echo" if echo else "n")
+                _too_many_answer_tokens(echo)
             logprobs = None
             if top is not None:
                 logprobs = legacy_logprobs([t for g in groups for t in g], seed, index, top, 0 if echo else len(prompt))
@@ -94,6 +94,12 @@ def plan(params: dict) -> tuple[list[LegacyChoice], dict]:
     prompt_tokens = sum(count for _, count in items)
     usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
     return choices, usage
+
+
+def _too_many_answer_tokens(echo: bool):
+    raise invalid_request(
+        f"The answer would hold more than {MAX_ANSWER_TOKENS} tokens (echoed prompts included, times 1 + logprobs) for all choices "
+        "together: lower 'n', 'logprobs' or the length of the echoed prompt.", param="echo" if echo else "n")
 
 
 def _header(meta: dict) -> dict:
