@@ -70,7 +70,8 @@ def plan(params: dict) -> tuple[list[LegacyChoice], dict]:
     if len(items) * n > MAX_CHOICES:
         raise invalid_request(f"The offline model answers at most {MAX_CHOICES} choices per request (prompts × n), not {len(items) * n}.",
                               param="n" if n > 1 else "prompt")
-    if echo and n * sum(count for _, count in items) * (1 + (top or 0)) > MAX_ANSWER_TOKENS:
+    prompt_tokens = sum(count for _, count in items)
+    if echo and n * prompt_tokens * (1 + (top or 0)) > MAX_ANSWER_TOKENS:
         _too_many_answer_tokens(echo)  # the echoed prompts alone: refused before any choice is made
     seed = seeding.request_seed(params, "completion")
     choices, completion_tokens, answer_tokens = [], 0, 0
@@ -91,7 +92,6 @@ def plan(params: dict) -> tuple[list[LegacyChoice], dict]:
             if top is not None:
                 logprobs = legacy_logprobs([t for g in groups for t in g], seed, index, top, 0 if echo else len(prompt))
             choices.append(LegacyChoice(index, pieces, logprobs, [len(g) for g in groups], emitted.finish_reason))
-    prompt_tokens = sum(count for _, count in items)
     usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
     return choices, usage
 
