@@ -38,6 +38,8 @@ KEY = "sk-bench-" + "3" * 16
 MODEL = "gpt-realtime"
 INSTRUCTIONS = "Answer briefly."
 PROMPT = "Tell me about lighthouses on rocky coasts."
+# Both sockets' session: text out, no turn detection (the round trip asks for each response).
+SESSION = {"type": "realtime", "output_modalities": ["text"], "instructions": INSTRUCTIONS, "audio": {"input": {"turn_detection": None}}}
 
 
 async def chat_once(client: httpx.AsyncClient) -> tuple[float, float]:
@@ -126,14 +128,12 @@ async def bench(url: str, requests: int) -> None:
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as http:
         async with sdk.realtime.connect(model=MODEL) as conn:
             await conn.recv()
-            await conn.session.update(session={"type": "realtime", "output_modalities": ["text"], "instructions": INSTRUCTIONS,
-                                               "audio": {"input": {"turn_detection": None}}})
+            await conn.session.update(session=SESSION)
             await conn.recv()
             ws_url = url.replace("http", "ws", 1) + f"/v1/realtime?model={MODEL}"
             async with websockets.connect(ws_url, additional_headers={"Authorization": f"Bearer {KEY}"}) as ws:
                 await ws.recv()
-                await ws.send(json.dumps({"type": "session.update", "session": {
-                    "type": "realtime", "output_modalities": ["text"], "instructions": INSTRUCTIONS, "audio": {"input": {"turn_detection": None}}}}))
+                await ws.send(json.dumps({"type": "session.update", "session": SESSION}))
                 await ws.recv()
                 for _ in range(5):  # warm-up
                     await chat_once(http)

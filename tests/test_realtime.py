@@ -16,7 +16,7 @@ import pytest
 import websockets
 
 from tests.conftest import new_key, start_server
-from tests.support.openapi import assert_matches_schema
+from tests.support.openapi import assert_matches_schema, schemas as spec_schemas
 
 MODEL = "gpt-realtime"
 
@@ -687,9 +687,7 @@ def test_transcription_and_translation_sessions_are_a_clear_400(client):
 
 def _server_event_schemas() -> dict[str, str]:
     """Each server event type the spec names, and the schema of its body."""
-    from tests.support.openapi import _spec
-
-    schemas = _spec("openai")["components"]["schemas"]
+    schemas = spec_schemas()
     names = [ref["$ref"].rsplit("/", 1)[1] for ref in schemas["RealtimeServerEvent"]["anyOf"]]
     return {schemas[name]["properties"]["type"]["enum"][0]: name for name in names}
 

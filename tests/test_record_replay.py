@@ -145,6 +145,12 @@ def test_replay_answers_the_same_flow_with_no_network(recording, replay_server):
     assert replayed["twice"] == [*recorded["twice"], recorded["twice"][-1]]
 
 
+def streamed_hello(oa: openai.OpenAI) -> str:
+    """A streamed chat completion's text, read as the SDK reads it (it closes the stream at [DONE])."""
+    return "".join(c.choices[0].delta.content or "" for c in oa.chat.completions.create(model="gpt-4o-mini", messages=[HELLO], stream=True)
+                   if c.choices)
+
+
 def test_a_stream_the_client_leaves_at_done_is_still_recorded(tmp_path):
     """The SDK closes a stream at `[DONE]`; the upstream's body may end a moment later. The client's going
     cancels the relay before that end: the recording is saved all the same, with what had arrived."""
@@ -155,8 +161,7 @@ def test_a_stream_the_client_leaves_at_done_is_still_recorded(tmp_path):
         oa, ac = clients(server)
         try:
             with oa, ac:
-                text = "".join(c.choices[0].delta.content or "" for c in oa.chat.completions.create(
-                    model="gpt-4o-mini", messages=[HELLO], stream=True) if c.choices)
+                text = streamed_hello(oa)
                 with ac.messages.stream(model="claude-sonnet-4-6", max_tokens=64, messages=[HELLO]) as stream:
                     anthropic_text = stream.get_final_text()
             deadline = time.monotonic() + 5
@@ -173,8 +178,7 @@ def test_a_stream_the_client_leaves_at_done_is_still_recorded(tmp_path):
     oa, ac = clients(replay)
     try:
         with oa, ac:
-            again = "".join(c.choices[0].delta.content or "" for c in oa.chat.completions.create(
-                model="gpt-4o-mini", messages=[HELLO], stream=True) if c.choices)
+            again = streamed_hello(oa)
     finally:
         replay.stop()
     assert again == text

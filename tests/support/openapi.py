@@ -32,6 +32,11 @@ def _spec(which: str) -> dict:
         return _fix_nullable(yaml.load(fh, Loader=loader))
 
 
+def schemas(which: str = "openai") -> dict:
+    """The spec's component schemas, by name (nullable already rewritten as JSON Schema)."""
+    return _spec(which)["components"]["schemas"]
+
+
 @cache
 def _validator(schema_name: str, which: str) -> jsonschema.Draft202012Validator:
     spec = _spec(which)
